@@ -16,15 +16,27 @@ class SystemClock:
         return datetime.now(UTC)
 
 
-class ManualClock:
-    """A clock tests move by hand. Starts at the real time unless told otherwise."""
+class OffsetClock:
+    """Real time plus an offset tests can push forward ("move the clock") while time still runs."""
 
-    def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime.now(UTC)
-        self._offset = timedelta()
+    def __init__(self) -> None:
+        self.offset = timedelta()
 
     def now(self) -> datetime:
-        return self._now + self._offset
+        return datetime.now(UTC) + self.offset
 
     def advance(self, delta: timedelta | float) -> None:
-        self._offset += delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
+        self.offset += delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
+
+
+class FrozenClock:
+    """A clock that stands still until moved; for unit tests of time arithmetic."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta | float) -> None:
+        self._now += delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
