@@ -1,0 +1,90 @@
+"""Client configuration and the two kinds of credentials an account can carry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# What Opsdeck needs from Reddit. `vote` is deliberately absent and refused: we never vote.
+DEFAULT_SCOPES: tuple[str, ...] = (
+    "identity",
+    "read",
+    "submit",
+    "flair",
+    "privatemessages",
+    "history",
+    "edit",
+)
+FORBIDDEN_SCOPES = frozenset({"vote"})
+
+
+def build_user_agent(platform: str, app_id: str, version: str, username: str) -> str:
+    """Reddit's required User-Agent form: `<platform>:<app id>:<version> (by /u/<name>)`."""
+    name = username.strip()
+    for prefix in ("/u/", "u/"):
+        if name.lower().startswith(prefix):
+            name = name[len(prefix) :]
+    parts = {"platform": platform, "app_id": app_id, "version": version, "username": name}
+    empty = [key for key, value in parts.items() if not str(value).strip()]
+    if empty:
+        raise ValueError(f"user agent needs a non-empty {', '.join(empty)}")
+    return f"{platform.strip()}:{app_id.strip()}:{version.strip()} (by /u/{name})"
+
+
+@dataclass(frozen=True, slots=True)
+class RedditConfig:
+    """Where Reddit is and how patiently to talk to it.
+
+    `media_upload_url` replaces the S3 upload address Reddit hands out (`https:` + `args.action`);
+    only tests set it, to point uploads at a fake. The submitted image URL is still built from
+    Reddit's action, as Reddit expects.
+    """
+
+    user_agent: str
+    oauth_url: str = "https://oauth.reddit.com"
+    www_url: str = "https://www.reddit.com"
+    timeout: float = 30.0
+    max_retries: int = 3
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 30.0
+    refresh_margin: float = 60.0
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    media_upload_url: str | None = None
+    # How often / how long submit_image looks for its new post in /user/{me}/submitted.
+    image_lookup_attempts: int = 5
+    image_lookup_delay: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.user_agent.strip():
+            raise ValueError("Reddit needs an honest User-Agent; see build_user_agent()")
+        bad = FORBIDDEN_SCOPES.intersection(self.scopes)
+        if bad:
+            raise ValueError(f"Opsdeck never requests the {', '.join(sorted(bad))} scope")
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be 0 or more")
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCredentials:
+    """A script app used by one of its own developer accounts (password grant, no refresh token).
+
+    `otp` is the two-factor code, or a function returning the current one.
+    """
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    username: str
+    password: str = field(repr=False)
+    otp: str | Callable[[], str] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenCredentials:
+    """A web or installed app the account authorised once; installed apps have an empty secret."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+
+
+Credentials = ScriptCredentials | RefreshTokenCredentials
