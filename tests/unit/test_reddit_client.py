@@ -716,3 +716,16 @@ async def test_info_asks_in_batches_of_100(fake: FakeReddit, alice: RedditClient
     stats = {p.fullname: p for p in found}[posts[3].fullname]
     assert (stats.score, stats.num_comments, stats.removed_by_category) == (42, 5, "moderator")
     assert {p.fullname: p for p in found}[posts[4].fullname].removed_by_category is None
+
+
+async def test_defaults_run_on_real_time() -> None:
+    """No injected clock or sleep: the system clock on both sides (as end-to-end runs use)."""
+    async with FakeReddit() as fake:
+        fake.add_account("alice", "alice-pw", APP, SECRET)
+        fake.add_subreddit("testsub")
+        registry = RateBudgetRegistry()
+        creds = ScriptCredentials(APP, SECRET, "alice", "alice-pw")
+        async with RedditClient(fake.client_config(), creds, registry.get(APP)) as client:
+            result = await client.submit("testsub", "self", "Real time", text="x")
+            assert (await client.recent_submission("Real time", "testsub")) is not None
+    assert result.fullname == fake.posts[0].fullname
