@@ -1,4 +1,4 @@
-"""Domain errors. The bot maps each to operator-facing text; never raise bare Exception from core."""
+"""Domain errors. The bot maps each to operator-facing text."""
 
 from __future__ import annotations
 

@@ -1,0 +1,423 @@
+"""The job engine: claims due jobs from the `jobs` table and runs them (DESIGN.md §3).
+
+APScheduler does the timing only: a fallback poll, a one-shot wake-up armed for the earliest
+known `run_at`, the lease heartbeat, and periodic schedules that *enqueue* with a dedupe key.
+The table stays the source of truth, so several processes can share one database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.clock import Clock, SystemClock
+from core.jobs.backoff import retry_delay
+from core.jobs.context import JobContext
+from core.jobs.queue import enqueue
+from core.jobs.registry import JobRegistry, PermanentFailure, RetryLater
+from core.notifier import Notifier, NullNotifier
+from core.settings import JobSettings
+from storage.models import JobStatus
+from storage.repositories import jobs as job_repo
+from storage.repositories import tenants as tenant_repo
+from storage.repositories.jobs import ClaimedJob
+
+log = logging.getLogger(__name__)
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # shared interval boundaries for every process
+ERROR_TEXT_LIMIT = 4000
+
+# (kind, final status, seconds) after every run; metrics subscribe here.
+RunListener = Callable[[str, str, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodicSpec:
+    name: str
+    kind: str
+    seconds: int | None = None
+    cron: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    tenant_slug: str = tenant_repo.DEFAULT_SLUG
+
+
+class JobEngine:
+    """One per process. `start()` begins claiming; `stop()` drains and releases leases."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        registry: JobRegistry,
+        settings: JobSettings,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        deps: dict[str, Any] | None = None,
+        worker_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.registry = registry
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or NullNotifier()
+        self.deps = deps if deps is not None else {}
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.rng = rng or random.Random()
+        self.listeners: list[RunListener] = []
+        self._periodic: list[PeriodicSpec] = []
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._stop_reason: dict[int, str] = {}
+        self._pump_lock = asyncio.Lock()
+        self._pump_again = False
+        self._accepting = False
+        self._armed_at: datetime | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- life cycle ------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._accepting and self._scheduler is not None and self._scheduler.running
+
+    @property
+    def active_job_ids(self) -> list[int]:
+        return list(self._tasks)
+
+    def add_periodic(self, spec: PeriodicSpec) -> None:
+        if (spec.seconds is None) == (spec.cron is None):
+            raise ValueError("a periodic schedule needs exactly one of seconds or cron")
+        self._periodic.append(spec)
+
+    async def start(self) -> None:
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        sched = self._scheduler
+        common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        sched.add_job(
+            self.pump, IntervalTrigger(seconds=self.settings.poll_seconds), id="pump", **common
+        )
+        sched.add_job(
+            self._heartbeat,
+            IntervalTrigger(seconds=max(0.2, self.settings.lease_seconds / 3)),
+            id="heartbeat",
+            **common,
+        )
+        for spec in self._periodic:
+            trigger = (
+                IntervalTrigger(seconds=spec.seconds, start_date=_EPOCH)
+                if spec.seconds
+                else CronTrigger.from_crontab(spec.cron, timezone=UTC)
+            )
+            sched.add_job(
+                self._enqueue_periodic, trigger, args=[spec], id=f"periodic:{spec.name}", **common
+            )
+        sched.start()
+        self._accepting = True
+        log.info(
+            "job engine %s started (concurrency %d)", self.worker_id, self.settings.concurrency
+        )
+        self._spawn(self.pump())
+
+    async def stop(self, grace_seconds: float | None = None) -> None:
+        """Stop claiming, let running jobs finish for a grace period, then release their leases."""
+        self._accepting = False
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        grace = self.settings.shutdown_timeout_seconds if grace_seconds is None else grace_seconds
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for job_id, task in list(self._tasks.items()):
+                if task in pending:
+                    self._stop_reason[job_id] = "shutdown"
+                    task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        log.info("job engine %s stopped", self.worker_id)
+
+    # -- waking up ---------------------------------------------------------------------------
+    def wake_at(self, run_at: datetime) -> None:
+        """A job was scheduled for `run_at`: make sure we are awake then, not at the next poll."""
+        if not self._accepting or self._scheduler is None:
+            return
+        delay = (run_at - self.clock.now()).total_seconds()
+        if delay <= 0.001:
+            self._spawn(self.pump())
+            return
+        if self._armed_at is not None and self._armed_at <= run_at:
+            return
+        self._arm(run_at, delay)
+
+    def _arm(self, run_at: datetime, delay: float) -> None:
+        assert self._scheduler is not None
+        self._armed_at = run_at
+        when = datetime.now(UTC) + timedelta(seconds=delay)  # scheduler runs on real time
+        self._scheduler.add_job(
+            self._on_wake,
+            DateTrigger(run_date=when),
+            id="wake",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    async def _on_wake(self) -> None:
+        # Spawned, not awaited: the pump re-arms this very job, which must not be "running".
+        self._armed_at = None
+        self._spawn(self.pump())
+
+    async def _arm_next(self) -> None:
+        now = self.clock.now()
+        async with self.sessionmaker() as session:
+            nxt = await job_repo.next_wakeup(session, now)
+        if nxt is not None and self._accepting:
+            delay = (nxt - now).total_seconds()
+            if self._armed_at is None or nxt < self._armed_at or self._armed_at <= now:
+                self._arm(nxt, max(delay, 0.0))
+
+    # -- claiming ------------------------------------------------------------------------------
+    async def pump(self) -> None:
+        """Claim as many due jobs as there is capacity for, and start them."""
+        if not self._accepting:
+            return
+        if self._pump_lock.locked():
+            self._pump_again = True
+            return
+        async with self._pump_lock:
+            try:
+                while self._accepting:
+                    self._pump_again = False
+                    capacity = self.settings.concurrency - len(self._tasks)
+                    if capacity <= 0:
+                        break
+                    claimed = await self._claim(capacity)
+                    for job in claimed:
+                        self._tasks[job.id] = asyncio.create_task(
+                            self._run(job), name=f"job-{job.id}"
+                        )
+                    if len(claimed) < capacity and not self._pump_again:
+                        break
+                if len(self._tasks) < self.settings.concurrency:
+                    await self._arm_next()
+            except Exception:
+                log.exception("job pump failed; the next poll will try again")
+
+    async def _claim(self, limit: int) -> list[ClaimedJob]:
+        now = self.clock.now()
+        lease = timedelta(seconds=self.settings.lease_seconds)
+        async with self.sessionmaker() as session, session.begin():
+            return await job_repo.claim(
+                session, worker=self.worker_id, now=now, lease=lease, limit=limit
+            )
+
+    async def _heartbeat(self) -> None:
+        ids = list(self._tasks)
+        if not ids:
+            return
+        now = self.clock.now()
+        lease = timedelta(seconds=self.settings.lease_seconds)
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                held = await job_repo.heartbeat(
+                    session, worker=self.worker_id, ids=ids, now=now, lease=lease
+                )
+        except Exception:
+            log.exception("lease heartbeat failed")
+            return
+        for job_id in ids:
+            task = self._tasks.get(job_id)
+            if task is None:
+                continue
+            if job_id not in held:
+                self._interrupt(job_id, "lost")
+            elif held[job_id]:
+                self._interrupt(job_id, "cancel")
+
+    def request_cancel(self, job_id: int) -> bool:
+        """Interrupt a job running in this process (its row already says cancel_requested)."""
+        return self._interrupt(job_id, "cancel")
+
+    def _interrupt(self, job_id: int, reason: str) -> bool:
+        task = self._tasks.get(job_id)
+        if task is None or task.done():
+            return False
+        self._stop_reason[job_id] = reason
+        task.cancel()
+        return True
+
+    # -- running ---------------------------------------------------------------------------------
+    async def _run(self, job: ClaimedJob) -> None:
+        started = time.perf_counter()
+        status = JobStatus.running
+        try:
+            status = await self._execute(job)
+        finally:
+            self._tasks.pop(job.id, None)
+            self._stop_reason.pop(job.id, None)
+            elapsed = time.perf_counter() - started
+            for listener in self.listeners:
+                listener(job.kind, str(status), elapsed)
+            if self._accepting:
+                self._spawn(self.pump())
+
+    async def _execute(self, job: ClaimedJob) -> str:
+        kind = self.registry.get(job.kind)
+        if job.cancel_requested:
+            return await self._finish(
+                job, JobStatus.cancelled, last_error="cancelled before it ran"
+            )
+        if kind is None:
+            return await self._die(job, f"unknown job kind {job.kind!r}")
+        if job.attempts > job.max_attempts:
+            return await self._die(job, "its worker stopped mid-run too many times (lease expired)")
+        ctx = JobContext(
+            job_id=job.id,
+            tenant_id=job.tenant_id,
+            kind=job.kind,
+            payload=dict(job.payload or {}),
+            attempt=job.attempts,
+            max_attempts=job.max_attempts,
+            sessionmaker=self.sessionmaker,
+            clock=self.clock,
+            notifier=self.notifier,
+            deps=self.deps,
+        )
+        try:
+            if kind.timeout_seconds:
+                result = await asyncio.wait_for(kind.handler(ctx), kind.timeout_seconds)
+            else:
+                result = await kind.handler(ctx)
+        except asyncio.CancelledError:
+            reason = self._stop_reason.get(job.id)
+            if reason == "cancel":
+                return await self._finish(
+                    job, JobStatus.cancelled, last_error="cancelled while running"
+                )
+            if reason == "shutdown":
+                async with self.sessionmaker() as session, session.begin():
+                    await job_repo.release(
+                        session, worker=self.worker_id, ids=[job.id], now=self.clock.now()
+                    )
+                return "released"
+            if reason == "lost":
+                log.warning("job %s: lease lost to another worker; stopped here", job.id)
+                return "lost"
+            raise
+        except RetryLater as exc:
+            run_at = self.clock.now() + timedelta(seconds=max(0.0, exc.seconds))
+            status = await self._finish(
+                job,
+                JobStatus.queued,
+                run_at=run_at,
+                attempts=job.attempts - 1,
+                last_error=_short(f"rescheduled: {exc.message}"),
+            )
+            self.wake_at(run_at)
+            return status
+        except PermanentFailure as exc:
+            return await self._die(job, exc.message)
+        except Exception as exc:
+            error = _describe(exc)
+            if job.attempts >= job.max_attempts:
+                return await self._die(job, error)
+            delay = retry_delay(
+                job.attempts,
+                self.settings.backoff_base_seconds,
+                self.settings.backoff_cap_seconds,
+                self.rng,
+            )
+            run_at = self.clock.now() + timedelta(seconds=delay)
+            log.info(
+                "job %s (%s) attempt %d failed: %s; retry in %.0fs",
+                job.id,
+                job.kind,
+                job.attempts,
+                error,
+                delay,
+            )
+            status = await self._finish(job, JobStatus.failed, run_at=run_at, last_error=error)
+            self.wake_at(run_at)
+            return status
+        return await self._finish(job, JobStatus.succeeded, result=result, last_error=None)
+
+    async def _die(self, job: ClaimedJob, error: str) -> str:
+        status = await self._finish(job, JobStatus.dead, last_error=_short(error))
+        if status == JobStatus.dead:
+            log.warning("job %s (%s) is dead: %s", job.id, job.kind, error)
+            self._spawn(self.notifier.job_needs_attention(job.tenant_id, job.id, "dead"))
+        return status
+
+    async def _finish(self, job: ClaimedJob, status: str, **values: Any) -> str:
+        now = self.clock.now()
+        values.setdefault("updated_at", now)
+        if status in (JobStatus.succeeded, JobStatus.dead, JobStatus.cancelled):
+            values.setdefault("finished_at", now)
+        async with self.sessionmaker() as session, session.begin():
+            ok = await job_repo.finish(
+                session, job_id=job.id, worker=self.worker_id, values={"status": status, **values}
+            )
+        if not ok:
+            log.warning(
+                "job %s: outcome %s not written, the lease was no longer ours", job.id, status
+            )
+            return "lost"
+        return status
+
+    # -- periodic work ------------------------------------------------------------------------
+    async def _enqueue_periodic(self, spec: PeriodicSpec) -> None:
+        now = self.clock.now()
+        if spec.seconds:
+            slot = int(now.timestamp() // spec.seconds * spec.seconds)
+        else:
+            slot = int(now.timestamp() // 60 * 60)
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                tenant = await tenant_repo.get_by_slug(session, spec.tenant_slug)
+                if tenant is None:
+                    return
+                job_id = await enqueue(
+                    session,
+                    tenant_id=tenant.id,
+                    kind=spec.kind,
+                    now=now,
+                    payload=dict(spec.payload),
+                    dedupe_key=f"periodic:{spec.name}:{slot}",
+                    max_attempts=self.settings.default_max_attempts,
+                )
+        except Exception:
+            log.exception("periodic %s: could not enqueue", spec.name)
+            return
+        if job_id is not None:
+            self._spawn(self.pump())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= ERROR_TEXT_LIMIT else text[: ERROR_TEXT_LIMIT - 1] + "…"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    message = getattr(exc, "message", None) or str(exc)
+    return _short(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)

@@ -1,0 +1,44 @@
+"""Recording and reading the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.actor import Actor
+from core.clock import Clock
+from storage.models import AuditEntry, Role
+from storage.repositories import audit as audit_repo
+
+
+async def record(
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    tenant_id: int,
+    actor: Actor | None,
+    action: str,
+    target: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Add an audit row in the caller's transaction (it lands with the change it describes)."""
+    await audit_repo.add(
+        session,
+        tenant_id=tenant_id,
+        actor_id=actor.user_id if actor else None,
+        action=action,
+        target=target,
+        details=details,
+        at=clock.now(),
+    )
+
+
+class AuditService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def latest(self, actor: Actor, limit: int = 20, offset: int = 0) -> list[AuditEntry]:
+        """The newest entries of the actor's workspace; owners only."""
+        actor.require(Role.owner, "read the audit log")
+        return await audit_repo.latest(self.session, actor.tenant_id, limit, offset)

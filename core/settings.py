@@ -1,0 +1,198 @@
+"""Configuration, read from the environment and `.env` (DESIGN.md §7: these names are public).
+
+One pydantic-settings class per concern; `Settings.load()` assembles them and turns a missing
+or malformed value into a single `ConfigError` line that names the variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import ConfigError
+
+_ENV = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+
+class TelegramSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_ENV, env_prefix="TELEGRAM_")
+
+    bot_token: SecretStr | None = None
+    api_url: str = "https://api.telegram.org"
+    api_is_local: bool = False
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_path: str = "/telegram/webhook"
+
+
+class OpsdeckSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_ENV, env_prefix="OPSDECK_")
+
+    owner_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    secret_key: SecretStr | None = None
+    data_dir: Path = Path("./data")
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("owner_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
+            try:
+                return [int(p) for p in parts]
+            except ValueError as exc:
+                msg = f"not a comma-separated list of numeric user ids: {value!r}"
+                raise ValueError(msg) from exc
+        if isinstance(value, int):
+            return [value]
+        return value
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_ENV, env_prefix="DATABASE_")
+
+    url: str | None = None
+    echo: bool = False
+
+
+class HttpSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_ENV, env_prefix="HTTP_")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+class PublicSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_ENV, env_prefix="PUBLIC_")
+
+    base_url: str | None = None
+
+
+class VaultSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_ENV, env_prefix="VAULT_")
+
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    max_file_bytes: int = 2 * 1024**3
+
+
+class RedditSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_ENV, env_prefix="REDDIT_")
+
+    oauth_url: str = "https://oauth.reddit.com"
+    www_url: str = "https://www.reddit.com"
+    user_agent: str = "python:opsdeck:0.1.0 (by /u/opsdeck)"
+
+
+class JobSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_ENV, env_prefix="JOBS_")
+
+    concurrency: int = 8
+    lease_seconds: float = 60.0
+    poll_seconds: float = 2.0
+    backoff_base_seconds: float = 10.0
+    backoff_cap_seconds: float = 3600.0
+    default_max_attempts: int = 5
+    shutdown_timeout_seconds: float = 30.0
+    retention_days: int = 30
+    audit_retention_days: int = 365
+    maintenance_interval_seconds: int = 3600
+
+
+class Settings(BaseModel):
+    """Everything the factory needs, with derived defaults filled in."""
+
+    telegram: TelegramSettings
+    opsdeck: OpsdeckSettings
+    database: DatabaseSettings
+    http: HttpSettings
+    public: PublicSettings
+    vault: VaultSettings
+    reddit: RedditSettings
+    jobs: JobSettings
+
+    @classmethod
+    def load(cls, env_file: str | Path | None = ".env", **overrides: BaseSettings) -> Settings:
+        """Read every concern; raise ConfigError with one clear line on bad values."""
+        kinds = {
+            "telegram": TelegramSettings,
+            "opsdeck": OpsdeckSettings,
+            "database": DatabaseSettings,
+            "http": HttpSettings,
+            "public": PublicSettings,
+            "vault": VaultSettings,
+            "reddit": RedditSettings,
+            "jobs": JobSettings,
+        }
+        parts: dict[str, BaseSettings] = {}
+        for name, kind in kinds.items():
+            if name in overrides:
+                parts[name] = overrides[name]
+                continue
+            try:
+                parts[name] = kind(_env_file=env_file)  # type: ignore[call-arg]
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                prefix = kind.model_config.get("env_prefix", "")
+                var = f"{prefix}{err['loc'][0]}".upper() if err["loc"] else prefix
+                raise ConfigError(f"{var}: {err['msg']}") from None
+        return cls(**parts)
+
+    # -- derived values -------------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return self.opsdeck.data_dir.expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'opsdeck.db'}"
+
+    @property
+    def vault_storage_url(self) -> str:
+        return self.vault.storage_url or str(self.data_dir / "vault")
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.public.base_url or f"http://{self.http.host}:{self.http.port}").rstrip("/")
+
+    def require_runtime(self) -> None:
+        """What the bot cannot start without; one line each, naming the variable."""
+        if not self.telegram.bot_token or not self.telegram.bot_token.get_secret_value():
+            raise ConfigError(
+                "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather (/newbot) in "
+                "Telegram and put the token it gives you in .env or the environment."
+            )
+        if not self.opsdeck.owner_ids:
+            raise ConfigError(
+                "OPSDECK_OWNER_IDS is not set: give the numeric Telegram user ids of the owners, "
+                "comma-separated (send /start to @userinfobot to learn yours)."
+            )
+
+    def secret_key(self) -> bytes:
+        """OPSDECK_SECRET_KEY, or a key generated once into the data dir (mode 0600)."""
+        if self.opsdeck.secret_key:
+            return self.opsdeck.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_urlsafe(48))
+            tmp.chmod(0o600)
+            tmp.replace(path)
+        return path.read_text().strip().encode()
+
+    def webhook_secret(self) -> str:
+        """TELEGRAM_WEBHOOK_SECRET, or one derived from the secret key (stable across restarts)."""
+        if self.telegram.webhook_secret:
+            return self.telegram.webhook_secret.get_secret_value()
+        import hashlib
+
+        return hashlib.sha256(b"webhook:" + self.secret_key()).hexdigest()[:64]

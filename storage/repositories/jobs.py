@@ -1,0 +1,252 @@
+"""Job rows: insert with dedupe, atomic claim with a lease, heartbeat, finish, queries.
+
+Callers own the transaction; nothing here commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Job, JobStatus, Tenant
+
+RUNNABLE = (JobStatus.queued, JobStatus.failed)
+FINISHED = (JobStatus.succeeded, JobStatus.cancelled, JobStatus.dead)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    tenant_id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    run_at: datetime
+    cancel_requested: bool
+
+
+async def insert(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    """Insert a job; with a dedupe_key already taken, insert nothing and return None."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    if values.get("dedupe_key") is None:
+        result = await session.execute(Job.__table__.insert().values(**values).returning(Job.id))
+        return result.scalar_one()
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Job.__table__)
+    stmt = ins.values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    result = await session.execute(stmt.returning(Job.id))
+    return result.scalar_one_or_none()
+
+
+async def insert_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk insert without dedupe (benchmarks, backfills that fan out)."""
+    if rows:
+        await session.execute(Job.__table__.insert(), list(rows))
+
+
+async def find_by_dedupe_key(session: AsyncSession, key: str) -> Job | None:
+    return (await session.execute(select(Job).where(Job.dedupe_key == key))).scalar_one_or_none()
+
+
+def _due_condition(now: datetime) -> Any:
+    paused = select(Tenant.id).where(Tenant.queue_paused.is_(True))
+    return and_(
+        or_(
+            and_(Job.status.in_(RUNNABLE), Job.run_at <= now),
+            and_(Job.status == JobStatus.running, Job.lease_expires_at < now),
+        ),
+        Job.tenant_id.not_in(paused),
+    )
+
+
+async def claim(
+    session: AsyncSession, *, worker: str, now: datetime, lease: timedelta, limit: int
+) -> list[ClaimedJob]:
+    """Atomically take up to `limit` due jobs (or jobs whose lease expired) for `worker`.
+
+    One statement: PostgreSQL locks the chosen rows with FOR UPDATE SKIP LOCKED so concurrent
+    workers pick disjoint sets; SQLite runs the whole UPDATE under its single write lock.
+    """
+    chosen = (
+        select(Job.id)
+        .where(_due_condition(now))
+        .order_by(Job.priority.desc(), Job.run_at, Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(Job)
+        .where(Job.id.in_(chosen))
+        .values(
+            status=JobStatus.running,
+            lease_owner=worker,
+            lease_expires_at=now + lease,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            updated_at=now,
+        )
+        .returning(
+            Job.id,
+            Job.tenant_id,
+            Job.kind,
+            Job.payload,
+            Job.attempts,
+            Job.max_attempts,
+            Job.run_at,
+            Job.cancel_requested,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    rows = (await session.execute(stmt)).all()
+    return [ClaimedJob(*row) for row in rows]
+
+
+async def heartbeat(
+    session: AsyncSession, *, worker: str, ids: Sequence[int], now: datetime, lease: timedelta
+) -> dict[int, bool]:
+    """Extend the leases `worker` still holds; returns {id: cancel_requested} for those held."""
+    if not ids:
+        return {}
+    stmt = (
+        update(Job)
+        .where(Job.id.in_(ids), Job.lease_owner == worker, Job.status == JobStatus.running)
+        .values(lease_expires_at=now + lease)
+        .returning(Job.id, Job.cancel_requested)
+        .execution_options(synchronize_session=False)
+    )
+    return {row[0]: row[1] for row in (await session.execute(stmt)).all()}
+
+
+async def finish(
+    session: AsyncSession, *, job_id: int, worker: str, values: dict[str, Any]
+) -> bool:
+    """Write the outcome of a run, only if `worker` still holds the lease."""
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == worker, Job.status == JobStatus.running)
+        .values(lease_owner=None, lease_expires_at=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).rowcount == 1
+
+
+async def release(session: AsyncSession, *, worker: str, ids: Sequence[int], now: datetime) -> int:
+    """Give back leases at shutdown: the jobs are queued again and the attempt is not counted."""
+    if not ids:
+        return 0
+    stmt = (
+        update(Job)
+        .where(Job.id.in_(ids), Job.lease_owner == worker, Job.status == JobStatus.running)
+        .values(
+            status=JobStatus.queued,
+            lease_owner=None,
+            lease_expires_at=None,
+            attempts=Job.attempts - 1,
+            run_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).rowcount
+
+
+async def next_wakeup(session: AsyncSession, now: datetime) -> datetime | None:
+    """The earliest future moment a job becomes due or a lease runs out."""
+    q1 = select(func.min(Job.run_at)).where(Job.status.in_(RUNNABLE), Job.run_at > now)
+    q2 = select(func.min(Job.lease_expires_at)).where(Job.status == JobStatus.running)
+    times = []
+    for query in (q1, q2):
+        value = (await session.execute(query)).scalar()
+        if value is not None:
+            times.append(value)
+    return min(times) if times else None
+
+
+async def get(session: AsyncSession, job_id: int, tenant_id: int | None = None) -> Job | None:
+    stmt = select(Job).where(Job.id == job_id)
+    if tenant_id is not None:
+        stmt = stmt.where(Job.tenant_id == tenant_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_for_update(session: AsyncSession, job_id: int, tenant_id: int) -> Job | None:
+    stmt = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    statuses: Sequence[str] | None,
+    kind: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[Job], int]:
+    conds = [Job.tenant_id == tenant_id]
+    if statuses:
+        conds.append(Job.status.in_(statuses))
+    if kind:
+        conds.append(Job.kind == kind)
+    total = (
+        await session.execute(select(func.count()).select_from(Job).where(*conds))
+    ).scalar_one()
+    rows = (
+        (
+            await session.execute(
+                select(Job)
+                .where(*conds)
+                .order_by(Job.updated_at.desc(), Job.id.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return list(rows), total
+
+
+async def ids_with_status(
+    session: AsyncSession, tenant_id: int, statuses: Sequence[str]
+) -> list[int]:
+    stmt = select(Job.id).where(Job.tenant_id == tenant_id, Job.status.in_(statuses))
+    return list((await session.execute(stmt.order_by(Job.id))).scalars().all())
+
+
+async def count_by_status(session: AsyncSession, tenant_id: int | None = None) -> dict[str, int]:
+    stmt = select(Job.status, func.count()).group_by(Job.status)
+    if tenant_id is not None:
+        stmt = stmt.where(Job.tenant_id == tenant_id)
+    return {status: n for status, n in (await session.execute(stmt)).all()}
+
+
+async def prune_finished(session: AsyncSession, before: datetime) -> int:
+    stmt = delete(Job).where(Job.status.in_(FINISHED), Job.finished_at < before)
+    return (await session.execute(stmt.execution_options(synchronize_session=False))).rowcount
+
+
+async def transition(
+    session: AsyncSession,
+    *,
+    job_id: int,
+    tenant_id: int,
+    from_statuses: Sequence[str],
+    values: dict[str, Any],
+) -> Job | None:
+    """Move a job between states only if it is still in one of `from_statuses` (no races)."""
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.status.in_(from_statuses))
+        .values(**values)
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
