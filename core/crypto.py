@@ -70,7 +70,7 @@ class Signer:
 
 
 def new_claim_code() -> str:
-    """256 bits of randomness, URL-safe: 43 characters of A-Z a-z 0-9 _ - (fits a /start payload)."""
+    """256 random bits as 43 URL-safe characters (A-Z a-z 0-9 _ -), within a /start payload."""
     return secrets.token_urlsafe(32)
 
 
@@ -79,11 +79,9 @@ def hash_code(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
-def mask(secret: str | None, keep: int = 4) -> str:
-    """`abcd…` style masking for showing that a secret is set without showing it."""
-    if not secret:
-        return "not set"
-    return "•" * 8 if len(secret) <= keep * 2 else f"{secret[:keep]}…({len(secret)} chars)"
+def mask(secret: str | None) -> str:
+    """Show that a secret is set without showing any of it."""
+    return "•••••••• (set)" if secret else "not set"
 
 
 def _b64(data: bytes) -> str:
