@@ -241,12 +241,16 @@ async def transition(
     from_statuses: Sequence[str],
     values: dict[str, Any],
 ) -> Job | None:
-    """Move a job between states only if it is still in one of `from_statuses` (no races)."""
+    """Move a job between states only if it is still in one of `from_statuses` (no races).
+
+    Returns the job as it is now: `populate_existing` refreshes an instance the session already
+    holds (callers often read the job first), which RETURNING alone would hand back unchanged.
+    """
     stmt = (
         update(Job)
         .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.status.in_(from_statuses))
         .values(**values)
         .returning(Job)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
