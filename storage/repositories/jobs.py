@@ -158,9 +158,15 @@ async def release(session: AsyncSession, *, worker: str, ids: Sequence[int], now
 
 
 async def next_wakeup(session: AsyncSession, now: datetime) -> datetime | None:
-    """The earliest future moment a job becomes due or a lease runs out."""
+    """The earliest future moment a job becomes due or a lease runs out.
+
+    Only future moments: what is due already was offered to the claim that ran just before;
+    if it was not taken (its tenant is paused), arming for a past time would spin the pump.
+    """
     q1 = select(func.min(Job.run_at)).where(Job.status.in_(RUNNABLE), Job.run_at > now)
-    q2 = select(func.min(Job.lease_expires_at)).where(Job.status == JobStatus.running)
+    q2 = select(func.min(Job.lease_expires_at)).where(
+        Job.status == JobStatus.running, Job.lease_expires_at >= now
+    )
     times = []
     for query in (q1, q2):
         value = (await session.execute(query)).scalar()
