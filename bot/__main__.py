@@ -1,0 +1,75 @@
+"""`python -m bot run | migrate`: start the bot, or apply database migrations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from core.errors import ConfigError
+from core.settings import Settings
+
+log = logging.getLogger("opsdeck")
+
+
+async def _run(settings: Settings) -> None:
+    from bot.app import Opsdeck
+
+    app = Opsdeck(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+        await stop.wait()
+        log.info("signal received: finishing in-flight work")
+    finally:
+        await app.stop()
+
+
+async def _migrate(settings: Settings) -> None:
+    from storage import migrate
+    from storage.db import create_engine
+
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate.upgrade(engine)
+        log.info("database at revision %s", await migrate.current_revision(engine))
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Opsdeck operations bot")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "run", help="start the bot (polling, or webhook when TELEGRAM_WEBHOOK_URL is set)"
+    )
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    args = parser.parse_args(argv)
+
+    from bot.logs import setup_logging
+
+    try:
+        settings = Settings.load()
+        setup_logging(settings.opsdeck.log_level, settings.opsdeck.log_json)
+        if args.command == "run":
+            settings.require_runtime()
+            asyncio.run(_run(settings))
+        elif args.command == "migrate":
+            asyncio.run(_migrate(settings))
+    except ConfigError as exc:
+        print(f"opsdeck: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The one factory: settings → database → services → Bot → Dispatcher → web app → job engine.
+
+Nothing is created at import time. `Opsdeck.start()` brings the process up; `stop()` stops
+taking updates, finishes what is in flight and releases job leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from urllib.parse import urlparse
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiohttp import web
+
+from bot import commands
+from bot.handlers import audit, common, errors, fallback, jobs, me, operators, queue
+from bot.logs import REDACTOR
+from bot.middlewares.context import ContextMiddleware
+from bot.notifier import TelegramNotifier
+from bot.telegram_retry import RetryMiddleware
+from bot.web import UpdateFeeder, build_web_app
+from core.clock import Clock, SystemClock
+from core.jobs.engine import JobEngine
+from core.jobs.kinds import Registrar, build_registry, periodic_specs
+from core.services.container import ServiceFactory
+from core.services.operators import bootstrap_owners
+from core.settings import Settings
+from storage import migrate
+from storage.db import create_engine, create_sessionmaker
+from storage.repositories import operators as op_repo
+
+log = logging.getLogger(__name__)
+
+
+def build_dispatcher(middleware: ContextMiddleware) -> Dispatcher:
+    dp = Dispatcher()
+    dp.update.outer_middleware(middleware)
+    for module in (errors, common, jobs, queue, operators, me, audit):
+        dp.include_router(module.build_router())
+    dp.include_router(fallback.build_router())  # last: answers whatever nothing else took
+    return dp
+
+
+class Opsdeck:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+        registrars: Sequence[Registrar] = (),
+    ) -> None:
+        self.settings = settings
+        self.registrars = list(registrars)
+        self.clock = clock or SystemClock()
+        self.worker_id = worker_id
+        self.started = False
+        self._polling: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        s.require_runtime()
+        token = s.telegram.bot_token.get_secret_value()  # type: ignore[union-attr]
+        REDACTOR.add(token)
+        REDACTOR.add(s.webhook_secret())
+
+        # storage
+        self.db = create_engine(s.database_url, echo=s.database.echo)
+        await migrate.upgrade(self.db)
+        self.sessionmaker = create_sessionmaker(self.db)
+        async with self.sessionmaker() as session:
+            await bootstrap_owners(session, self.clock, s.opsdeck.owner_ids)
+            await session.commit()
+
+        # Telegram client
+        api = TelegramAPIServer.from_base(s.telegram.api_url, is_local=s.telegram.api_is_local)
+        self.bot = Bot(
+            token,
+            session=AiohttpSession(api=api),
+            default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+        )
+        self.retry = RetryMiddleware()
+        self.bot.session.middleware(self.retry)
+        self.me = await self.bot.get_me()
+
+        # core
+        self.notifier = TelegramNotifier(self.bot, self.sessionmaker, self.clock)
+        self.registry = build_registry(*self.registrars)
+        self.engine = JobEngine(
+            sessionmaker=self.sessionmaker,
+            registry=self.registry,
+            settings=s.jobs,
+            clock=self.clock,
+            notifier=self.notifier,
+            worker_id=self.worker_id,
+        )
+        for spec in periodic_specs(s):
+            self.engine.add_periodic(spec)
+        self.factory = ServiceFactory(
+            sessionmaker=self.sessionmaker,
+            clock=self.clock,
+            notifier=self.notifier,
+            owner_ids=frozenset(s.opsdeck.owner_ids),
+            engine=self.engine,
+        )
+
+        # Telegram side
+        self.dispatcher = build_dispatcher(ContextMiddleware(self.sessionmaker, self.factory))
+        self.dispatcher["settings"] = s
+        self.dispatcher["bot_username"] = self.me.username
+        webhook_url = s.telegram.webhook_url
+        webhook_path = (
+            urlparse(webhook_url).path if webhook_url else ""
+        ) or s.telegram.webhook_path
+        self.feeder = UpdateFeeder(self.bot, self.dispatcher) if webhook_url else None
+        app = build_web_app(
+            db=self.db,
+            scheduler_running=lambda: self.engine.running,
+            feeder=self.feeder,
+            webhook_path=webhook_path,
+            webhook_secret=s.webhook_secret(),
+        )
+        self.web_app = app
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, s.http.host, s.http.port).start()
+
+        await self._publish_commands()
+        await self.engine.start()
+        allowed = self.dispatcher.resolve_used_update_types()
+        if webhook_url:
+            await self.bot.set_webhook(
+                webhook_url,
+                secret_token=s.webhook_secret(),
+                allowed_updates=allowed,
+                drop_pending_updates=False,
+            )
+            log.info("receiving updates by webhook at %s", webhook_url)
+        else:
+            await self.bot.delete_webhook(drop_pending_updates=False)
+            self._polling = asyncio.create_task(
+                self.dispatcher.start_polling(
+                    self.bot, handle_signals=False, close_bot_session=False, allowed_updates=allowed
+                )
+            )
+            log.info("receiving updates by long polling")
+        self.started = True
+        log.info("Opsdeck is up as @%s on http://%s:%s", self.me.username, s.http.host, s.http.port)
+
+    async def _publish_commands(self) -> None:
+        await commands.publish_default(self.bot)
+        async with self.sessionmaker() as session:
+            from storage.repositories import tenants as tenant_repo
+
+            for tenant in await tenant_repo.list_all(session):
+                for op in await op_repo.in_tenant(session, tenant.id):
+                    await commands.publish_for(self.bot, op.telegram_user_id, op.role)
+
+    async def stop(self) -> None:
+        """Stop taking updates, finish what is in flight, release job leases, close everything."""
+        if not self.started:
+            return
+        self.started = False
+        grace = self.settings.jobs.shutdown_timeout_seconds
+        if self._polling is not None:
+            with contextlib.suppress(RuntimeError):
+                await self.dispatcher.stop_polling()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._polling, grace)
+        if self.feeder is not None:
+            await self.feeder.drain(grace)
+        await self.engine.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.bot.session.close()
+        await self.db.dispose()
+        log.info("Opsdeck stopped")

@@ -1,0 +1,30 @@
+"""Last router: anything no feature took gets a clear answer instead of silence."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.types import CallbackQuery, Message
+
+from core.actor import Actor
+
+
+async def unknown_message(message: Message, actor: Actor | None) -> None:
+    if actor is None:
+        return
+    text = message.text or ""
+    if text.startswith("/"):
+        command = text.split()[0][:40]
+        await message.answer(f"I don't know {command}. /help lists what you can do.")
+    else:
+        await message.answer("I didn't understand that. /menu shows what you can do.")
+
+
+async def unknown_button(query: CallbackQuery) -> None:
+    await query.answer("This button is no longer valid. Open it again from /menu.", show_alert=True)
+
+
+def build_router() -> Router:
+    router = Router(name="fallback")
+    router.message.register(unknown_message)
+    router.callback_query.register(unknown_button)
+    return router

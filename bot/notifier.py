@@ -1,0 +1,55 @@
+"""Core's Notifier, spoken in Telegram: job cards and plain messages to a workspace's operators."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.render.jobs import job_buttons, job_card
+from core.clock import Clock
+from core.services.operators import to_actor
+from storage.repositories import jobs as job_repo
+from storage.repositories import operators as op_repo
+
+log = logging.getLogger(__name__)
+
+HEADLINES = {
+    "dead": "💀 A job died and needs a look:",
+    "approval": "✋ A job waits for approval:",
+}
+
+
+class TelegramNotifier:
+    def __init__(
+        self, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock
+    ) -> None:
+        self.bot = bot
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+
+    async def job_needs_attention(self, tenant_id: int, job_id: int, reason: str) -> None:
+        async with self.sessionmaker() as session:
+            job = await job_repo.get(session, job_id, tenant_id)
+            operators = await op_repo.to_notify(session, tenant_id)
+        if job is None:
+            return
+        now = self.clock.now()
+        for op in operators:
+            actor = to_actor(op)
+            text = f"{HEADLINES.get(reason, 'Job update:')}\n\n{job_card(job, actor, now)}"
+            await self._send(op.telegram_user_id, text, job_buttons(job, actor))
+
+    async def tell_operators(self, tenant_id: int, text: str) -> None:
+        async with self.sessionmaker() as session:
+            operators = await op_repo.to_notify(session, tenant_id)
+        for op in operators:
+            await self._send(op.telegram_user_id, text, None)
+
+    async def _send(self, chat_id: int, text: str, markup) -> None:
+        try:
+            await self.bot.send_message(chat_id, text, reply_markup=markup)
+        except TelegramAPIError as exc:  # blocked the bot, never started it, …
+            log.warning("notification to %s not delivered: %s", chat_id, exc)
