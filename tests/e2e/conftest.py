@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -112,6 +113,17 @@ class Harness:
 
         async with self.app.sessionmaker() as session:
             return await job_repo.get(session, job_id)
+
+    async def wait_job(self, job_id: int, *statuses: str, timeout: float = 10.0):
+        """Wait until the job is in one of `statuses`; return it."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            job = await self.job(job_id)
+            if job.status in statuses:
+                return job
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"job {job_id} is {job.status}, not {statuses}")
+            await asyncio.sleep(0.05)
 
     async def say(
         self, user_id: int, text: str, contains: str | None = None, timeout: float = 5.0
