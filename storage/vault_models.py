@@ -123,6 +123,20 @@ class VaultLink(Base):
     created_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
+    @property
+    def uses_left(self) -> int:
+        return max(0, self.max_uses - self.used_count)
+
+    def state(self, now: datetime) -> str:
+        """`active`, `revoked`, `expired` or `used_up` (first that applies, in that order)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if now >= self.expires_at:
+            return "expired"
+        if self.used_count >= self.max_uses:
+            return "used_up"
+        return "active"
+
 
 class VaultClaim(Base):
     """The access log: every claim attempt, delivered or denied. Never holds the code."""

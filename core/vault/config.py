@@ -1,0 +1,29 @@
+"""The vault's limits. Built from `VaultSettings` by the factory; defaults suit tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MIN_LINK_LIFETIME_SECONDS = 60
+MAX_LINK_LIFETIME_SECONDS = 365 * 24 * 3600
+MAX_LINK_USES = 1_000_000
+MAX_AUTO_DELETE_SECONDS = 2880 * 60  # 48 hours, Telegram's limit on deleting bot messages
+MIN_AUTO_DELETE_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class VaultConfig:
+    max_file_bytes: int = 2 * 1024**3
+    """Larger files are refused at ingest, with or without bytes."""
+    download_ttl_seconds: int = 600
+    """How long a signed `/files/<token>` URL stays valid."""
+    claim_log_retention_days: int = 90
+    """`vault.expire_links` prunes access-log rows and finished links older than this."""
+    blob_sweep_age_seconds: int = 6 * 3600
+    """`vault.sweep_blobs` removes half-written uploads older than this."""
+
+    @classmethod
+    def from_settings(cls, vault_settings: Any) -> VaultConfig:
+        """From `core.settings.VaultSettings` (or anything with the same attributes)."""
+        return cls(max_file_bytes=int(vault_settings.max_file_bytes))

@@ -1,0 +1,522 @@
+"""The vault as operators use it: ingest files, manage them, create and revoke claim links.
+
+Bound to one session (one update, one unit of work). Every mutation checks the actor's role,
+is scoped to the actor's workspace, writes its audit row in the same transaction and commits.
+Claims live in `core.vault.claims`; the HTTP door in `core.vault.gateway`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.actor import Actor
+from core.clock import Clock
+from core.crypto import hash_code, new_claim_code
+from core.errors import Conflict, InvalidInput, NotFound
+from core.services.audit import record
+from core.vault.claims import ClaimService
+from core.vault.config import (
+    MAX_AUTO_DELETE_SECONDS,
+    MAX_LINK_LIFETIME_SECONDS,
+    MAX_LINK_USES,
+    MIN_AUTO_DELETE_SECONDS,
+    MIN_LINK_LIFETIME_SECONDS,
+    VaultConfig,
+)
+from core.vault.names import clean_text, sanitize_name, split_extension
+from core.vault.sniff import OCTET_STREAM, SNIFF_BYTES, extension_for, normalize_mime, sniff_mime
+from core.vault.types import (
+    IngestResult,
+    IngestSource,
+    KindStats,
+    NewLink,
+    Page,
+    VaultStats,
+)
+from storage.blobs.base import BlobStore
+from storage.blobs.errors import BlobTooLarge
+from storage.models import Role
+from storage.repositories import vault as repo
+from storage.vault_models import VaultClaim, VaultItem, VaultKind, VaultLink
+
+MAX_DESCRIPTION_CHARS = 4096
+
+# What Telegram sends each kind as, when it does not say.
+_KIND_MIME = {
+    VaultKind.photo: "image/jpeg",
+    VaultKind.voice: "audio/ogg",
+    VaultKind.animation: "video/mp4",
+    VaultKind.video: "video/mp4",
+    VaultKind.audio: "audio/mpeg",
+    VaultKind.document: OCTET_STREAM,
+}
+
+
+def human_size(n: int | None) -> str:
+    """`1.5 MB`; for messages."""
+    if n is None:
+        return "unknown size"
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{int(size)} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"  # pragma: no cover - loop returns at GB
+
+
+def _page_count(total: int, size: int) -> int:
+    return max(1, -(-total // size))
+
+
+class VaultService:
+    """Files and links of the actor's workspace."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        clock: Clock,
+        blobs: BlobStore,
+        config: VaultConfig | None = None,
+    ) -> None:
+        self.session = session
+        self.clock = clock
+        self.blobs = blobs
+        self.config = config or VaultConfig()
+
+    # -- ingest ----------------------------------------------------------------------------------
+    async def ingest(self, actor: Actor, source: IngestSource) -> IngestResult:
+        """Make a vault item of a file an operator sent.
+
+        With `source.content`, the bytes are streamed into the blob store (hashed on the way,
+        bounded memory, refused past `max_file_bytes`) and sniffed; the same bytes already in
+        the workspace give back that item with `duplicate=True`. Without content the item is
+        Telegram-only. The same Telegram file (`file_unique_id`) is recognised before any byte
+        is read. Ends any open transaction first: no database lock is held while bytes flow.
+        """
+        actor.require(Role.operator, "add files to the vault")
+        kind = self._kind(source.kind)
+        cap = self.config.max_file_bytes
+        if source.size is not None and source.size > cap:
+            await _close(source.content)
+            raise self._too_large(source.size)
+        if source.file_id is None and source.content is None:
+            raise InvalidInput("There is nothing to store: no Telegram file and no content.")
+
+        if source.file_unique_id:
+            known = await repo.live_item_by_unique_id(
+                self.session, actor.tenant_id, source.file_unique_id
+            )
+            if known is not None:
+                await _close(source.content)
+                await self.session.commit()
+                return IngestResult(known, duplicate=True)
+        if self.session.in_transaction():
+            await self.session.commit()
+
+        values = await self._store(actor, kind, source) if source.content else None
+        if values is None:
+            values = self._telegram_only_values(kind, source)
+        else:
+            existing = await repo.live_item_by_sha256(
+                self.session, actor.tenant_id, values["sha256"]
+            )
+            if existing is not None:
+                await self._adopt_file_id(existing, kind, source)
+                await self.session.commit()
+                return IngestResult(existing, duplicate=True)
+
+        now = self.clock.now()
+        values.update(
+            tenant_id=actor.tenant_id,
+            kind=kind.value,
+            nsfw=bool(source.nsfw),
+            description=_description(source.caption),
+            tg_file_id=source.file_id,
+            tg_file_unique_id=source.file_unique_id,
+            uploaded_by=actor.user_id,
+            created_at=now,
+            deleted_at=None,
+        )
+        values["name"] = sanitize_name(
+            source.name,
+            default_stem=f"{kind.value}_{now:%Y-%m-%d_%H-%M-%S}",
+            extension=extension_for(values["mime"]),
+        )
+        try:
+            item = await repo.add_item(self.session, values)
+        except IntegrityError:
+            # The same file arrived twice at once (an album with a repeat); the other won.
+            await self.session.rollback()
+            twin = await self._live_twin(actor.tenant_id, values)
+            if twin is None:
+                raise
+            await self.session.commit()
+            return IngestResult(twin, duplicate=True)
+        await record(
+            self.session,
+            self.clock,
+            tenant_id=actor.tenant_id,
+            actor=actor,
+            action="vault.ingest",
+            target=f"vault_item:{item.id}",
+            details={"kind": item.kind, "size": item.size, "telegram_only": item.blob_key is None},
+        )
+        await self.session.commit()
+        return IngestResult(item, duplicate=False)
+
+    async def _store(self, actor: Actor, kind: VaultKind, source: IngestSource) -> dict[str, Any]:
+        assert source.content is not None
+        head = bytearray()
+
+        async def tapped() -> AsyncIterator[bytes]:
+            assert source.content is not None
+            async for chunk in source.content:
+                if len(head) < SNIFF_BYTES:
+                    head.extend(chunk[: SNIFF_BYTES - len(head)])
+                yield chunk
+
+        try:
+            stored = await self.blobs.put_stream(tapped(), max_size=self.config.max_file_bytes)
+        except BlobTooLarge as exc:
+            raise self._too_large(exc.size, at_least=True) from None
+        finally:
+            await _close(source.content)
+        mime = sniff_mime(bytes(head), source.mime or _KIND_MIME[kind])
+        return {"sha256": stored.sha256, "size": stored.size, "blob_key": stored.key, "mime": mime}
+
+    def _telegram_only_values(self, kind: VaultKind, source: IngestSource) -> dict[str, Any]:
+        return {
+            "sha256": None,
+            "size": source.size,
+            "blob_key": None,
+            "mime": normalize_mime(source.mime) or _KIND_MIME[kind],
+        }
+
+    async def _adopt_file_id(self, item: VaultItem, kind: VaultKind, source: IngestSource) -> None:
+        # A Telegram file_id is only valid for its own kind (a photo id cannot be sent as a
+        # document), so an existing item only borrows one sent as the same kind.
+        if item.tg_file_id is None and source.file_id and item.kind == kind.value:
+            await repo.set_telegram_file(
+                self.session,
+                item_id=item.id,
+                file_id=source.file_id,
+                file_unique_id=source.file_unique_id,
+            )
+            item.tg_file_id = source.file_id
+            item.tg_file_unique_id = source.file_unique_id or item.tg_file_unique_id
+
+    async def _live_twin(self, tenant_id: int, values: dict[str, Any]) -> VaultItem | None:
+        if values.get("sha256"):
+            return await repo.live_item_by_sha256(self.session, tenant_id, values["sha256"])
+        if values.get("tg_file_unique_id"):
+            return await repo.live_item_by_unique_id(
+                self.session, tenant_id, values["tg_file_unique_id"]
+            )
+        return None
+
+    def _too_large(self, size: int, *, at_least: bool = False) -> InvalidInput:
+        cap = self.config.max_file_bytes
+        what = f"more than {human_size(cap)}" if at_least else human_size(size)
+        return InvalidInput(
+            f"This file is {what}; the vault accepts files up to {human_size(cap)}.",
+            size=size,
+            limit=cap,
+        )
+
+    @staticmethod
+    def _kind(kind: VaultKind | str) -> VaultKind:
+        try:
+            return VaultKind(kind)
+        except ValueError:
+            choices = ", ".join(k.value for k in VaultKind)
+            raise InvalidInput(f"Unknown file kind {kind!r}; expected one of {choices}.") from None
+
+    # -- items -----------------------------------------------------------------------------------
+    async def get(self, actor: Actor, item_id: int, *, include_deleted: bool = False) -> VaultItem:
+        item = await repo.get_item(
+            self.session, item_id, actor.tenant_id, include_deleted=include_deleted
+        )
+        if item is None:
+            raise NotFound(f"File #{item_id} does not exist in your workspace.")
+        return item
+
+    async def page(
+        self,
+        actor: Actor,
+        *,
+        kind: str | None = None,
+        nsfw: bool | None = None,
+        page: int = 0,
+        size: int = 8,
+    ) -> Page[VaultItem]:
+        """Live items, newest first; `kind`/`nsfw` filter (None = any)."""
+        if kind is not None:
+            kind = self._kind(kind).value
+        page, size = max(0, page), max(1, size)
+        rows, total = await repo.page_items(
+            self.session,
+            tenant_id=actor.tenant_id,
+            kind=kind,
+            nsfw=nsfw,
+            offset=page * size,
+            limit=size,
+        )
+        pages = _page_count(total, size)
+        if page >= pages and total:
+            return await self.page(actor, kind=kind, nsfw=nsfw, page=pages - 1, size=size)
+        return Page(rows, total, page, pages)
+
+    async def stats(self, actor: Actor) -> VaultStats:
+        totals = await repo.totals_by_kind(self.session, actor.tenant_id)
+        active = await repo.count_active_links(self.session, actor.tenant_id, self.clock.now())
+        return VaultStats(
+            by_kind={t.kind: KindStats(t.count, t.bytes, t.telegram_only) for t in totals},
+            active_links=active,
+        )
+
+    async def rename(self, actor: Actor, item_id: int, new_name: str) -> VaultItem:
+        """Rename; the old extension is kept when the new name has none."""
+        actor.require(Role.operator, "rename files")
+        item = await self.get(actor, item_id)
+        stem, _ = split_extension(clean_text(new_name or ""))
+        if not stem.strip(" ._-"):
+            raise InvalidInput("That name has no usable characters; send a different one.")
+        _, old_ext = split_extension(item.name)
+        name = sanitize_name(new_name, extension=old_ext or None)
+        old_name = item.name
+        updated = await repo.update_item(
+            self.session, item_id=item_id, tenant_id=actor.tenant_id, values={"name": name}
+        )
+        if updated is None:
+            raise Conflict(f"File #{item_id} was deleted meanwhile.")
+        await record(
+            self.session,
+            self.clock,
+            tenant_id=actor.tenant_id,
+            actor=actor,
+            action="vault.rename",
+            target=f"vault_item:{item_id}",
+            details={"from": old_name, "to": name},
+        )
+        await self.session.commit()
+        return updated
+
+    async def set_nsfw(self, actor: Actor, item_id: int, nsfw: bool) -> VaultItem:
+        actor.require(Role.operator, "change files")
+        updated = await repo.update_item(
+            self.session, item_id=item_id, tenant_id=actor.tenant_id, values={"nsfw": nsfw}
+        )
+        if updated is None:
+            raise NotFound(f"File #{item_id} does not exist in your workspace.")
+        await record(
+            self.session,
+            self.clock,
+            tenant_id=actor.tenant_id,
+            actor=actor,
+            action="vault.nsfw",
+            target=f"vault_item:{item_id}",
+            details={"nsfw": nsfw},
+        )
+        await self.session.commit()
+        return updated
+
+    async def delete(self, actor: Actor, item_id: int) -> int:
+        """Soft-delete an item and revoke its links; returns how many links were revoked.
+
+        The bytes stay in the blob store: other items may share them (content addressing)."""
+        actor.require(Role.operator, "delete files")
+        now = self.clock.now()
+        deleted = await repo.update_item(
+            self.session, item_id=item_id, tenant_id=actor.tenant_id, values={"deleted_at": now}
+        )
+        if deleted is None:
+            if await repo.get_item(self.session, item_id, actor.tenant_id, include_deleted=True):
+                raise Conflict(f"File #{item_id} was already deleted.")
+            raise NotFound(f"File #{item_id} does not exist in your workspace.")
+        revoked = await repo.revoke_links_of_item(
+            self.session, item_id=item_id, now=now, by=actor.user_id
+        )
+        await record(
+            self.session,
+            self.clock,
+            tenant_id=actor.tenant_id,
+            actor=actor,
+            action="vault.delete",
+            target=f"vault_item:{item_id}",
+            details={"name": deleted.name, "links_revoked": revoked},
+        )
+        await self.session.commit()
+        return revoked
+
+    async def record_file_id(
+        self, item_id: int, file_id: str, file_unique_id: str | None = None
+    ) -> None:
+        """Cache the `file_id` Telegram gave an upload of this item's bytes."""
+        await ClaimService(self.session, self.clock).record_file_id(
+            item_id, file_id, file_unique_id
+        )
+
+    # -- links -----------------------------------------------------------------------------------
+    async def create_link(
+        self,
+        actor: Actor,
+        item_id: int,
+        *,
+        lifetime_seconds: int,
+        max_uses: int,
+        protect_content: bool = False,
+        auto_delete_seconds: int | None = None,
+    ) -> NewLink:
+        """A new claim link. The returned `code` is the only copy: show it once."""
+        actor.require(Role.operator, "create links")
+        _check_bounds(lifetime_seconds, max_uses, auto_delete_seconds)
+        item = await self.get(actor, item_id)
+        now = self.clock.now()
+        code = new_claim_code()
+        link = await repo.add_link(
+            self.session,
+            {
+                "tenant_id": actor.tenant_id,
+                "item_id": item.id,
+                "code_hash": hash_code(code),
+                "expires_at": now + timedelta(seconds=lifetime_seconds),
+                "max_uses": max_uses,
+                "used_count": 0,
+                "protect_content": bool(protect_content),
+                "auto_delete_seconds": auto_delete_seconds,
+                "created_by": actor.user_id,
+                "created_at": now,
+            },
+        )
+        await record(
+            self.session,
+            self.clock,
+            tenant_id=actor.tenant_id,
+            actor=actor,
+            action="vault.link.create",
+            target=f"vault_link:{link.id}",
+            details={
+                "item_id": item.id,
+                "max_uses": max_uses,
+                "expires_at": link.expires_at.isoformat(),
+                "protect_content": bool(protect_content),
+                "auto_delete_seconds": auto_delete_seconds,
+            },
+        )
+        await self.session.commit()
+        return NewLink(code=code, link=link, item=item)
+
+    async def revoke(self, actor: Actor, link_id: int) -> VaultLink:
+        actor.require(Role.operator, "revoke links")
+        link = await repo.revoke_link(
+            self.session,
+            link_id=link_id,
+            tenant_id=actor.tenant_id,
+            now=self.clock.now(),
+            by=actor.user_id,
+        )
+        if link is None:
+            existing = await repo.get_link(self.session, link_id, actor.tenant_id)
+            if existing is None:
+                raise NotFound(f"Link #{link_id} does not exist in your workspace.")
+            raise Conflict(f"Link #{link_id} was already revoked.", revoked_at=existing.revoked_at)
+        await record(
+            self.session,
+            self.clock,
+            tenant_id=actor.tenant_id,
+            actor=actor,
+            action="vault.link.revoke",
+            target=f"vault_link:{link_id}",
+            details={"item_id": link.item_id, "used": link.used_count},
+        )
+        await self.session.commit()
+        return link
+
+    async def get_link(self, actor: Actor, link_id: int) -> VaultLink:
+        link = await repo.get_link(self.session, link_id, actor.tenant_id)
+        if link is None:
+            raise NotFound(f"Link #{link_id} does not exist in your workspace.")
+        return link
+
+    async def links(
+        self,
+        actor: Actor,
+        *,
+        active_only: bool = True,
+        item_id: int | None = None,
+        page: int = 0,
+        size: int = 8,
+    ) -> Page[tuple[VaultLink, VaultItem]]:
+        """(link, item) pairs. Active: soonest to expire first; all: newest first."""
+        page, size = max(0, page), max(1, size)
+        rows, total = await repo.page_links(
+            self.session,
+            tenant_id=actor.tenant_id,
+            now=self.clock.now(),
+            active_only=active_only,
+            item_id=item_id,
+            offset=page * size,
+            limit=size,
+        )
+        pages = _page_count(total, size)
+        if page >= pages and total:
+            return await self.links(
+                actor, active_only=active_only, item_id=item_id, page=pages - 1, size=size
+            )
+        return Page(rows, total, page, pages)
+
+    async def access_log(
+        self, actor: Actor, item_id: int, *, page: int = 0, size: int = 10
+    ) -> Page[VaultClaim]:
+        """Every claim attempt on the item's links, newest first (deleted items included)."""
+        actor.require(Role.operator, "read the access log")
+        await self.get(actor, item_id, include_deleted=True)
+        page, size = max(0, page), max(1, size)
+        rows, total = await repo.page_claims(
+            self.session,
+            tenant_id=actor.tenant_id,
+            item_id=item_id,
+            link_id=None,
+            offset=page * size,
+            limit=size,
+        )
+        pages = _page_count(total, size)
+        if page >= pages and total:
+            return await self.access_log(actor, item_id, page=pages - 1, size=size)
+        return Page(rows, total, page, pages)
+
+
+def _check_bounds(lifetime_seconds: int, max_uses: int, auto_delete_seconds: int | None) -> None:
+    if not MIN_LINK_LIFETIME_SECONDS <= lifetime_seconds <= MAX_LINK_LIFETIME_SECONDS:
+        raise InvalidInput("A link must live between 1 minute and 365 days.")
+    if not 1 <= max_uses <= MAX_LINK_USES:
+        raise InvalidInput(f"Max uses must be between 1 and {MAX_LINK_USES:,}.")
+    if auto_delete_seconds is not None and not (
+        MIN_AUTO_DELETE_SECONDS <= auto_delete_seconds <= MAX_AUTO_DELETE_SECONDS
+    ):
+        raise InvalidInput("Auto-delete must be between 1 and 2880 minutes (48 hours), or off.")
+
+
+def _description(caption: str | None) -> str | None:
+    text = (caption or "").strip()
+    return text[:MAX_DESCRIPTION_CHARS] or None
+
+
+async def _close(content: AsyncIterator[bytes] | None) -> None:
+    aclose = getattr(content, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def service_builder(blobs: BlobStore, config: VaultConfig | None = None) -> Any:
+    """For `ServiceFactory.builders["vault"]`: `(session, factory) -> VaultService`."""
+
+    def build(session: AsyncSession, factory: Any) -> VaultService:
+        return VaultService(session, factory.clock, blobs, config)
+
+    return build
