@@ -17,9 +17,11 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage
 from aiohttp import web
 
 from bot import commands
+from bot.fsm_storage import DatabaseStorage
 from bot.handlers import audit, common, errors, fallback, jobs, me, operators, queue
 from bot.logs import REDACTOR
 from bot.middlewares.context import ContextMiddleware
@@ -39,8 +41,8 @@ from storage.repositories import operators as op_repo
 log = logging.getLogger(__name__)
 
 
-def build_dispatcher(middleware: ContextMiddleware) -> Dispatcher:
-    dp = Dispatcher()
+def build_dispatcher(middleware: ContextMiddleware, storage: BaseStorage) -> Dispatcher:
+    dp = Dispatcher(storage=storage)
     dp.update.outer_middleware(middleware)
     for module in (errors, common, jobs, queue, operators, me, audit):
         dp.include_router(module.build_router())
@@ -113,7 +115,10 @@ class Opsdeck:
         )
 
         # Telegram side
-        self.dispatcher = build_dispatcher(ContextMiddleware(self.sessionmaker, self.factory))
+        self.dispatcher = build_dispatcher(
+            ContextMiddleware(self.sessionmaker, self.factory),
+            DatabaseStorage(self.sessionmaker, self.clock),
+        )
         self.dispatcher["settings"] = s
         self.dispatcher["bot_username"] = self.me.username
         webhook_url = s.telegram.webhook_url

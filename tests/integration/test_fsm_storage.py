@@ -1,0 +1,31 @@
+"""The database FSM storage keeps state and data per key, on both backends."""
+
+from __future__ import annotations
+
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.fsm.storage.base import StorageKey
+
+from bot.fsm_storage import DatabaseStorage
+
+
+class Flow(StatesGroup):
+    first = State()
+    second = State()
+
+
+async def test_state_and_data_round_trip_and_survive_a_new_storage(sessionmaker) -> None:
+    key = StorageKey(bot_id=1, chat_id=10, user_id=10)
+    other = StorageKey(bot_id=1, chat_id=11, user_id=11)
+    storage = DatabaseStorage(sessionmaker)
+    assert await storage.get_state(key) is None and await storage.get_data(key) == {}
+    await storage.set_state(key, Flow.first)
+    await storage.update_data(key, {"account": 3})
+    await storage.update_data(key, {"title": "héllo"})
+    # a fresh storage object (a restart, another process) sees the same
+    again = DatabaseStorage(sessionmaker)
+    assert await again.get_state(key) == Flow.first.state
+    assert await again.get_data(key) == {"account": 3, "title": "héllo"}
+    assert await again.get_state(other) is None
+    await again.set_state(key, None)
+    await again.set_data(key, {})
+    assert await storage.get_state(key) is None and await storage.get_data(key) == {}
