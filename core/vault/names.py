@@ -90,12 +90,10 @@ def _shorten(stem: str, max_chars: int, max_bytes: int) -> str:
 
 def ascii_fallback(name: str, *, default: str = "download") -> str:
     """An ASCII-only rendering for the plain `filename=` of a Content-Disposition."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    ascii_text = decomposed.encode("ascii", "ignore").decode()
-    ascii_text = re.sub(r"[^A-Za-z0-9._ ()\[\]+-]", "_", ascii_text)
-    ascii_text = _SPACES.sub(" ", ascii_text).strip(" .")
-    stem, _ = split_extension(ascii_text)
-    if not stem.strip("_ "):
-        _, original_ext = split_extension(name)
-        return f"{default}{original_ext if original_ext.isascii() else ''}"
-    return ascii_text
+    stem, ext = split_extension(name)  # an extension is ASCII letters and digits already
+    decomposed = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    ascii_stem = re.sub(r"[^A-Za-z0-9._ ()\[\]+-]", "_", decomposed)
+    ascii_stem = _SPACES.sub(" ", ascii_stem).strip(" .")
+    if not ascii_stem.strip("_ "):
+        ascii_stem = default
+    return f"{ascii_stem}{ext}"
