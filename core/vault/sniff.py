@@ -139,12 +139,18 @@ def sniff_mime(head: bytes, declared: str | None = None) -> str:
     """The mime type of a file that starts with `head`.
 
     The bytes win over what the sender declared, with one exception: ZIP is the container
-    of many formats (docx, xlsx, apk, …) that only the declared type tells apart. Without a
+    of many formats (docx, xlsx, apk, …) that only the declared type tells apart, so a
+    declared `application/…` type is kept for ZIP bytes. Without a
     match, the declared type (when it is a well-formed mime type), else octet-stream.
     """
     declared_mime = normalize_mime(declared)
     sniffed = sniff_bytes(head[:SNIFF_BYTES])
-    if sniffed == "application/zip" and declared_mime and declared_mime != OCTET_STREAM:
+    if (
+        sniffed == "application/zip"
+        and declared_mime
+        and declared_mime.startswith("application/")
+        and declared_mime != OCTET_STREAM
+    ):
         return declared_mime
     return sniffed or declared_mime or OCTET_STREAM
 
