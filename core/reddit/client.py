@@ -270,6 +270,7 @@ class RedditClient:
                 "look at the account's recent posts before trying again",
                 subreddit=name,
                 title=title,
+                accepted=True,
             )
         return result
 
@@ -359,7 +360,17 @@ class RedditClient:
         for attempt in range(max(1, self.config.image_lookup_attempts)):
             if attempt:
                 await self._sleep(self.config.image_lookup_delay)
-            post = await self._find_post(title, name, since=started - POST_LOOKUP_SLACK)
+            try:
+                post = await self._find_post(title, name, since=started - POST_LOOKUP_SLACK)
+            except RedditError as exc:
+                # Reddit already accepted the post: a failed look must not read as "not sent".
+                raise RedditUnknownOutcome(
+                    "Reddit accepted the image post, but looking it up failed "
+                    f"({exc.message}); look again before posting it again",
+                    subreddit=name,
+                    title=title,
+                    accepted=True,
+                ) from exc
             if post is not None:
                 return SubmitResult(
                     fullname=post.fullname,
@@ -374,6 +385,7 @@ class RedditClient:
             "posts yet; look again before posting it again",
             subreddit=name,
             title=title,
+            accepted=True,
         )
 
     async def recent_submission(

@@ -81,8 +81,14 @@ class RedditUnknownOutcome(RedditError):
     """A request that changes state was sent, but no answer came back.
 
     The post may or may not exist. Never resend blindly: look at the account's recent
-    submissions (`RedditClient.recent_submission`) first.
+    submissions (`RedditClient.recent_submission`) first. `data["accepted"]` is True when
+    Reddit did accept the submit and only the new post could not be seen yet: then the post
+    exists (or will), and sending it again would publish it twice.
     """
+
+    @property
+    def accepted(self) -> bool:
+        return bool(self.data.get("accepted"))
 
 
 class RedditRateLimited(RedditError):
