@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.actor import Actor
@@ -33,7 +33,7 @@ from core.vault import (
 )
 from core.vault.jobs import EXPIRE_LINKS, SWEEP_BLOBS
 from storage.blobs import LocalBlobStore
-from storage.vault_models import VaultClaim, VaultLink
+from storage.vault_models import VaultClaim, VaultItem, VaultLink
 
 OWNER = 1001
 DATA = b"%PDF-1.7\n" + b"claim me " * 500
@@ -155,6 +155,17 @@ async def test_deleted_item(world: World) -> None:
         result = await world.claim(new.code, who)
         assert result.outcome is ClaimOutcome.denied_deleted
         assert "no longer available" in result.reason_text
+
+
+async def test_deleted_item_is_checked_in_the_spend_itself(world: World) -> None:
+    # Even a link that was not revoked (say, a delete racing the claim) spends nothing.
+    new = await world.link(max_uses=5, content=content())
+    async with world.sessionmaker() as session:
+        stmt = update(VaultItem).where(VaultItem.id == new.item.id)
+        await session.execute(stmt.values(deleted_at=world.clock.now()))
+        await session.commit()
+    assert (await world.claim(new.code, 1)).outcome is ClaimOutcome.denied_deleted
+    assert await world.used(new.link.id) == 0
 
 
 async def test_malformed_and_unknown_codes_are_logged_without_the_code(world: World) -> None:

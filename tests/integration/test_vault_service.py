@@ -3,6 +3,7 @@ links (the code is shown once and stored only as a hash), listings, stats, roles
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -368,3 +369,16 @@ async def test_access_log_lists_attempts_newest_first(world: World) -> None:
         log = await world.vault(session).access_log(world.actor, item.id)
     assert [c.outcome for c in log.rows] == ["redelivered", "denied:used_up", "delivered"]
     assert [c.claimer_id for c in log.rows] == ["1", "2", "1"]
+
+
+async def test_concurrent_uploads_of_the_same_bytes_make_one_item(world: World) -> None:
+    async def upload(i: int):
+        async with world.sessionmaker() as session:
+            src = source(PNG, file_id=f"F{i}", file_unique_id=f"U{i}")
+            return await world.vault(session).ingest(world.actor, src)
+
+    results = await asyncio.gather(*(upload(i) for i in range(8)))
+    assert len({r.item.id for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+    async with world.sessionmaker() as session:
+        assert len((await session.execute(select(VaultItem))).scalars().all()) == 1
