@@ -136,8 +136,13 @@ class JobEngine:
     async def stop(self, grace_seconds: float | None = None) -> None:
         """Stop claiming, let running jobs finish for a grace period, then release their leases."""
         self._accepting = False
-        if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        sched = self._scheduler
+        if sched is not None and sched.running:
+            # Keep the heartbeat while running jobs drain, or a grace period longer than what
+            # is left of their leases would hand them to another worker mid-run.
+            for job in sched.get_jobs():
+                if job.id != "heartbeat":
+                    job.remove()
         grace = self.settings.shutdown_timeout_seconds if grace_seconds is None else grace_seconds
         tasks = list(self._tasks.values())
         if tasks:
@@ -147,6 +152,8 @@ class JobEngine:
                     self._stop_reason[job_id] = "shutdown"
                     task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if sched is not None and sched.running:
+            sched.shutdown(wait=False)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -205,16 +212,19 @@ class JobEngine:
                     self._pump_again = False
                     capacity = self.settings.concurrency - len(self._tasks)
                     if capacity <= 0:
-                        break
+                        break  # a finishing job pumps again
                     claimed = await self._claim(capacity)
                     for job in claimed:
                         self._tasks[job.id] = asyncio.create_task(
                             self._run(job), name=f"job-{job.id}"
                         )
-                    if len(claimed) < capacity and not self._pump_again:
-                        break
-                if len(self._tasks) < self.settings.concurrency:
+                    if len(claimed) == capacity:
+                        continue  # there may be more due
                     await self._arm_next()
+                    # A wake-up that arrived while we claimed or armed found the lock taken
+                    # and only set the flag: its job may be due now, and not armed for.
+                    if not self._pump_again:
+                        break
             except Exception:
                 log.exception("job pump failed; the next poll will try again")
 
