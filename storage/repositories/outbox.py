@@ -1,0 +1,260 @@
+"""Outbox rows: insert with dedupe, atomic claim with a lease (per-chat order kept), outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from storage.outbox_models import OutboxMessage, OutboxStatus
+
+UNSENT = (OutboxStatus.pending, OutboxStatus.sending)
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    id: int
+    chat_id: int
+    method: str
+    params: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    retry_ambiguous: bool
+    was_sending: bool  # the lease of an earlier claim expired: the outcome of that send unknown
+    hook: str | None
+    hook_data: dict[str, Any] | None
+    lease_expires_at: datetime
+
+
+async def insert(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    chat_id: int,
+    method: str,
+    params: dict[str, Any],
+    dedupe_key: str | None = None,
+    not_before: datetime | None = None,
+    tenant_id: int | None = None,
+    max_attempts: int = 8,
+    retry_ambiguous: bool = True,
+    hook: str | None = None,
+    hook_data: dict[str, Any] | None = None,
+) -> tuple[int, bool]:
+    """Add a row; with a `dedupe_key` already present, add nothing. Returns (id, created)."""
+    values = dict(
+        tenant_id=tenant_id,
+        chat_id=chat_id,
+        method=method,
+        params=params,
+        dedupe_key=dedupe_key,
+        status=OutboxStatus.pending,
+        attempts=0,
+        max_attempts=max_attempts,
+        retry_ambiguous=retry_ambiguous,
+        not_before=not_before or now,
+        hook=hook,
+        hook_data=hook_data,
+        created_at=now,
+        updated_at=now,
+    )
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    ins = (postgresql if dialect == "postgresql" else sqlite).insert(OutboxMessage)
+    stmt = ins.values(**values)
+    if dedupe_key is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
+    new_id = (await session.execute(stmt.returning(OutboxMessage.id))).scalar_one_or_none()
+    if new_id is not None:
+        return new_id, True
+    existing = await session.scalar(
+        select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
+    )
+    assert existing is not None
+    return existing, False
+
+
+def _claimable(now: datetime):
+    return or_(
+        and_(OutboxMessage.status == OutboxStatus.pending, OutboxMessage.not_before <= now),
+        and_(OutboxMessage.status == OutboxStatus.sending, OutboxMessage.lease_expires_at < now),
+    )
+
+
+async def claim(
+    session: AsyncSession, *, owner: str, now: datetime, lease: timedelta, limit: int
+) -> list[ClaimedMessage]:
+    """Atomically take up to `limit` due rows for `owner`, at most the oldest unsent one per chat.
+
+    A row is only taken when no earlier row of its chat is still unsent, so a chat's messages
+    go out in order even across processes. PostgreSQL: FOR UPDATE SKIP LOCKED keeps concurrent
+    claimers disjoint; SQLite runs the UPDATE under its single write lock.
+    """
+    earlier = aliased(OutboxMessage)
+    blocked = exists().where(
+        earlier.chat_id == OutboxMessage.chat_id,
+        earlier.status.in_(UNSENT),
+        earlier.id < OutboxMessage.id,
+    )
+    expires = now + lease
+    chosen = (
+        select(OutboxMessage.id, OutboxMessage.status)
+        .where(_claimable(now), ~blocked)
+        .order_by(OutboxMessage.not_before, OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=OutboxMessage)
+    )
+    before = (await session.execute(chosen)).all()
+    if not before:
+        return []
+    was = {row_id: status == OutboxStatus.sending for row_id, status in before}
+    stmt = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(list(was)), _claimable(now))
+        .values(
+            status=OutboxStatus.sending,
+            lease_owner=owner,
+            lease_expires_at=expires,
+            attempts=OutboxMessage.attempts + 1,
+            updated_at=now,
+        )
+        .returning(
+            OutboxMessage.id,
+            OutboxMessage.chat_id,
+            OutboxMessage.method,
+            OutboxMessage.params,
+            OutboxMessage.attempts,
+            OutboxMessage.max_attempts,
+            OutboxMessage.retry_ambiguous,
+            OutboxMessage.hook,
+            OutboxMessage.hook_data,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    rows = (await session.execute(stmt)).all()
+    out = [
+        ClaimedMessage(
+            id=r.id,
+            chat_id=r.chat_id,
+            method=r.method,
+            params=r.params,
+            attempts=r.attempts,
+            max_attempts=r.max_attempts,
+            retry_ambiguous=r.retry_ambiguous,
+            was_sending=was.get(r.id, False),
+            hook=r.hook,
+            hook_data=r.hook_data,
+            lease_expires_at=expires,
+        )
+        for r in rows
+    ]
+    out.sort(key=lambda m: m.id)
+    return out
+
+
+async def _finish(session: AsyncSession, row_id: int, owner: str, values: dict[str, Any]) -> bool:
+    """Apply an outcome if `owner` still holds the lease; False when it was lost meanwhile."""
+    stmt = (
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == row_id,
+            OutboxMessage.lease_owner == owner,
+            OutboxMessage.status == OutboxStatus.sending,
+        )
+        .values(lease_owner=None, lease_expires_at=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).rowcount == 1
+
+
+async def mark_sent(
+    session: AsyncSession, row_id: int, owner: str, *, now: datetime, message_id: int | None
+) -> bool:
+    return await _finish(
+        session,
+        row_id,
+        owner,
+        dict(
+            status=OutboxStatus.sent,
+            result_message_id=message_id,
+            sent_at=now,
+            updated_at=now,
+            last_error=None,
+        ),
+    )
+
+
+async def mark_failed(
+    session: AsyncSession, row_id: int, owner: str, *, now: datetime, error: str
+) -> bool:
+    return await _finish(
+        session,
+        row_id,
+        owner,
+        dict(status=OutboxStatus.failed, last_error=error[:2000], updated_at=now),
+    )
+
+
+async def reschedule(
+    session: AsyncSession,
+    row_id: int,
+    owner: str,
+    *,
+    now: datetime,
+    not_before: datetime,
+    error: str | None,
+    count_attempt: bool = True,
+    chat_id: int | None = None,
+) -> bool:
+    """Back to pending until `not_before` (429, 5xx, timeout, or handed back on shutdown)."""
+    values: dict[str, Any] = dict(
+        status=OutboxStatus.pending, not_before=not_before, updated_at=now
+    )
+    if error is not None:
+        values["last_error"] = error[:2000]
+    if not count_attempt:
+        values["attempts"] = OutboxMessage.attempts - 1
+    if chat_id is not None:
+        values["chat_id"] = chat_id
+    return await _finish(session, row_id, owner, values)
+
+
+async def release(session: AsyncSession, owner: str, ids: Sequence[int], *, now: datetime) -> int:
+    """Hand unsent claimed rows back (graceful stop): pending, due now, the try not counted."""
+    if not ids:
+        return 0
+    stmt = (
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id.in_(list(ids)),
+            OutboxMessage.lease_owner == owner,
+            OutboxMessage.status == OutboxStatus.sending,
+        )
+        .values(
+            status=OutboxStatus.pending,
+            lease_owner=None,
+            lease_expires_at=None,
+            attempts=OutboxMessage.attempts - 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).rowcount
+
+
+async def get(session: AsyncSession, row_id: int) -> OutboxMessage | None:
+    return await session.get(OutboxMessage, row_id)
+
+
+async def counts(session: AsyncSession) -> dict[str, int]:
+    from sqlalchemy import func
+
+    rows = await session.execute(
+        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+    )
+    return {status: n for status, n in rows.all()}
