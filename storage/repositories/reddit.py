@@ -31,7 +31,7 @@ from storage.vault_models import VaultItem
 # Posts that hold a slot in the pacing plan, and those that are still to go out.
 PLANNED = (PostStatus.pending_approval, PostStatus.queued)
 UPCOMING = (PostStatus.pending_approval, PostStatus.queued, PostStatus.publishing)
-EDITABLE = (PostStatus.draft, PostStatus.pending_approval, PostStatus.queued)
+EDITABLE = (PostStatus.draft, PostStatus.pending_approval, PostStatus.queued, PostStatus.failed)
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
