@@ -64,3 +64,4 @@ def setup_logging(level: str = "INFO", as_json: bool = False) -> None:
     root.setLevel(level.upper())
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
