@@ -22,16 +22,39 @@ from aiohttp import web
 
 from bot import commands
 from bot.fsm_storage import DatabaseStorage
-from bot.handlers import audit, common, errors, fallback, jobs, me, operators, queue
+from bot.handlers import (
+    audit,
+    common,
+    errors,
+    fallback,
+    jobs,
+    me,
+    operators,
+    queue,
+    reddit_accounts,
+    reddit_posts,
+)
 from bot.logs import REDACTOR
 from bot.middlewares.context import ContextMiddleware
 from bot.notifier import TelegramNotifier
 from bot.telegram_retry import RetryMiddleware
 from bot.web import UpdateFeeder, build_web_app
 from core.clock import Clock, SystemClock
+from core.crypto import SecretBox
 from core.jobs.engine import JobEngine
 from core.jobs.kinds import Registrar, build_registry, periodic_specs
+from core.reddit import RateBudgetRegistry
+from core.reddit_ops import (
+    DEP_CLIENTS,
+    REDDIT_PERIODIC,
+    AccountService,
+    PostService,
+    RedditClients,
+    config_from_settings,
+    register_reddit_jobs,
+)
 from core.services.container import ServiceFactory
+from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners
 from core.settings import Settings
 from storage import migrate
@@ -46,6 +69,8 @@ def build_dispatcher(middleware: ContextMiddleware, storage: BaseStorage) -> Dis
     dp.update.outer_middleware(middleware)
     for module in (errors, common, jobs, queue, operators, me, audit):
         dp.include_router(module.build_router())
+    dp.include_router(reddit_accounts.build_router())
+    dp.include_router(reddit_posts.build_router())
     dp.include_router(fallback.build_router())  # last: answers whatever nothing else took
     return dp
 
@@ -95,7 +120,15 @@ class Opsdeck:
 
         # core
         self.notifier = TelegramNotifier(self.bot, self.sessionmaker, self.clock)
-        self.registry = build_registry(*self.registrars)
+        # reddit: one client per account; accounts on one app id share a rate budget
+        self.reddit_clients = RedditClients(
+            config_from_settings(s.reddit),
+            RateBudgetRegistry(clock=self.clock),
+            SecretBox(s.secret_key()),
+            clock=self.clock,
+        )
+
+        self.registry = build_registry(register_reddit_jobs, *self.registrars)
         self.engine = JobEngine(
             sessionmaker=self.sessionmaker,
             registry=self.registry,
@@ -103,8 +136,9 @@ class Opsdeck:
             clock=self.clock,
             notifier=self.notifier,
             worker_id=self.worker_id,
+            deps={DEP_CLIENTS: self.reddit_clients},
         )
-        for spec in periodic_specs(s):
+        for spec in [*periodic_specs(s), *REDDIT_PERIODIC]:
             self.engine.add_periodic(spec)
         self.factory = ServiceFactory(
             sessionmaker=self.sessionmaker,
@@ -112,6 +146,10 @@ class Opsdeck:
             notifier=self.notifier,
             owner_ids=frozenset(s.opsdeck.owner_ids),
             engine=self.engine,
+            builders={
+                "reddit_accounts": self._reddit_accounts,
+                "reddit_posts": self._reddit_posts,
+            },
         )
 
         # Telegram side
@@ -160,6 +198,19 @@ class Opsdeck:
         self.started = True
         log.info("Opsdeck is up as @%s on http://%s:%s", self.me.username, s.http.host, s.http.port)
 
+    def _reddit_accounts(self, session, factory: ServiceFactory) -> AccountService:
+        return AccountService(
+            session,
+            factory.clock,
+            SecretBox(self.settings.secret_key()),
+            jobs=JobService(session, factory.clock, factory.notifier, factory.engine),
+            clients=self.reddit_clients,
+        )
+
+    def _reddit_posts(self, session, factory: ServiceFactory) -> PostService:
+        jobs = JobService(session, factory.clock, factory.notifier, factory.engine)
+        return PostService(session, factory.clock, jobs, clients=self.reddit_clients)
+
     async def _publish_commands(self) -> None:
         await commands.publish_default(self.bot)
         async with self.sessionmaker() as session:
@@ -186,5 +237,6 @@ class Opsdeck:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.bot.session.close()
+        await self.reddit_clients.aclose()
         await self.db.dispose()
         log.info("Opsdeck stopped")

@@ -44,3 +44,30 @@ class OpAct(CallbackData, prefix="op"):
 
 class AuditPage(CallbackData, prefix="au"):
     page: int
+
+
+class RedditAccountAct(CallbackData, prefix="rac"):
+    """card | check | pause | resume | remove | remove_yes | list, on one Reddit account id."""
+
+    act: str
+    id: int = 0
+
+
+class RedditAddKind(CallbackData, prefix="rak"):
+    """/accounts add: the auth kind chosen (script | refresh_token | none)."""
+
+    kind: str
+
+
+class RedditCompose(CallbackData, prefix="rc"):
+    """/post flow choices: `step` names the question, `val` the answer (ids and short words)."""
+
+    step: str
+    val: str = ""
+
+
+class RedditPostAct(CallbackData, prefix="rp"):
+    """queue | approval | now | resched | cancel | approve | reject | card, on one post id."""
+
+    act: str
+    id: int

@@ -58,3 +58,10 @@ async def publish_for(bot: Bot, user_id: int, role: Role | str | None) -> None:
             await bot.set_my_commands(commands_for(role), scope=scope)
     except TelegramAPIError as exc:  # e.g. the user never opened a chat with the bot
         log.info("commands for %s not set: %s", user_id, exc)
+
+
+EXTRA_COMMANDS += [
+    ("accounts", "Reddit accounts: list · /accounts add", Role.viewer),
+    ("post", "compose a Reddit post", Role.operator),
+    ("posts", "upcoming Reddit posts", Role.viewer),
+]

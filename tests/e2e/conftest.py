@@ -39,7 +39,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_settings(tmp_path, fake: FakeTelegram, *, webhook: bool = False, **jobs: Any) -> Settings:
+def make_settings(
+    tmp_path,
+    fake: FakeTelegram,
+    *,
+    webhook: bool = False,
+    reddit: RedditSettings | None = None,
+    **jobs: Any,
+) -> Settings:
     port = free_port()
     env = {"_env_file": None}
     return Settings(
@@ -57,7 +64,7 @@ def make_settings(tmp_path, fake: FakeTelegram, *, webhook: bool = False, **jobs
         http=HttpSettings(**env, host="127.0.0.1", port=port),
         public=PublicSettings(**env, base_url=f"http://127.0.0.1:{port}"),
         vault=VaultSettings(**env, storage_url=str(tmp_path / "vault")),
-        reddit=RedditSettings(**env),
+        reddit=reddit or RedditSettings(**env),
         jobs=JobSettings(
             **env,
             **{
@@ -195,10 +202,17 @@ async def tg() -> AsyncIterator[FakeTelegram]:
 async def start_app(tmp_path, tg) -> AsyncIterator[Callable[..., Any]]:
     started: list[Opsdeck] = []
 
-    async def start(webhook: bool = False, registrars=(test_kinds,), **jobs: Any) -> Harness:
+    async def start(
+        webhook: bool = False,
+        registrars=(test_kinds,),
+        reddit: RedditSettings | None = None,
+        **jobs: Any,
+    ) -> Harness:
         clock = OffsetClock()
         app = Opsdeck(
-            make_settings(tmp_path, tg, webhook=webhook, **jobs), clock=clock, registrars=registrars
+            make_settings(tmp_path, tg, webhook=webhook, reddit=reddit, **jobs),
+            clock=clock,
+            registrars=registrars,
         )
         await app.start()
         started.append(app)

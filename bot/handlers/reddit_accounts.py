@@ -1,0 +1,266 @@
+"""/accounts: the team's Reddit accounts — list, card, check, pause, resume, remove — and
+`/accounts add`, a guided flow whose secret-carrying messages are deleted as soon as read."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Command, CommandObject, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+
+from bot.callbacks import RedditAccountAct, RedditAddKind
+from bot.handlers.jobs import edit
+from bot.render.common import h, keyboard
+from bot.render.reddit import account_card, account_list, remove_confirm
+from core.actor import Actor
+from core.errors import InvalidInput, OpsdeckError
+from core.reddit_ops import AccountService
+from core.reddit_ops.accounts import parse_client_id, parse_username
+from core.services.container import Services
+from storage.models import Role
+
+log = logging.getLogger(__name__)
+
+CANCEL_HINT = "\n/cancel stops."
+KINDS = {
+    "script": "Script app (app id, secret, password)",
+    "refresh_token": "Refresh token (app id, secret, token)",
+    "none": "Dry run only (no credentials)",
+}
+
+
+class AddAccount(StatesGroup):
+    username = State()
+    kind = State()
+    client_id = State()
+    client_secret = State()
+    secret = State()  # password or refresh token
+
+
+def accounts_of(services: Services) -> AccountService:
+    return services.extra["reddit_accounts"]
+
+
+async def forget_secret(message: Message) -> str:
+    """Read the text, delete the message from the chat, say so; returns the text."""
+    text = (message.text or "").strip()
+    try:
+        await message.delete()
+        note = "🔒 I deleted your message with the secret from this chat."
+    except TelegramAPIError as exc:
+        log.info("could not delete a secret message: %s", exc)
+        note = "⚠️ I could not delete your message with the secret; please delete it yourself."
+    await message.answer(note)
+    return text
+
+
+# -- /accounts -----------------------------------------------------------------------------------
+
+
+async def accounts(
+    message: Message,
+    command: CommandObject,
+    actor: Actor,
+    services: Services,
+    state: FSMContext,
+) -> None:
+    args = (command.args or "").split()
+    if args and args[0].lower() == "add":
+        actor.require(Role.operator, "connect Reddit accounts")
+        await state.set_state(AddAccount.username)
+        await state.set_data({})
+        await message.answer(
+            "Connect a Reddit account the team owns.\nWhich username? (e.g. u/opsdeck_team)"
+            + CANCEL_HINT
+        )
+        return
+    if args:
+        raise InvalidInput("Usage: /accounts — list, or /accounts add — connect one.")
+    text, markup = account_list(await accounts_of(services).list(actor))
+    await message.answer(text, reply_markup=markup)
+
+
+async def account_button(
+    query: CallbackQuery, callback_data: RedditAccountAct, actor: Actor, services: Services
+) -> None:
+    svc = accounts_of(services)
+    act, account_id = callback_data.act, callback_data.id
+    if act == "list":
+        await query.answer()
+        text, markup = account_list(await svc.list(actor))
+        await edit(query, text, markup)
+        return
+    if act == "card":
+        view = await svc.get(actor, account_id)
+        await query.answer()
+    elif act == "check":
+        await svc.check_now(actor, account_id)
+        view = await svc.get(actor, account_id)
+        await query.answer(f"Checking u/{view.username} with Reddit now.")
+    elif act == "pause":
+        view = await svc.pause(actor, account_id)
+        await query.answer(f"u/{view.username} paused; its queued posts wait.")
+    elif act == "resume":
+        view = await svc.resume(actor, account_id)
+        await query.answer(f"u/{view.username} is active again.")
+    elif act == "remove":
+        actor.require(Role.owner, "remove Reddit accounts")
+        view = await svc.get(actor, account_id)
+        await query.answer()
+        text, markup = remove_confirm(view)
+        await edit(query, text, markup)
+        return
+    elif act == "remove_yes":
+        name = await svc.remove(actor, account_id)
+        await query.answer(f"u/{name} removed.")
+        text, markup = account_list(await svc.list(actor))
+        await edit(query, text, markup)
+        return
+    else:
+        await query.answer("This button is no longer valid.", show_alert=True)
+        return
+    text, markup = account_card(view, actor)
+    await edit(query, text, markup)
+
+
+# -- /accounts add ------------------------------------------------------------------------------
+
+
+async def add_username(message: Message, actor: Actor, state: FSMContext) -> None:
+    name = parse_username(message.text or "")
+    await state.update_data(username=name)
+    await state.set_state(AddAccount.kind)
+    rows = [[(label, RedditAddKind(kind=kind).pack())] for kind, label in KINDS.items()]
+    await message.answer(
+        f"u/{h(name)}: how does Opsdeck log in?" + CANCEL_HINT, reply_markup=keyboard(rows)
+    )
+
+
+async def add_kind_button(
+    query: CallbackQuery,
+    callback_data: RedditAddKind,
+    actor: Actor,
+    services: Services,
+    state: FSMContext,
+) -> None:
+    if await state.get_state() != AddAccount.kind.state:
+        await query.answer("That question was already answered; start again with /accounts add.")
+        return
+    kind = callback_data.kind
+    if kind not in KINDS:
+        await query.answer("This button is no longer valid.", show_alert=True)
+        return
+    await query.answer()
+    if kind == "none":
+        data = await state.get_data()
+        await state.clear()
+        view = await accounts_of(services).add(
+            actor, username=data["username"], auth_kind="none", dry_run=True
+        )
+        await _done(query.message, view, actor)
+        return
+    await state.update_data(kind=kind)
+    await state.set_state(AddAccount.client_id)
+    if query.message is not None:
+        await query.message.answer(
+            "The app id (the string under the app's name on reddit.com/prefs/apps):" + CANCEL_HINT
+        )
+
+
+async def add_kind_typed(message: Message) -> None:
+    await message.answer("Pick how Opsdeck logs in with one of the buttons above." + CANCEL_HINT)
+
+
+async def add_client_id(message: Message, state: FSMContext) -> None:
+    client_id = parse_client_id(message.text or "")
+    await state.update_data(client_id=client_id)
+    await state.set_state(AddAccount.client_secret)
+    await message.answer(
+        "The app secret (I delete your message as soon as I read it; send - for an installed "
+        "app without a secret):" + CANCEL_HINT
+    )
+
+
+async def add_client_secret(message: Message, state: FSMContext) -> None:
+    secret = await forget_secret(message)
+    if not secret or len(secret) > 200 or " " in secret:
+        await message.answer("That is not an app secret. Send it again." + CANCEL_HINT)
+        return
+    await state.update_data(client_secret="" if secret == "-" else secret)
+    await state.set_state(AddAccount.secret)
+    data = await state.get_data()
+    what = "account's password" if data.get("kind") == "script" else "refresh token"
+    await message.answer(f"The {what} (deleted as soon as I read it):" + CANCEL_HINT)
+
+
+async def add_secret(message: Message, actor: Actor, services: Services, state: FSMContext) -> None:
+    secret = await forget_secret(message)
+    data = await state.get_data()
+    if not secret or len(secret) > 500:
+        await message.answer("That is empty or too long. Send it again." + CANCEL_HINT)
+        return
+    script = data.get("kind") == "script"
+    try:
+        view = await accounts_of(services).add(
+            actor,
+            username=data["username"],
+            auth_kind=data["kind"],
+            client_id=data["client_id"],
+            client_secret=data.get("client_secret") or None,
+            password=secret if script else None,
+            refresh_token=None if script else secret,
+        )
+    except InvalidInput as exc:
+        await message.answer(f"{h(exc.message)}\nSend it again." + CANCEL_HINT)
+        return
+    except OpsdeckError:
+        await state.clear()
+        raise
+    await state.clear()
+    await _done(message, view, actor)
+
+
+async def _done(message: Message | None, view, actor: Actor) -> None:
+    if message is None:
+        return
+    text, markup = account_card(view, actor)
+    tail = (
+        "\n\nConnected. A health check with Reddit is queued; I'll tell you if it fails."
+        if view.has_credentials
+        else "\n\nConnected in dry-run mode: posts are validated, nothing is sent."
+    )
+    await message.answer(text + tail, reply_markup=markup)
+
+
+async def cancel(message: Message, state: FSMContext) -> None:
+    await state.clear()
+    await message.answer("Stopped; nothing was connected.")
+
+
+async def end_transaction(handler, event, data):
+    """Outer middleware: end the update's read transaction before the FSM storage (its own
+    session) is read by StateFilter; on SQLite an open transaction holds the write lock."""
+    session = data.get("session")
+    if session is not None:
+        await session.commit()
+    return await handler(event, data)
+
+
+def build_router() -> Router:
+    router = Router(name="reddit_accounts")
+    router.message.outer_middleware(end_transaction)
+    router.callback_query.outer_middleware(end_transaction)
+    router.message.register(cancel, Command("cancel"), StateFilter(AddAccount))
+    router.message.register(accounts, Command("accounts"))
+    router.callback_query.register(account_button, RedditAccountAct.filter())
+    router.callback_query.register(add_kind_button, RedditAddKind.filter())
+    router.message.register(add_username, StateFilter(AddAccount.username))
+    router.message.register(add_kind_typed, StateFilter(AddAccount.kind))
+    router.message.register(add_client_id, StateFilter(AddAccount.client_id))
+    router.message.register(add_client_secret, StateFilter(AddAccount.client_secret))
+    router.message.register(add_secret, StateFilter(AddAccount.secret))
+    return router
