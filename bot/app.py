@@ -37,6 +37,7 @@ from bot.handlers import (
 from bot.logs import REDACTOR
 from bot.middlewares.context import ContextMiddleware
 from bot.notifier import TelegramNotifier
+from bot.outbox import Outbox, OutboxSettings, Sender
 from bot.telegram_retry import RetryMiddleware
 from bot.web import UpdateFeeder, build_web_app
 from core.clock import Clock, SystemClock
@@ -117,9 +118,25 @@ class Opsdeck:
         self.retry = RetryMiddleware()
         self.bot.session.middleware(self.retry)
         self.me = await self.bot.get_me()
+        # The outbox sender paces and retries its own sends (429, 5xx), so it gets a Bot
+        # without the sleeping RetryMiddleware.
+        self.sender_bot = Bot(
+            token,
+            session=AiohttpSession(api=api),
+            default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+        )
+        self.outbox = Outbox(self.sessionmaker, self.clock)
+        self.sender = Sender(
+            self.sender_bot,
+            self.sessionmaker,
+            clock=self.clock,
+            settings=OutboxSettings(),
+            outbox=self.outbox,
+            owner=self.worker_id,
+        )
 
         # core
-        self.notifier = TelegramNotifier(self.bot, self.sessionmaker, self.clock)
+        self.notifier = TelegramNotifier(self.bot, self.sessionmaker, self.clock, self.outbox)
         # reddit: one client per account; accounts on one app id share a rate budget
         self.reddit_clients = RedditClients(
             config_from_settings(s.reddit),
@@ -177,6 +194,7 @@ class Opsdeck:
         await web.TCPSite(self._runner, s.http.host, s.http.port).start()
 
         await self._publish_commands()
+        await self.sender.start()
         await self.engine.start()
         allowed = self.dispatcher.resolve_used_update_types()
         if webhook_url:
@@ -234,9 +252,11 @@ class Opsdeck:
         if self.feeder is not None:
             await self.feeder.drain(grace)
         await self.engine.stop()
+        await self.sender.stop()  # after the engine: its last notifications go out
         if self._runner is not None:
             await self._runner.cleanup()
         await self.bot.session.close()
+        await self.sender_bot.session.close()
         await self.reddit_clients.aclose()
         await self.db.dispose()
         log.info("Opsdeck stopped")

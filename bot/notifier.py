@@ -1,4 +1,8 @@
-"""Core's Notifier, spoken in Telegram: job cards and plain messages to a workspace's operators."""
+"""Core's Notifier, spoken in Telegram: job cards and plain messages to a workspace's operators.
+
+With an `Outbox` the messages are queued durably and sent paced by the outbox Sender (429s,
+retries and blocked chats are handled there); without one they are sent directly.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ import logging
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
+from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.outbox import Outbox
 from bot.render.jobs import job_buttons, job_card
 from core.clock import Clock
 from core.services.operators import to_actor
@@ -24,11 +30,16 @@ HEADLINES = {
 
 class TelegramNotifier:
     def __init__(
-        self, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock
+        self,
+        bot: Bot,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        outbox: Outbox | None = None,
     ) -> None:
         self.bot = bot
         self.sessionmaker = sessionmaker
         self.clock = clock
+        self.outbox = outbox
 
     async def job_needs_attention(self, tenant_id: int, job_id: int, reason: str) -> None:
         async with self.sessionmaker() as session:
@@ -40,15 +51,20 @@ class TelegramNotifier:
         for op in operators:
             actor = to_actor(op)
             text = f"{HEADLINES.get(reason, 'Job update:')}\n\n{job_card(job, actor, now)}"
-            await self._send(op.telegram_user_id, text, job_buttons(job, actor))
+            await self._send(op.telegram_user_id, text, job_buttons(job, actor), tenant_id)
 
     async def tell_operators(self, tenant_id: int, text: str) -> None:
         async with self.sessionmaker() as session:
             operators = await op_repo.to_notify(session, tenant_id)
         for op in operators:
-            await self._send(op.telegram_user_id, text, None)
+            await self._send(op.telegram_user_id, text, None, tenant_id)
 
-    async def _send(self, chat_id: int, text: str, markup) -> None:
+    async def _send(
+        self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None, tenant_id: int
+    ) -> None:
+        if self.outbox is not None:
+            await self.outbox.send_message(chat_id, text, reply_markup=markup, tenant_id=tenant_id)
+            return
         try:
             await self.bot.send_message(chat_id, text, reply_markup=markup)
         except TelegramAPIError as exc:  # blocked the bot, never started it, …
