@@ -88,10 +88,9 @@ class OutboxSettings(BaseSettings):
 
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    # None is kept: parse_mode=None means "no parse mode", not the Bot's default (HTML)
     out: dict[str, Any] = {}
     for key, value in params.items():
-        if value is None:
-            continue
         if isinstance(value, BaseModel):
             value = value.model_dump(mode="json", exclude_none=True)
         out[key] = value
