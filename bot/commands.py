@@ -65,3 +65,8 @@ EXTRA_COMMANDS += [
     ("post", "compose a Reddit post", Role.operator),
     ("posts", "upcoming Reddit posts", Role.viewer),
 ]
+
+EXTRA_COMMANDS += [
+    ("status", "how Opsdeck is doing", Role.viewer),
+    ("settings", "effective settings, secrets masked", Role.owner),
+]

@@ -1,0 +1,69 @@
+"""/settings (owners): the effective configuration, secrets masked; test a Reddit login."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, Message
+
+from bot.handlers.status import Runtime
+from bot.render.common import keyboard, shorten
+from bot.render.status import settings_text
+from core.actor import Actor
+from core.services.container import Services
+from core.settings import Settings
+from core.settings_view import check_reddit_connection, effective_settings
+from storage.models import Role
+from storage.repositories import reddit as reddit_repo
+
+
+class SettingsAct(CallbackData, prefix="se"):
+    act: str  # test
+    id: int
+
+
+async def settings_command(
+    message: Message, actor: Actor, services: Services, settings: Settings, runtime: Runtime
+) -> None:
+    sections = effective_settings(settings, actor)
+    accounts = await reddit_repo.list_accounts(services.session, actor.tenant_id)
+    lines = [f"u/{a.username} · {a.status}" for a in accounts]
+    buttons = (
+        [
+            [
+                (
+                    f"Test connection u/{shorten(a.username, 20)}",
+                    SettingsAct(act="test", id=a.id).pack(),
+                )
+            ]
+            for a in accounts
+        ]
+        if runtime.reddit_clients is not None
+        else []
+    )
+    await message.answer(settings_text(sections, lines), reply_markup=keyboard(buttons))
+
+
+async def test_connection(
+    query: CallbackQuery,
+    callback_data: SettingsAct,
+    actor: Actor,
+    services: Services,
+    runtime: Runtime,
+) -> None:
+    actor.require(Role.owner, "test Reddit connections")
+    if runtime.reddit_clients is None:
+        await query.answer("Reddit is not set up in this process.", show_alert=True)
+        return
+    result = await check_reddit_connection(
+        services.session, actor, runtime.reddit_clients, callback_data.id
+    )
+    await query.answer(result, show_alert=True)
+
+
+def build_router() -> Router:
+    router = Router(name="settings")
+    router.message.register(settings_command, Command("settings"))
+    router.callback_query.register(test_connection, SettingsAct.filter())
+    return router

@@ -1,0 +1,117 @@
+"""`/status` and `/settings` as phone-sized HTML messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.render.common import clip, h, shorten
+from core.status import StatusReport
+from core.timefmt import fmt
+from core.vault.service import human_size
+
+JOB_ORDER = ("pending_approval", "queued", "running", "failed", "dead", "succeeded", "cancelled")
+ACCOUNT_ORDER = ("active", "paused", "suspended", "auth_failed")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookHealth:
+    """From getWebhookInfo; `url` empty means long polling. `error` if the call failed."""
+
+    url: str = ""
+    pending: int = 0
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    error: str | None = None
+
+
+def duration(seconds: float) -> str:
+    """`45s`, `12m`, `3h 5m`, `2d 4h`."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def _counts(counts: dict[str, int], order: tuple[str, ...]) -> str:
+    keys = [k for k in order if counts.get(k)] + sorted(k for k in counts if k not in order)
+    parts = [f"{h(k.replace('_', ' '))} {counts[k]}" for k in keys if counts.get(k)]
+    return " · ".join(parts) if parts else "none"
+
+
+def status_text(r: StatusReport, webhook: WebhookHealth, tz: str) -> str:
+    p = r.process
+    if not p.scheduler_running:
+        sched = "⛔ <b>stopped</b>"
+    elif r.queue_paused:
+        sched = "⏸ <b>paused</b> (workspace queue)"
+    else:
+        sched = "▶️ running"
+    lines = [f"<b>Opsdeck status</b> · {h(fmt(r.now, tz))}", "", f"Scheduler: {sched}"]
+    lines.append(f"Jobs: {_counts(r.jobs, JOB_ORDER)}")
+    if r.oldest_due_seconds is not None:
+        lines.append(f"Oldest queued job waiting: {duration(r.oldest_due_seconds)}")
+
+    lines += ["", f"Accounts: {_counts(r.accounts, ACCOUNT_ORDER)}"]
+    if r.next_posts:
+        lines.append("Next posts:")
+        for post in r.next_posts:
+            when = fmt(post.scheduled_for, tz, with_zone=False) if post.scheduled_for else "now"
+            note = " (needs approval)" if post.status == "pending_approval" else ""
+            lines.append(
+                f"• {h(when)} r/{h(post.subreddit)} · u/{h(post.account)} · "
+                f"{h(shorten(post.title, 40))}{note}"
+            )
+    else:
+        lines.append("Next posts: none scheduled")
+
+    lines += [
+        "",
+        f"Vault: {r.vault_items} items · {h(human_size(r.vault_bytes))} · "
+        f"{r.active_links} active links",
+    ]
+    b = r.backup
+    if b is not None and b.managed:
+        lines.append(f"Backups: {h(b.managed)} — the database's own backups, not Opsdeck's")
+    elif b is None or b.at is None:
+        lines.append("Backups: no backups yet")
+    else:
+        check = "✅ copy checked" if b.ok else "❌ FAILED"
+        ago = duration((r.now - b.at).total_seconds())
+        detail = f" ({h(shorten(b.detail, 80))})" if b.detail else ""
+        lines.append(f"Last backup: {ago} ago · {check}{detail}")
+
+    lines.append("")
+    if webhook.error:
+        lines.append(f"Telegram: getWebhookInfo failed ({h(shorten(webhook.error, 80))})")
+    elif not webhook.url:
+        lines.append("Telegram: long polling")
+    else:
+        hook = f"Telegram: webhook · {webhook.pending} pending"
+        if webhook.last_error:
+            at = (
+                f" {duration((r.now - webhook.last_error_at).total_seconds())} ago"
+                if (webhook.last_error_at)
+                else ""
+            )
+            hook += f" · last error{at}: {h(shorten(webhook.last_error, 80))}"
+        else:
+            hook += " · no errors"
+        lines.append(hook)
+    lines.append(f"Opsdeck {h(p.version)} · {h(p.database)} · up {duration(r.uptime_seconds)}")
+    return clip("\n".join(lines))
+
+
+def settings_text(rows: list[tuple[str, list[tuple[str, str]]]], accounts: list[str]) -> str:
+    """Sections of (name, value) pairs; values are already masked where secret."""
+    lines = ["<b>Effective settings</b> (secrets masked)"]
+    for section, pairs in rows:
+        lines += ["", f"<b>{h(section)}</b>"]
+        lines += [f"{h(name)}: <code>{h(value)}</code>" for name, value in pairs]
+    lines += ["", "<b>Reddit accounts</b>"]
+    lines += [f"• {h(a)}" for a in accounts] if accounts else ["none yet (/accounts add)"]
+    return clip("\n".join(lines))

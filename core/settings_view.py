@@ -1,0 +1,102 @@
+"""`/settings`: the effective configuration with every secret masked, and a Reddit login test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.actor import Actor
+from core.crypto import mask
+from core.errors import NotFound
+from core.reddit import RedditAuthError, RedditError
+from core.settings import Settings
+from storage.models import Role
+from storage.repositories import reddit as reddit_repo
+
+MASK = "••••••••"
+_SECRET_WORDS = ("token", "secret", "password", "access_key", "key_id")
+_DERIVED = {
+    ("opsdeck", "secret_key"): "generated into the data dir",
+    ("telegram", "webhook_secret"): "derived from the secret key",
+}
+
+
+def mask_url_password(url: str) -> str:
+    """`postgresql://user:••••••••@host/db`: the password of a database URL masked."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return MASK if "@" in url else url
+    if parsed.password is None:
+        return url
+    return parsed.render_as_string(hide_password=True).replace(":***@", f":{MASK}@", 1)
+
+
+def _show(concern: str, name: str, value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return mask(value.get_secret_value())
+    if value is None:
+        return _DERIVED.get((concern, name), "not set")
+    if any(word in name for word in _SECRET_WORDS):
+        return mask(str(value))
+    if concern == "database" and name == "url":
+        return mask_url_password(str(value))
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def effective_settings(settings: Settings, actor: Actor) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every concern and field as `ENV_NAME: value` pairs, secrets masked; owners only."""
+    actor.require(Role.owner, "see the settings")
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    for concern in type(settings).model_fields:
+        part = getattr(settings, concern)
+        prefix = str(part.model_config.get("env_prefix", ""))
+        pairs = [
+            (f"{prefix}{name}".upper(), _show(concern, name, getattr(part, name)))
+            for name in type(part).model_fields
+        ]
+        sections.append((concern.capitalize(), pairs))
+    sections.append(
+        (
+            "Effective",
+            [
+                ("database", mask_url_password(settings.database_url)),
+                ("vault storage", settings.vault_storage_url),
+                ("public base URL", settings.public_base_url),
+                ("data dir", str(settings.data_dir)),
+            ],
+        )
+    )
+    return sections
+
+
+async def check_reddit_connection(
+    session: AsyncSession, actor: Actor, clients: Any, account_id: int
+) -> str:
+    """Log in as the account and read `/api/v1/me` now; a sentence saying how it went.
+
+    Read-only: the account's status is the periodic health check's business.
+    """
+    actor.require(Role.owner, "test Reddit connections")
+    account = await reddit_repo.get_account(session, account_id, actor.tenant_id)
+    if account is None:
+        raise NotFound("That Reddit account does not exist in your workspace.")
+    name = f"u/{account.username}"
+    client = await clients.client(account)
+    if client is None:
+        return f"{name}: no credentials stored — a dry-run account, nothing to test."
+    try:
+        me = await client.me()
+    except RedditAuthError as exc:
+        return f"{name}: ❌ Reddit refused the login ({exc.message})."
+    except RedditError as exc:
+        return f"{name}: ❌ could not reach Reddit ({exc.message})."
+    if me.is_suspended:
+        return f"{name}: ⚠️ logged in, but Reddit says the account is suspended."
+    return f"{name}: ✅ connected as u/{me.name} · karma {me.link_karma}/{me.comment_karma}."
