@@ -1,4 +1,4 @@
-"""`python -m bot run | migrate`: start the bot, or apply database migrations."""
+"""`python -m bot run | migrate | restore <file>`: start, migrate, or restore a backup."""
 
 from __future__ import annotations
 
@@ -44,6 +44,26 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
+def _restore(settings: Settings, file: str) -> int:
+    from core.backup.restore import RestoreRefused, restore
+
+    try:
+        done = restore(settings, file)
+    except RestoreRefused as exc:
+        print(f"opsdeck: restore refused: {exc.message}", file=sys.stderr)
+        return 2
+    rows = sum(done.counts.values())
+    print(f"restored {done.source} into {done.target}")
+    print(f"schema revision {done.revision}; {rows} rows in {len(done.counts)} tables:")
+    for table, n in sorted(done.counts.items()):
+        print(f"  {table}: {n}")
+    print(
+        "Secrets at rest need the same OPSDECK_SECRET_KEY (or secret.key) as the original, "
+        "and vault files live in VAULT_STORAGE_URL, not in the database."
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Opsdeck operations bot")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         "run", help="start the bot (polling, or webhook when TELEGRAM_WEBHOOK_URL is set)"
     )
     sub.add_parser("migrate", help="apply database migrations and exit")
+    restore_help = "restore a backup file into an empty data dir (no database yet)"
+    restore = sub.add_parser("restore", help=restore_help, description=restore_help)
+    restore.add_argument("file", help="a backup, e.g. data/backups/opsdeck-20260101T030000Z.db")
     args = parser.parse_args(argv)
 
     from bot.logs import setup_logging
@@ -63,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_run(settings))
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
+        elif args.command == "restore":
+            return _restore(settings, args.file)
     except ConfigError as exc:
         print(f"opsdeck: {exc.message}", file=sys.stderr)
         return 2

@@ -107,6 +107,18 @@ class JobSettings(BaseSettings):
     maintenance_interval_seconds: int = 3600
 
 
+class BackupSettings(BaseSettings):
+    """SQLite backups (core.backup); ignored on PostgreSQL, where they are the database's job."""
+
+    model_config = SettingsConfigDict(**_ENV, env_prefix="BACKUP_")
+
+    enabled: bool = True
+    interval_seconds: int = Field(default=86400, ge=60)
+    cron: str | None = None  # e.g. "30 3 * * *" (UTC); wins over interval_seconds
+    keep: int = Field(default=7, ge=1)
+    dir: Path | None = None  # default: <data dir>/backups
+
+
 class Settings(BaseModel):
     """Everything the factory needs, with derived defaults filled in."""
 
@@ -118,6 +130,7 @@ class Settings(BaseModel):
     vault: VaultSettings
     reddit: RedditSettings
     jobs: JobSettings
+    backup: BackupSettings = Field(default_factory=BackupSettings)
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **overrides: BaseSettings) -> Settings:
@@ -131,6 +144,7 @@ class Settings(BaseModel):
             "vault": VaultSettings,
             "reddit": RedditSettings,
             "jobs": JobSettings,
+            "backup": BackupSettings,
         }
         parts: dict[str, BaseSettings] = {}
         for name, kind in kinds.items():
