@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import logging
 from collections.abc import Sequence
 from urllib.parse import urlparse
@@ -34,15 +33,16 @@ from bot.handlers import (
     queue,
     reddit_accounts,
     reddit_posts,
+    vault,
 )
-from bot.handlers import settings as settings_handlers
-from bot.handlers import status as status_handlers
 from bot.logs import REDACTOR
 from bot.middlewares.context import ContextMiddleware
 from bot.notifier import TelegramNotifier
 from bot.outbox import Outbox, OutboxSettings, Sender
 from bot.telegram_retry import RetryMiddleware
+from bot.vault_delivery import register_delivery_jobs
 from bot.web import UpdateFeeder, build_web_app
+from bot.web_claims import ClaimRoutesConfig, add_claim_routes
 from core.clock import Clock, SystemClock
 from core.crypto import SecretBox
 from core.jobs.engine import JobEngine
@@ -61,28 +61,29 @@ from core.services.container import ServiceFactory
 from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners
 from core.settings import Settings
-from core.status import database_kind
+from core.vault import (
+    VaultConfig,
+    VaultGateway,
+    register_vault_jobs,
+    service_builder,
+    vault_periodic_specs,
+)
 from storage import migrate
+from storage.blobs import blob_store_from_url
 from storage.db import create_engine, create_sessionmaker
 from storage.repositories import operators as op_repo
 
 log = logging.getLogger(__name__)
 
-try:
-    VERSION = importlib.metadata.version("opsdeck")
-except importlib.metadata.PackageNotFoundError:  # running from a checkout without install
-    VERSION = "dev"
-
 
 def build_dispatcher(middleware: ContextMiddleware, storage: BaseStorage) -> Dispatcher:
     dp = Dispatcher(storage=storage)
     dp.update.outer_middleware(middleware)
-    for module in (errors, common, jobs, queue, operators, me, audit):
+    # vault before common: `/start <code>` deep links are claims; bare /start stays common's
+    for module in (errors, vault, common, jobs, queue, operators, me, audit):
         dp.include_router(module.build_router())
     dp.include_router(reddit_accounts.build_router())
     dp.include_router(reddit_posts.build_router())
-    dp.include_router(status_handlers.build_router())
-    dp.include_router(settings_handlers.build_router())
     dp.include_router(fallback.build_router())  # last: answers whatever nothing else took
     return dp
 
@@ -156,7 +157,19 @@ class Opsdeck:
             clock=self.clock,
         )
 
-        self.registry = build_registry(register_reddit_jobs, *self.registrars)
+        # vault
+        self.vault_config = VaultConfig.from_settings(s.vault)
+        self.blobs = blob_store_from_url(
+            s.vault_storage_url,
+            endpoint_url=s.vault.s3_endpoint_url,
+            access_key=s.vault.s3_access_key_id,
+            secret_key=s.vault.s3_secret_access_key,
+            region=s.vault.s3_region,
+        )
+
+        self.registry = build_registry(
+            register_vault_jobs, register_delivery_jobs, register_reddit_jobs, *self.registrars
+        )
         self.engine = JobEngine(
             sessionmaker=self.sessionmaker,
             registry=self.registry,
@@ -164,9 +177,13 @@ class Opsdeck:
             clock=self.clock,
             notifier=self.notifier,
             worker_id=self.worker_id,
-            deps={DEP_CLIENTS: self.reddit_clients},
+            deps={"bot": self.bot, "blobs": self.blobs, DEP_CLIENTS: self.reddit_clients},
         )
-        for spec in [*periodic_specs(s), *REDDIT_PERIODIC]:
+        for spec in [
+            *periodic_specs(s),
+            *vault_periodic_specs(self.vault_config),
+            *REDDIT_PERIODIC,
+        ]:
             self.engine.add_periodic(spec)
         self.factory = ServiceFactory(
             sessionmaker=self.sessionmaker,
@@ -177,6 +194,7 @@ class Opsdeck:
             builders={
                 "reddit_accounts": self._reddit_accounts,
                 "reddit_posts": self._reddit_posts,
+                "vault": service_builder(self.blobs, self.vault_config),
             },
         )
 
@@ -186,13 +204,6 @@ class Opsdeck:
             DatabaseStorage(self.sessionmaker, self.clock),
         )
         self.dispatcher["settings"] = s
-        self.dispatcher["runtime"] = status_handlers.Runtime(
-            version=VERSION,
-            started_at=self.clock.now(),
-            scheduler_running=lambda: self.engine.running,
-            database=database_kind(s.database_url),
-            reddit_clients=self.reddit_clients,
-        )
         self.dispatcher["bot_username"] = self.me.username
         webhook_url = s.telegram.webhook_url
         webhook_path = (
@@ -205,6 +216,17 @@ class Opsdeck:
             feeder=self.feeder,
             webhook_path=webhook_path,
             webhook_secret=s.webhook_secret(),
+        )
+        add_claim_routes(
+            app,
+            VaultGateway(
+                sessionmaker=self.sessionmaker,
+                clock=self.clock,
+                blobs=self.blobs,
+                secret_key=s.secret_key(),
+                config=self.vault_config,
+            ),
+            ClaimRoutesConfig(public_base_url=s.public_base_url),
         )
         self.web_app = app
         self._runner = web.AppRunner(app, access_log=None)
@@ -276,5 +298,6 @@ class Opsdeck:
         await self.bot.session.close()
         await self.sender_bot.session.close()
         await self.reddit_clients.aclose()
+        await self.blobs.aclose()
         await self.db.dispose()
         log.info("Opsdeck stopped")

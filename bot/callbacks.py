@@ -71,3 +71,36 @@ class RedditPostAct(CallbackData, prefix="rp"):
 
     act: str
     id: int
+
+
+class VaultItemAct(CallbackData, prefix="vi"):
+    """card | more | send | rename | nsfw | delete | delete_yes | link, on one vault item id."""
+
+    act: str
+    id: int
+
+
+class VaultLinkNew(CallbackData, prefix="vn"):
+    """The create-link wizard; the choices so far ride along. 0 / -1 mean "not chosen yet".
+
+    `life` seconds (0: ask), `uses` (0: ask), `prot` 0/1, `ad` auto-delete minutes (0 off)."""
+
+    id: int
+    life: int = 0
+    uses: int = 0
+    prot: int = 0
+    ad: int = 0
+    go: str = ""  # "" show step | "life" / "uses" ask custom | "make" create | "x" cancel
+
+
+class VaultList(CallbackData, prefix="vl"):
+    kind: str = ""
+    nsfw: str = ""  # "" any | "y" | "n"
+    page: int = 0
+
+
+class VaultLinks(CallbackData, prefix="vk"):
+    """/links page, or revoke one link (`revoke` = link id)."""
+
+    page: int = 0
+    revoke: int = 0

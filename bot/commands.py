@@ -67,6 +67,6 @@ EXTRA_COMMANDS += [
 ]
 
 EXTRA_COMMANDS += [
-    ("status", "how Opsdeck is doing", Role.viewer),
-    ("settings", "effective settings, secrets masked", Role.owner),
+    ("vault", "files: /vault [kind] · /vault stats", Role.viewer),
+    ("links", "active claim links", Role.viewer),
 ]

@@ -1,0 +1,351 @@
+"""The vault in chat: files operators send, claim links, `/start <code>` claims, /vault, /links."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from aiogram import Bot, Router
+from aiogram.filters import Command, CommandObject, CommandStart, Filter, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+
+from bot.callbacks import VaultItemAct, VaultLinkNew, VaultLinks, VaultList
+from bot.handlers.jobs import edit
+from bot.render import vault as render
+from bot.vault_delivery import DELETE_MESSAGE, deliver, telegram_content
+from core.actor import Actor
+from core.errors import Conflict, InvalidInput
+from core.services.container import Services
+from core.settings import Settings
+from core.vault import Claimer, ClaimService, IngestSource, VaultKind, VaultService
+from storage.models import Role
+
+FILE_KINDS = ("animation", "document", "photo", "video", "audio", "voice")  # animation first
+MAX_CUSTOM_DAYS = 365
+_DURATION = re.compile(r"(\d+)\s*(w|d|h|m|min|mins|minutes?|hours?|days?|weeks?)", re.I)
+_UNIT = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60}
+
+
+class VaultForm(StatesGroup):
+    life = State()
+    uses = State()
+    rename = State()
+
+
+class HasVaultFile(Filter):
+    """A message carrying a file the vault can keep."""
+
+    async def __call__(self, message: Message) -> bool:
+        return any(getattr(message, kind, None) for kind in FILE_KINDS)
+
+
+def vault_of(services: Services) -> VaultService:
+    return services.extra["vault"]
+
+
+async def end_reads(services: Services) -> None:
+    """End this update's read transaction before the FSM storage writes on its own session:
+    on SQLite a reader held open here would block that write until the lock times out."""
+    await services.session.commit()
+
+
+def parse_duration(text: str) -> int:
+    """`90m`, `3d`, `12h`, `1w`, `1d 12h` → seconds."""
+    text = text.strip()
+    parts = _DURATION.findall(text)
+    if not parts or _DURATION.sub("", text).strip(" ,"):
+        raise InvalidInput("Send a duration like 90m, 12h, 3d or 2w (or /cancel).")
+    return sum(int(n) * _UNIT[unit[0].lower()] for n, unit in parts)
+
+
+# -- ingest -------------------------------------------------------------------------------------
+async def ingest(message: Message, bot: Bot, actor: Actor, services: Services) -> None:
+    actor.require(Role.operator, "add files to the vault")
+    kind = next(k for k in FILE_KINDS if getattr(message, k, None))
+    obj: Any = message.photo[-1] if kind == "photo" else getattr(message, kind)  # type: ignore[index]
+    vault = vault_of(services)
+    size = getattr(obj, "file_size", None)
+    cap = vault.config.max_file_bytes
+    content = None
+    if size is None or size <= cap:  # a file over the cap is refused by ingest without fetching
+        content = await telegram_content(bot, obj.file_id, size)
+    result = await vault.ingest(
+        actor,
+        IngestSource(
+            kind=VaultKind(kind),
+            file_id=obj.file_id,
+            file_unique_id=obj.file_unique_id,
+            name=getattr(obj, "file_name", None),
+            mime=getattr(obj, "mime_type", None),
+            size=size,
+            caption=message.caption,
+            content=content,
+        ),
+    )
+    await message.reply(
+        render.item_card(result.item, duplicate=result.duplicate),
+        reply_markup=render.item_buttons(result.item, actor),
+    )
+
+
+# -- claims -------------------------------------------------------------------------------------
+async def claim(message: Message, command: CommandObject, bot: Bot, services: Services) -> None:
+    assert message.from_user is not None
+    vault = vault_of(services)
+    claims = ClaimService(vault.session, vault.clock)
+    result = await claims.claim(
+        (command.args or "").strip(), Claimer.telegram(message.from_user.id), "telegram"
+    )
+    if not result.delivers or result.item is None:
+        await message.answer(result.reason_text, parse_mode=None)
+        return
+    caption = result.reason_text
+    if result.item.description:
+        caption += "\n\n" + result.item.description
+    sent = await deliver(
+        bot,
+        message.chat.id,
+        result.item,
+        result.link,
+        blobs=vault.blobs,
+        caption=caption,
+        record_file_id=claims.record_file_id,
+    )
+    link = result.link
+    if link is not None and link.auto_delete_seconds:
+        await services.jobs.submit(
+            link.tenant_id,
+            DELETE_MESSAGE,
+            {"chat_id": sent.chat.id, "message_id": sent.message_id},
+            run_at=vault.clock.now() + timedelta(seconds=link.auto_delete_seconds),
+            dedupe_key=f"vault.delete:{sent.chat.id}:{sent.message_id}",
+        )
+
+
+# -- /vault and item cards ----------------------------------------------------------------------
+async def vault_command(
+    message: Message, command: CommandObject, actor: Actor, services: Services
+) -> None:
+    vault = vault_of(services)
+    args = (command.args or "").split()
+    if args and args[0] == "stats":
+        await message.answer(render.stats_text(await vault.stats(actor)))
+        return
+    kind = args[0] if args else ""
+    if kind and kind not in render.KIND_ICON:
+        raise InvalidInput(
+            "Usage: /vault [kind] or /vault stats; kinds: " + ", ".join(render.KIND_ICON)
+        )
+    page = await vault.page(actor, kind=kind or None)
+    text, markup = render.items_list(page, kind, "")
+    await message.answer(text, reply_markup=markup)
+
+
+async def vault_page(
+    query: CallbackQuery, callback_data: VaultList, actor: Actor, services: Services
+) -> None:
+    nsfw = {"y": True, "n": False}.get(callback_data.nsfw)
+    page = await vault_of(services).page(
+        actor, kind=callback_data.kind or None, nsfw=nsfw, page=callback_data.page
+    )
+    await query.answer()
+    await edit(query, *render.items_list(page, callback_data.kind, callback_data.nsfw))
+
+
+async def full_card(vault: VaultService, actor: Actor, item_id: int):
+    item = await vault.get(actor, item_id)
+    links = await vault.links(actor, active_only=False, item_id=item_id, size=10)
+    log = (
+        (await vault.access_log(actor, item_id, size=10)).rows
+        if actor.at_least(Role.operator)
+        else None
+    )
+    text = render.item_card(
+        item, links=[pair[0] for pair in links.rows], log=log, actor=actor, now=vault.clock.now()
+    )
+    return text, render.item_buttons(item, actor, more=False)
+
+
+async def item_action(
+    query: CallbackQuery,
+    callback_data: VaultItemAct,
+    bot: Bot,
+    actor: Actor,
+    services: Services,
+    state: FSMContext,
+) -> None:
+    vault = vault_of(services)
+    act, item_id = callback_data.act, callback_data.id
+    if act in ("card", "more"):
+        text, markup = await full_card(vault, actor, item_id)
+        await query.answer()
+        await edit(query, text, markup)
+    elif act == "send":
+        item = await vault.get(actor, item_id)
+        await query.answer("Sending…")
+        await deliver(
+            bot,
+            query.from_user.id,
+            item,
+            None,
+            blobs=vault.blobs,
+            caption=item.description,
+            record_file_id=vault.record_file_id,
+        )
+    elif act == "rename":
+        actor.require(Role.operator, "rename files")
+        item = await vault.get(actor, item_id)
+        await end_reads(services)
+        await state.set_state(VaultForm.rename)
+        await state.set_data({"item_id": item.id})
+        await query.answer()
+        if query.message is not None:
+            await query.message.answer(
+                f"Send the new name for <b>{render.h(item.name)}</b> (or /cancel)."
+            )
+    elif act == "nsfw":
+        item = await vault.get(actor, item_id)
+        item = await vault.set_nsfw(actor, item_id, not item.nsfw)
+        await query.answer("Marked NSFW." if item.nsfw else "No longer marked NSFW.")
+        await edit(query, render.item_card(item), render.item_buttons(item, actor))
+    elif act == "delete":
+        actor.require(Role.operator, "delete files")
+        item = await vault.get(actor, item_id)
+        await query.answer()
+        await edit(query, *render.delete_question(item))
+    elif act == "delete_yes":
+        revoked = await vault.delete(actor, item_id)
+        await query.answer(f"File #{item_id} deleted; {revoked} link(s) revoked.")
+        await edit(query, f"File #{item_id} deleted; {revoked} link(s) revoked.", None)
+    else:
+        await query.answer("This button is no longer valid.")
+
+
+# -- create link ----------------------------------------------------------------------------------
+async def link_wizard(
+    query: CallbackQuery,
+    callback_data: VaultLinkNew,
+    actor: Actor,
+    services: Services,
+    state: FSMContext,
+    settings: Settings,
+    bot_username: str,
+) -> None:
+    actor.require(Role.operator, "create links")
+    vault = vault_of(services)
+    item = await vault.get(actor, callback_data.id)
+    go = callback_data.go
+    if go == "x":
+        await query.answer("No link created.")
+        await edit(query, render.item_card(item), render.item_buttons(item, actor))
+        return
+    if go in ("life", "uses"):
+        await end_reads(services)
+        await state.set_state(VaultForm.life if go == "life" else VaultForm.uses)
+        await state.set_data(callback_data.model_copy(update={"go": ""}).model_dump())
+        await query.answer()
+        if query.message is not None:
+            await query.message.answer(
+                "Send the lifetime, e.g. 90m, 12h, 3d (or /cancel)."
+                if go == "life"
+                else "Send the number of uses, e.g. 25 (or /cancel)."
+            )
+        return
+    if go == "make":
+        new = await vault.create_link(
+            actor,
+            item.id,
+            lifetime_seconds=callback_data.life,
+            max_uses=callback_data.uses,
+            protect_content=bool(callback_data.prot),
+            auto_delete_seconds=callback_data.ad * 60 or None,
+        )
+        await query.answer("Link created.")
+        text = render.new_link_text(new, bot_username, settings.public_base_url, actor)
+        if query.message is not None:
+            await query.message.edit_text(text, reply_markup=None, disable_web_page_preview=True)
+        return
+    await query.answer()
+    await edit(query, *render.wizard(item, callback_data))
+
+
+async def custom_value(
+    message: Message, actor: Actor, services: Services, state: FSMContext
+) -> None:
+    current = await state.get_state()
+    data = VaultLinkNew(**await state.get_data())
+    text = (message.text or "").strip()
+    if current == VaultForm.life.state:
+        seconds = parse_duration(text)
+        if not 60 <= seconds <= MAX_CUSTOM_DAYS * 86400:
+            raise InvalidInput("A link must live between 1 minute and 365 days; send another.")
+        data = data.model_copy(update={"life": seconds})
+    else:
+        if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+            raise InvalidInput("Send a whole number of uses between 1 and 1,000,000.")
+        data = data.model_copy(update={"uses": int(text)})
+    await end_reads(services)
+    await state.clear()
+    item = await vault_of(services).get(actor, data.id)
+    text_, markup = render.wizard(item, data)
+    await message.answer(text_, reply_markup=markup)
+
+
+async def rename_value(
+    message: Message, actor: Actor, services: Services, state: FSMContext
+) -> None:
+    item_id = int((await state.get_data())["item_id"])
+    item = await vault_of(services).rename(actor, item_id, message.text or "")
+    await end_reads(services)
+    await state.clear()
+    await message.answer(
+        "Renamed.\n" + render.item_card(item), reply_markup=render.item_buttons(item, actor)
+    )
+
+
+async def cancel(message: Message, state: FSMContext) -> None:
+    await state.clear()
+    await message.answer("Cancelled.")
+
+
+# -- /links -------------------------------------------------------------------------------------
+async def links_command(message: Message, actor: Actor, services: Services) -> None:
+    vault = vault_of(services)
+    page = await vault.links(actor)
+    text, markup = render.links_list(page, actor, vault.clock.now())
+    await message.answer(text, reply_markup=markup)
+
+
+async def links_page(
+    query: CallbackQuery, callback_data: VaultLinks, actor: Actor, services: Services
+) -> None:
+    vault = vault_of(services)
+    notice, alert = None, False
+    if callback_data.revoke:
+        try:
+            await vault.revoke(actor, callback_data.revoke)
+            notice = f"Link #{callback_data.revoke} revoked."
+        except Conflict as exc:
+            notice, alert = exc.message, True
+    page = await vault.links(actor, page=callback_data.page)
+    await query.answer(notice, show_alert=alert)
+    await edit(query, *render.links_list(page, actor, vault.clock.now()))
+
+
+def build_router() -> Router:
+    router = Router(name="vault")
+    router.message.register(claim, CommandStart(deep_link=True))
+    router.message.register(cancel, Command("cancel"), StateFilter(VaultForm))
+    router.message.register(custom_value, StateFilter(VaultForm.life, VaultForm.uses))
+    router.message.register(rename_value, StateFilter(VaultForm.rename))
+    router.message.register(vault_command, Command("vault"))
+    router.message.register(links_command, Command("links"))
+    router.message.register(ingest, HasVaultFile())
+    router.callback_query.register(item_action, VaultItemAct.filter())
+    router.callback_query.register(link_wizard, VaultLinkNew.filter())
+    router.callback_query.register(vault_page, VaultList.filter())
+    router.callback_query.register(links_page, VaultLinks.filter())
+    return router

@@ -1,0 +1,155 @@
+"""The one way a vault file leaves the bot in Telegram: `deliver`, and its auto-delete job.
+
+Every send of a claimed (or "send to me") file goes through `deliver`, so a durable,
+rate-paced sender can later be put behind this one function without touching handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import InputFile, Message
+
+from core.jobs.context import JobContext
+from core.jobs.registry import JobRegistry
+from storage.blobs.base import BlobStore
+from storage.vault_models import VaultItem, VaultKind, VaultLink
+
+log = logging.getLogger(__name__)
+
+DELETE_MESSAGE = "vault.delete_message"
+CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile on the cloud Bot API
+CAPTION_LIMIT = 1024
+
+RecordFileId = Callable[[int, str, str | None], Awaitable[None]]
+
+_METHOD = {
+    VaultKind.photo: "send_photo",
+    VaultKind.video: "send_video",
+    VaultKind.audio: "send_audio",
+    VaultKind.voice: "send_voice",
+    VaultKind.animation: "send_animation",
+    VaultKind.document: "send_document",
+}
+
+
+class BlobInputFile(InputFile):
+    """Uploads a blob straight from the store, chunk by chunk (bounded memory)."""
+
+    def __init__(self, blobs: BlobStore, key: str, filename: str) -> None:
+        super().__init__(filename=filename)
+        self.blobs = blobs
+        self.key = key
+
+    async def read(self, bot: Bot) -> AsyncGenerator[bytes, None]:
+        reader = await self.blobs.open_range(self.key, chunk_size=self.chunk_size)
+        async with reader:
+            async for chunk in reader:
+                yield chunk
+
+
+def _kind(item: VaultItem) -> VaultKind:
+    try:
+        return VaultKind(item.kind)
+    except ValueError:
+        return VaultKind.document
+
+
+def _sent_file(message: Message, kind: VaultKind) -> tuple[str, str] | None:
+    """(file_id, file_unique_id) of the file Telegram stored for a message we sent."""
+    if kind is VaultKind.photo and message.photo:
+        best = message.photo[-1]
+        return best.file_id, best.file_unique_id
+    obj = getattr(message, kind.value, None) or message.document
+    return (obj.file_id, obj.file_unique_id) if obj is not None else None
+
+
+async def deliver(
+    bot: Bot,
+    chat_id: int,
+    item: VaultItem,
+    link: VaultLink | None,
+    *,
+    blobs: BlobStore,
+    caption: str | None = None,
+    record_file_id: RecordFileId | None = None,
+) -> Message:
+    """Send `item` to `chat_id`: by cached `file_id`, else uploaded from the blob store (and
+    the new `file_id` handed to `record_file_id`). `link` decides `protect_content`."""
+    kind = _kind(item)
+    send = getattr(bot, _METHOD[kind])
+    params: dict[str, Any] = {
+        "chat_id": chat_id,
+        "protect_content": bool(link and link.protect_content),
+        "parse_mode": None,
+    }
+    if caption:
+        params["caption"] = caption[:CAPTION_LIMIT]
+    if item.tg_file_id:
+        try:
+            return await send(**{kind.value: item.tg_file_id}, **params)
+        except TelegramBadRequest as exc:
+            if item.blob_key is None:
+                raise
+            log.warning("file_id of vault item %s refused (%s); uploading", item.id, exc.message)
+    if item.blob_key is None:
+        raise RuntimeError(f"vault item {item.id} has neither a file_id nor bytes")
+    upload = BlobInputFile(blobs, item.blob_key, item.name)
+    message = await send(**{kind.value: upload}, **params)
+    sent = _sent_file(message, kind)
+    if sent is not None and record_file_id is not None:
+        await record_file_id(item.id, sent[0], sent[1])
+    return message
+
+
+async def telegram_content(
+    bot: Bot, file_id: str, size: int | None, chunk_size: int = 65536
+) -> AsyncIterator[bytes] | None:
+    """The bytes of a file an operator sent, streamed; None when the Bot API will not give
+    them (over 20 MB on the cloud API)."""
+    api = bot.session.api
+    if not api.is_local and size is not None and size > CLOUD_DOWNLOAD_LIMIT:
+        return None
+    try:
+        file = await bot.get_file(file_id)
+    except TelegramBadRequest as exc:
+        if "too big" in exc.message:
+            return None
+        raise
+    if file.file_path is None:
+        return None
+    if api.is_local:
+        return _read_local(api.wrap_local_file.to_local(file.file_path), chunk_size)
+    url = api.file_url(bot.token, file.file_path)
+    return bot.session.stream_content(
+        url=url, timeout=300, chunk_size=chunk_size, raise_for_status=True
+    )
+
+
+async def _read_local(path: Any, chunk_size: int) -> AsyncIterator[bytes]:
+    import asyncio
+
+    with open(path, "rb") as f:  # noqa: ASYNC230 - chunks are read in a thread below
+        while chunk := await asyncio.to_thread(f.read, chunk_size):
+            yield chunk
+
+
+async def delete_message(ctx: JobContext) -> dict[str, Any]:
+    """Auto-delete of a delivered file (queued at delivery, survives restarts)."""
+    bot: Bot = ctx.dep("bot")
+    chat_id, message_id = int(ctx.payload["chat_id"]), int(ctx.payload["message_id"])
+    try:
+        await bot.delete_message(chat_id=chat_id, message_id=message_id)
+    except TelegramBadRequest as exc:  # already deleted by the user, or too old
+        return {"deleted": False, "reason": exc.message}
+    return {"deleted": True}
+
+
+def register_delivery_jobs(registry: JobRegistry) -> None:
+    registry.register(
+        DELETE_MESSAGE, delete_message, description="Delete a delivered vault file from a chat"
+    )
