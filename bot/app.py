@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 from collections.abc import Sequence
 from urllib.parse import urlparse
@@ -35,6 +36,8 @@ from bot.handlers import (
     reddit_posts,
     vault,
 )
+from bot.handlers import settings as settings_handlers
+from bot.handlers import status as status_handlers
 from bot.logs import REDACTOR
 from bot.middlewares.context import ContextMiddleware
 from bot.notifier import TelegramNotifier
@@ -61,6 +64,7 @@ from core.services.container import ServiceFactory
 from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners
 from core.settings import Settings
+from core.status import database_kind
 from core.vault import (
     VaultConfig,
     VaultGateway,
@@ -75,6 +79,11 @@ from storage.repositories import operators as op_repo
 
 log = logging.getLogger(__name__)
 
+try:
+    VERSION = importlib.metadata.version("opsdeck")
+except importlib.metadata.PackageNotFoundError:  # running from a checkout without install
+    VERSION = "dev"
+
 
 def build_dispatcher(middleware: ContextMiddleware, storage: BaseStorage) -> Dispatcher:
     dp = Dispatcher(storage=storage)
@@ -84,6 +93,8 @@ def build_dispatcher(middleware: ContextMiddleware, storage: BaseStorage) -> Dis
         dp.include_router(module.build_router())
     dp.include_router(reddit_accounts.build_router())
     dp.include_router(reddit_posts.build_router())
+    dp.include_router(status_handlers.build_router())
+    dp.include_router(settings_handlers.build_router())
     dp.include_router(fallback.build_router())  # last: answers whatever nothing else took
     return dp
 
@@ -204,6 +215,13 @@ class Opsdeck:
             DatabaseStorage(self.sessionmaker, self.clock),
         )
         self.dispatcher["settings"] = s
+        self.dispatcher["runtime"] = status_handlers.Runtime(
+            version=VERSION,
+            started_at=self.clock.now(),
+            scheduler_running=lambda: self.engine.running,
+            database=database_kind(s.database_url),
+            reddit_clients=self.reddit_clients,
+        )
         self.dispatcher["bot_username"] = self.me.username
         webhook_url = s.telegram.webhook_url
         webhook_path = (

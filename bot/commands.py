@@ -67,6 +67,11 @@ EXTRA_COMMANDS += [
 ]
 
 EXTRA_COMMANDS += [
+    ("status", "how Opsdeck is doing", Role.viewer),
+    ("settings", "effective settings, secrets masked", Role.owner),
+]
+
+EXTRA_COMMANDS += [
     ("vault", "files: /vault [kind] · /vault stats", Role.viewer),
     ("links", "active claim links", Role.viewer),
 ]
