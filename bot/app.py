@@ -34,8 +34,8 @@ from bot.handlers import (
     queue,
     reddit_accounts,
     reddit_posts,
-    vault,
 )
+from bot.handlers import backup as backup_handlers
 from bot.handlers import settings as settings_handlers
 from bot.handlers import status as status_handlers
 from bot.logs import REDACTOR
@@ -43,9 +43,9 @@ from bot.middlewares.context import ContextMiddleware
 from bot.notifier import TelegramNotifier
 from bot.outbox import Outbox, OutboxSettings, Sender
 from bot.telegram_retry import RetryMiddleware
-from bot.vault_delivery import register_delivery_jobs
 from bot.web import UpdateFeeder, build_web_app
-from bot.web_claims import ClaimRoutesConfig, add_claim_routes
+from core.backup import BackupConfig, backup_periodic_specs, register_backup_jobs
+from core.backup import service_builder as backup_service_builder
 from core.clock import Clock, SystemClock
 from core.crypto import SecretBox
 from core.jobs.engine import JobEngine
@@ -65,15 +65,7 @@ from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners
 from core.settings import Settings
 from core.status import database_kind
-from core.vault import (
-    VaultConfig,
-    VaultGateway,
-    register_vault_jobs,
-    service_builder,
-    vault_periodic_specs,
-)
 from storage import migrate
-from storage.blobs import blob_store_from_url
 from storage.db import create_engine, create_sessionmaker
 from storage.repositories import operators as op_repo
 
@@ -88,13 +80,13 @@ except importlib.metadata.PackageNotFoundError:  # running from a checkout witho
 def build_dispatcher(middleware: ContextMiddleware, storage: BaseStorage) -> Dispatcher:
     dp = Dispatcher(storage=storage)
     dp.update.outer_middleware(middleware)
-    # vault before common: `/start <code>` deep links are claims; bare /start stays common's
-    for module in (errors, vault, common, jobs, queue, operators, me, audit):
+    for module in (errors, common, jobs, queue, operators, me, audit):
         dp.include_router(module.build_router())
     dp.include_router(reddit_accounts.build_router())
     dp.include_router(reddit_posts.build_router())
     dp.include_router(status_handlers.build_router())
     dp.include_router(settings_handlers.build_router())
+    dp.include_router(backup_handlers.build_router())
     dp.include_router(fallback.build_router())  # last: answers whatever nothing else took
     return dp
 
@@ -168,18 +160,9 @@ class Opsdeck:
             clock=self.clock,
         )
 
-        # vault
-        self.vault_config = VaultConfig.from_settings(s.vault)
-        self.blobs = blob_store_from_url(
-            s.vault_storage_url,
-            endpoint_url=s.vault.s3_endpoint_url,
-            access_key=s.vault.s3_access_key_id,
-            secret_key=s.vault.s3_secret_access_key,
-            region=s.vault.s3_region,
-        )
-
+        self.backup_config = BackupConfig.from_settings(s)
         self.registry = build_registry(
-            register_vault_jobs, register_delivery_jobs, register_reddit_jobs, *self.registrars
+            register_backup_jobs(self.backup_config), register_reddit_jobs, *self.registrars
         )
         self.engine = JobEngine(
             sessionmaker=self.sessionmaker,
@@ -188,11 +171,11 @@ class Opsdeck:
             clock=self.clock,
             notifier=self.notifier,
             worker_id=self.worker_id,
-            deps={"bot": self.bot, "blobs": self.blobs, DEP_CLIENTS: self.reddit_clients},
+            deps={DEP_CLIENTS: self.reddit_clients},
         )
         for spec in [
             *periodic_specs(s),
-            *vault_periodic_specs(self.vault_config),
+            *backup_periodic_specs(self.backup_config),
             *REDDIT_PERIODIC,
         ]:
             self.engine.add_periodic(spec)
@@ -203,9 +186,9 @@ class Opsdeck:
             owner_ids=frozenset(s.opsdeck.owner_ids),
             engine=self.engine,
             builders={
+                "backup": backup_service_builder(self.backup_config),
                 "reddit_accounts": self._reddit_accounts,
                 "reddit_posts": self._reddit_posts,
-                "vault": service_builder(self.blobs, self.vault_config),
             },
         )
 
@@ -234,17 +217,6 @@ class Opsdeck:
             feeder=self.feeder,
             webhook_path=webhook_path,
             webhook_secret=s.webhook_secret(),
-        )
-        add_claim_routes(
-            app,
-            VaultGateway(
-                sessionmaker=self.sessionmaker,
-                clock=self.clock,
-                blobs=self.blobs,
-                secret_key=s.secret_key(),
-                config=self.vault_config,
-            ),
-            ClaimRoutesConfig(public_base_url=s.public_base_url),
         )
         self.web_app = app
         self._runner = web.AppRunner(app, access_log=None)
@@ -316,6 +288,5 @@ class Opsdeck:
         await self.bot.session.close()
         await self.sender_bot.session.close()
         await self.reddit_clients.aclose()
-        await self.blobs.aclose()
         await self.db.dispose()
         log.info("Opsdeck stopped")

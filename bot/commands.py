@@ -72,6 +72,5 @@ EXTRA_COMMANDS += [
 ]
 
 EXTRA_COMMANDS += [
-    ("vault", "files: /vault [kind] · /vault stats", Role.viewer),
-    ("links", "active claim links", Role.viewer),
+    ("backup", "last backup and its check; /backup now", Role.owner),
 ]
