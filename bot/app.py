@@ -34,6 +34,7 @@ from bot.handlers import (
     queue,
     reddit_accounts,
     reddit_posts,
+    vault,
 )
 from bot.handlers import backup as backup_handlers
 from bot.handlers import settings as settings_handlers
@@ -43,7 +44,9 @@ from bot.middlewares.context import ContextMiddleware
 from bot.notifier import TelegramNotifier
 from bot.outbox import Outbox, OutboxSettings, Sender
 from bot.telegram_retry import RetryMiddleware
+from bot.vault_delivery import register_delivery_jobs
 from bot.web import UpdateFeeder, build_web_app
+from bot.web_claims import ClaimRoutesConfig, add_claim_routes
 from core.backup import BackupConfig, backup_periodic_specs, register_backup_jobs
 from core.backup import service_builder as backup_service_builder
 from core.clock import Clock, SystemClock
@@ -65,7 +68,15 @@ from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners
 from core.settings import Settings
 from core.status import database_kind
+from core.vault import (
+    VaultConfig,
+    VaultGateway,
+    register_vault_jobs,
+    service_builder,
+    vault_periodic_specs,
+)
 from storage import migrate
+from storage.blobs import blob_store_from_url
 from storage.db import create_engine, create_sessionmaker
 from storage.repositories import operators as op_repo
 
@@ -80,7 +91,8 @@ except importlib.metadata.PackageNotFoundError:  # running from a checkout witho
 def build_dispatcher(middleware: ContextMiddleware, storage: BaseStorage) -> Dispatcher:
     dp = Dispatcher(storage=storage)
     dp.update.outer_middleware(middleware)
-    for module in (errors, common, jobs, queue, operators, me, audit):
+    # vault before common: `/start <code>` deep links are claims; bare /start stays common's
+    for module in (errors, vault, common, jobs, queue, operators, me, audit):
         dp.include_router(module.build_router())
     dp.include_router(reddit_accounts.build_router())
     dp.include_router(reddit_posts.build_router())
@@ -160,9 +172,23 @@ class Opsdeck:
             clock=self.clock,
         )
 
+        # vault
+        self.vault_config = VaultConfig.from_settings(s.vault)
+        self.blobs = blob_store_from_url(
+            s.vault_storage_url,
+            endpoint_url=s.vault.s3_endpoint_url,
+            access_key=s.vault.s3_access_key_id,
+            secret_key=s.vault.s3_secret_access_key,
+            region=s.vault.s3_region,
+        )
+
         self.backup_config = BackupConfig.from_settings(s)
         self.registry = build_registry(
-            register_backup_jobs(self.backup_config), register_reddit_jobs, *self.registrars
+            register_backup_jobs(self.backup_config),
+            register_vault_jobs,
+            register_delivery_jobs,
+            register_reddit_jobs,
+            *self.registrars,
         )
         self.engine = JobEngine(
             sessionmaker=self.sessionmaker,
@@ -171,11 +197,12 @@ class Opsdeck:
             clock=self.clock,
             notifier=self.notifier,
             worker_id=self.worker_id,
-            deps={DEP_CLIENTS: self.reddit_clients},
+            deps={"bot": self.bot, "blobs": self.blobs, DEP_CLIENTS: self.reddit_clients},
         )
         for spec in [
             *periodic_specs(s),
             *backup_periodic_specs(self.backup_config),
+            *vault_periodic_specs(self.vault_config),
             *REDDIT_PERIODIC,
         ]:
             self.engine.add_periodic(spec)
@@ -189,6 +216,7 @@ class Opsdeck:
                 "backup": backup_service_builder(self.backup_config),
                 "reddit_accounts": self._reddit_accounts,
                 "reddit_posts": self._reddit_posts,
+                "vault": service_builder(self.blobs, self.vault_config),
             },
         )
 
@@ -217,6 +245,17 @@ class Opsdeck:
             feeder=self.feeder,
             webhook_path=webhook_path,
             webhook_secret=s.webhook_secret(),
+        )
+        add_claim_routes(
+            app,
+            VaultGateway(
+                sessionmaker=self.sessionmaker,
+                clock=self.clock,
+                blobs=self.blobs,
+                secret_key=s.secret_key(),
+                config=self.vault_config,
+            ),
+            ClaimRoutesConfig(public_base_url=s.public_base_url),
         )
         self.web_app = app
         self._runner = web.AppRunner(app, access_log=None)
@@ -288,5 +327,6 @@ class Opsdeck:
         await self.bot.session.close()
         await self.sender_bot.session.close()
         await self.reddit_clients.aclose()
+        await self.blobs.aclose()
         await self.db.dispose()
         log.info("Opsdeck stopped")

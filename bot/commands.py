@@ -72,5 +72,10 @@ EXTRA_COMMANDS += [
 ]
 
 EXTRA_COMMANDS += [
+    ("vault", "files: /vault [kind] · /vault stats", Role.viewer),
+    ("links", "active claim links", Role.viewer),
+]
+
+EXTRA_COMMANDS += [
     ("backup", "last backup and its check; /backup now", Role.owner),
 ]
