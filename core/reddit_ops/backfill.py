@@ -210,31 +210,32 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
         fresh = {s.fullname: s for s in await client.info([p.fullname or "" for p in batch])}
         now = ctx.clock.now()
         removed: list[int] = []
+        stats: list[dict[str, Any]] = []
         async with ctx.sessionmaker() as session:
             for post in batch:
                 live = fresh.get(post.fullname or "")
                 if (
                     live is None
                     or live.removed_by_category in AUTHOR_DELETED
-                    or (live.author == "[deleted]")
+                    or live.author == "[deleted]"
                 ):
                     await _wipe(session, ctx, post, live, now)
                     wiped += 1
                     continue
-                await repo.update_post(
-                    session,
-                    post.id,
+                stats.append(
                     {
+                        "id": post.id,
                         "score": live.score,
                         "num_comments": live.num_comments,
                         "upvote_ratio": live.upvote_ratio,
                         "removed_by_category": live.removed_by_category,
                         "last_synced_at": now,
-                    },
+                    }
                 )
-                updated += 1
                 if live.removed_by_category and not post.removal_notified:
                     removed.append(post.id)
+            await repo.update_posts_by_id(session, stats)
+            updated += len(stats)
             # Flagged in the same transaction as the new stats: each removal is told once.
             to_alert += await repo.mark_removal_notified(session, removed)
             await session.commit()

@@ -311,6 +311,12 @@ async def posts_to_sync(
     return list((await session.execute(stmt)).scalars().all())
 
 
+async def update_posts_by_id(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk UPDATE by primary key: each row is {"id": …, column: value, …} (one executemany)."""
+    if rows:
+        await session.execute(update(RedditPost), list(rows))
+
+
 async def mark_removal_notified(session: AsyncSession, ids: Sequence[int]) -> list[int]:
     """Flag removal alerts as sent; returns only the posts this call flagged (alert once)."""
     if not ids:
@@ -351,16 +357,23 @@ async def known_fullnames(
 
 
 async def import_history(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert imported posts; ones already stored (same account and fullname) are left alone."""
+    """Insert imported posts (rows of one account); ones already stored are left alone.
+
+    Known fullnames are filtered out first, so a page with nothing new writes nothing; the
+    ON CONFLICT clause still covers a post stored meanwhile by a concurrent submit.
+    """
     if not rows:
+        return 0
+    known = await known_fullnames(session, rows[0]["account_id"], [r["fullname"] for r in rows])
+    fresh = [r for r in rows if r["fullname"] not in known]
+    if not fresh:
         return 0
     stmt = (
         _insert(session, RedditPost.__table__)
-        .values(list(rows))
         .on_conflict_do_nothing(index_elements=["account_id", "fullname"])
         .returning(RedditPost.id)
     )
-    return len((await session.execute(stmt)).all())
+    return len((await session.execute(stmt, fresh)).all())
 
 
 async def wake_account_jobs(session: AsyncSession, account_id: int, now: datetime) -> int:
@@ -426,16 +439,19 @@ async def vault_image(session: AsyncSession, tenant_id: int, item_id: int) -> Va
 
 
 async def insert_inbox(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Insert inbox messages not stored yet; returns {fullname: id} of the new rows."""
+    """Insert inbox messages (rows of one account) not stored yet; {fullname: id} of new rows."""
     if not rows:
+        return {}
+    known = await known_inbox(session, rows[0]["account_id"], [r["fullname"] for r in rows])
+    fresh = [r for r in rows if r["fullname"] not in known]
+    if not fresh:
         return {}
     stmt = (
         _insert(session, RedditInboxMessage.__table__)
-        .values(list(rows))
         .on_conflict_do_nothing(index_elements=["account_id", "fullname"])
         .returning(RedditInboxMessage.fullname, RedditInboxMessage.id)
     )
-    return {name: row_id for name, row_id in (await session.execute(stmt)).all()}
+    return {name: row_id for name, row_id in (await session.execute(stmt, fresh)).all()}
 
 
 async def known_inbox(session: AsyncSession, account_id: int, fullnames: Iterable[str]) -> set[str]:
