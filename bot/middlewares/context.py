@@ -11,6 +11,7 @@ from aiogram import BaseMiddleware
 from aiogram.types import Message, TelegramObject, Update, User
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.fsm_storage import UPDATE_SESSION
 from core.services.container import ServiceFactory
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,29 @@ class ContextMiddleware(BaseMiddleware):
         async with self.sessionmaker() as session:
             services = self.factory.bind(session)
             actor = await services.operators.resolve(user.id)
+            if actor is not None:
+                await services.operators.remember_name(actor, user.full_name)
+            # End the transaction that resolved the operator before anything talks to Telegram.
+            # On SQLite every transaction begins IMMEDIATE (storage/db.py), so leaving it open
+            # across the refusal or the handler's Bot API calls held the database write lock
+            # for whole HTTP round trips: updates, and the job engine, ran one at a time behind
+            # it. The session stays this update's only one; its next query begins afresh.
+            await session.commit()
             if actor is None and not _open_to_strangers(event):
                 await self._refuse(event, user)
                 return None
-            if actor is not None:
-                await services.operators.remember_name(actor, user.full_name)
             data["session"] = session
             data["services"] = services
             data["actor"] = actor
-            return await handler(event, data)
+            # Guided-flow state written during this update joins this session (one unit of
+            # work, one connection): a second connection would wait on this one's write lock.
+            token = UPDATE_SESSION.set(session)
+            try:
+                result = await handler(event, data)
+                await session.commit()
+                return result
+            finally:
+                UPDATE_SESSION.reset(token)
 
     async def _refuse(self, event: TelegramObject, user: User) -> None:
         assert isinstance(event, Update)

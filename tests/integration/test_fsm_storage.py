@@ -29,3 +29,27 @@ async def test_state_and_data_round_trip_and_survive_a_new_storage(sessionmaker)
     await again.set_state(key, None)
     await again.set_data(key, {})
     assert await storage.get_state(key) is None and await storage.get_data(key) == {}
+
+
+async def test_state_written_during_an_update_joins_its_session(sessionmaker) -> None:
+    """A handler that read through the update's session (on SQLite that transaction holds the
+    write lock) and then moves the flow on must not wait on its own lock."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from bot.fsm_storage import UPDATE_SESSION
+
+    key = StorageKey(bot_id=1, chat_id=12, user_id=12)
+    storage = DatabaseStorage(sessionmaker)
+    async with sessionmaker() as session:
+        await session.execute(text("SELECT 1"))  # the update's transaction is open
+        token = UPDATE_SESSION.set(session)
+        try:
+            await asyncio.wait_for(storage.set_state(key, Flow.second), timeout=5)
+            await asyncio.wait_for(storage.update_data(key, {"step": 2}), timeout=5)
+            assert await storage.get_state(key) == Flow.second.state  # sees its own write
+        finally:
+            UPDATE_SESSION.reset(token)
+        await session.commit()
+    assert await DatabaseStorage(sessionmaker).get_data(key) == {"step": 2}
