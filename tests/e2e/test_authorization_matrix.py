@@ -146,8 +146,11 @@ async def snapshot(app: Harness) -> dict[str, set[tuple]]:
             if name in SKIP_TABLES:
                 continue
             cols = [c for c in table.columns if c.name not in VOLATILE]
+            query = select(*cols)
+            if name == "jobs":  # system jobs (periodic work) run on their own during the test
+                query = query.where(table.c.created_by.is_not(None))
             try:
-                rows = (await session.execute(select(*cols))).all()
+                rows = (await session.execute(query)).all()
             except Exception:  # table of a feature whose migration is not in this build
                 await session.rollback()
                 continue
