@@ -162,16 +162,27 @@ async def next_wakeup(session: AsyncSession, now: datetime) -> datetime | None:
 
     Only future moments: what is due already was offered to the claim that ran just before;
     if it was not taken (its tenant is paused), arming for a past time would spin the pump.
+    One statement of `ORDER BY … LIMIT 1` lookups, one per status, so each is the first entry
+    of an index range: `min(run_at) WHERE status IN (…)` made PostgreSQL scan every future
+    job (a sequential scan, 36 ms per pump with 100,000 queued).
     """
-    q1 = select(func.min(Job.run_at)).where(Job.status.in_(RUNNABLE), Job.run_at > now)
-    q2 = select(func.min(Job.lease_expires_at)).where(
-        Job.status == JobStatus.running, Job.lease_expires_at >= now
+    firsts = [
+        select(Job.run_at)
+        .where(Job.status == status, Job.run_at > now)
+        .order_by(Job.run_at)
+        .limit(1)
+        .scalar_subquery()
+        for status in RUNNABLE
+    ]
+    firsts.append(
+        select(Job.lease_expires_at)
+        .where(Job.status == JobStatus.running, Job.lease_expires_at >= now)
+        .order_by(Job.lease_expires_at)
+        .limit(1)
+        .scalar_subquery()
     )
-    times = []
-    for query in (q1, q2):
-        value = (await session.execute(query)).scalar()
-        if value is not None:
-            times.append(value)
+    row = (await session.execute(select(*firsts))).one()
+    times = [value for value in row if value is not None]
     return min(times) if times else None
 
 
