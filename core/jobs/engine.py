@@ -14,7 +14,8 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from core.clock import Clock, SystemClock
 from core.jobs.backoff import retry_delay
 from core.jobs.context import JobContext
 from core.jobs.queue import enqueue
-from core.jobs.registry import JobRegistry, PermanentFailure, RetryLater
+from core.jobs.registry import JobKind, JobRegistry, PermanentFailure, RetryLater
 from core.notifier import Notifier, NullNotifier
 from core.settings import JobSettings
 from storage.models import JobStatus
@@ -83,6 +84,7 @@ class JobEngine:
         self._periodic: list[PeriodicSpec] = []
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._stop_reason: dict[int, str] = {}
+        self._in_handler: set[int] = set()
         self._pump_lock = asyncio.Lock()
         self._pump_again = False
         self._accepting = False
@@ -149,8 +151,7 @@ class JobEngine:
             _, pending = await asyncio.wait(tasks, timeout=grace)
             for job_id, task in list(self._tasks.items()):
                 if task in pending:
-                    self._stop_reason[job_id] = "shutdown"
-                    task.cancel()
+                    self._interrupt(job_id, "shutdown")
             await asyncio.gather(*pending, return_exceptions=True)
         if sched is not None and sched.running:
             sched.shutdown(wait=False)
@@ -158,6 +159,12 @@ class JobEngine:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         log.info("job engine %s stopped", self.worker_id)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        """One short transaction of the engine's own (claim, finish, heartbeat, release)."""
+        async with self.sessionmaker() as session, session.begin():
+            yield session
 
     # -- waking up ---------------------------------------------------------------------------
     def wake_at(self, run_at: datetime) -> None:
@@ -189,10 +196,8 @@ class JobEngine:
         self._armed_at = None
         self._spawn(self.pump())
 
-    async def _arm_next(self) -> None:
-        now = self.clock.now()
-        async with self.sessionmaker() as session:
-            nxt = await job_repo.next_wakeup(session, now)
+    def _arm_for(self, nxt: datetime | None, now: datetime) -> None:
+        """Arm the wake-up for `nxt` (the next known run_at or lease expiry) unless sooner."""
         if nxt is not None and self._accepting:
             delay = (nxt - now).total_seconds()
             if self._armed_at is None or nxt < self._armed_at or self._armed_at <= now:
@@ -213,28 +218,36 @@ class JobEngine:
                     capacity = self.settings.concurrency - len(self._tasks)
                     if capacity <= 0:
                         break  # a finishing job pumps again
-                    claimed = await self._claim(capacity)
+                    claimed, now, nxt = await self._claim(capacity)
                     for job in claimed:
                         self._tasks[job.id] = asyncio.create_task(
                             self._run(job), name=f"job-{job.id}"
                         )
                     if len(claimed) == capacity:
                         continue  # there may be more due
-                    await self._arm_next()
-                    # A wake-up that arrived while we claimed or armed found the lock taken
-                    # and only set the flag: its job may be due now, and not armed for.
+                    self._arm_for(nxt, now)
+                    # A wake-up that arrived while we claimed found the lock taken and only set
+                    # the flag: its job may be due now (so not armed for); go round again.
                     if not self._pump_again:
                         break
             except Exception:
                 log.exception("job pump failed; the next poll will try again")
 
-    async def _claim(self, limit: int) -> list[ClaimedJob]:
+    async def _claim(self, limit: int) -> tuple[list[ClaimedJob], datetime, datetime | None]:
+        """Claim up to `limit` due jobs; when fewer were due, also when to look next.
+
+        One transaction for both, so an idle pump costs one round of locking, not two.
+        """
         now = self.clock.now()
         lease = timedelta(seconds=self.settings.lease_seconds)
-        async with self.sessionmaker() as session, session.begin():
-            return await job_repo.claim(
+        nxt = None
+        async with self._transaction() as session:
+            claimed = await job_repo.claim(
                 session, worker=self.worker_id, now=now, lease=lease, limit=limit
             )
+            if len(claimed) < limit:
+                nxt = await job_repo.next_wakeup(session, now)
+        return claimed, now, nxt
 
     async def _heartbeat(self) -> None:
         ids = list(self._tasks)
@@ -243,7 +256,7 @@ class JobEngine:
         now = self.clock.now()
         lease = timedelta(seconds=self.settings.lease_seconds)
         try:
-            async with self.sessionmaker() as session, session.begin():
+            async with self._transaction() as session:
                 held = await job_repo.heartbeat(
                     session, worker=self.worker_id, ids=ids, now=now, lease=lease
                 )
@@ -265,7 +278,9 @@ class JobEngine:
 
     def _interrupt(self, job_id: int, reason: str) -> bool:
         task = self._tasks.get(job_id)
-        if task is None or task.done():
+        # Only a handler is interrupted: a job already writing its outcome finishes that write
+        # (cancelling it there would leave the row running until its lease ran out).
+        if task is None or task.done() or job_id not in self._in_handler:
             return False
         self._stop_reason[job_id] = reason
         task.cancel()
@@ -309,10 +324,7 @@ class JobEngine:
             deps=self.deps,
         )
         try:
-            if kind.timeout_seconds:
-                result = await asyncio.wait_for(kind.handler(ctx), kind.timeout_seconds)
-            else:
-                result = await kind.handler(ctx)
+            result = await self._call_handler(kind, ctx)
         except asyncio.CancelledError:
             reason = self._stop_reason.get(job.id)
             if reason == "cancel":
@@ -320,7 +332,7 @@ class JobEngine:
                     job, JobStatus.cancelled, last_error="cancelled while running"
                 )
             if reason == "shutdown":
-                async with self.sessionmaker() as session, session.begin():
+                async with self._transaction() as session:
                     await job_repo.release(
                         session, worker=self.worker_id, ids=[job.id], now=self.clock.now()
                     )
@@ -366,6 +378,15 @@ class JobEngine:
             return status
         return await self._finish(job, JobStatus.succeeded, result=result, last_error=None)
 
+    async def _call_handler(self, kind: JobKind, ctx: JobContext) -> dict[str, Any] | None:
+        self._in_handler.add(ctx.job_id)
+        try:
+            if kind.timeout_seconds:
+                return await asyncio.wait_for(kind.handler(ctx), kind.timeout_seconds)
+            return await kind.handler(ctx)
+        finally:
+            self._in_handler.discard(ctx.job_id)
+
     async def _die(self, job: ClaimedJob, error: str) -> str:
         status = await self._finish(job, JobStatus.dead, last_error=_short(error))
         if status == JobStatus.dead:
@@ -378,7 +399,7 @@ class JobEngine:
         values.setdefault("updated_at", now)
         if status in (JobStatus.succeeded, JobStatus.dead, JobStatus.cancelled):
             values.setdefault("finished_at", now)
-        async with self.sessionmaker() as session, session.begin():
+        async with self._transaction() as session:
             ok = await job_repo.finish(
                 session, job_id=job.id, worker=self.worker_id, values={"status": status, **values}
             )
@@ -397,7 +418,7 @@ class JobEngine:
         else:
             slot = int(now.timestamp() // 60 * 60)
         try:
-            async with self.sessionmaker() as session, session.begin():
+            async with self._transaction() as session:
                 tenant = await tenant_repo.get_by_slug(session, spec.tenant_slug)
                 if tenant is None:
                     return
