@@ -44,7 +44,7 @@ from bot.middlewares.context import ContextMiddleware
 from bot.notifier import TelegramNotifier
 from bot.outbox import Outbox, OutboxSettings, Sender
 from bot.telegram_retry import RetryMiddleware
-from bot.vault_delivery import register_delivery_jobs
+from bot.vault_delivery import DELIVERED_HOOK, delivered_hook, register_delivery_jobs
 from bot.web import UpdateFeeder, build_web_app
 from bot.web_claims import ClaimRoutesConfig, add_claim_routes
 from core.backup import BackupConfig, backup_periodic_specs, register_backup_jobs
@@ -234,6 +234,10 @@ class Opsdeck:
             reddit_clients=self.reddit_clients,
         )
         self.dispatcher["bot_username"] = self.me.username
+        # vault claims queue their answers and files in the outbox; once a queued file is
+        # sent, its hook schedules the link's auto-delete
+        self.dispatcher["outbox"] = self.outbox
+        self.sender.add_hook(DELIVERED_HOOK, delivered_hook(self.factory))
         webhook_url = s.telegram.webhook_url
         webhook_path = (
             urlparse(webhook_url).path if webhook_url else ""

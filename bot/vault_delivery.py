@@ -1,27 +1,43 @@
 """The one way a vault file leaves the bot in Telegram: `deliver`, and its auto-delete job.
 
-Every send of a claimed (or "send to me") file goes through `deliver`, so a durable,
-rate-paced sender can later be put behind this one function without touching handlers.
+Every send of a claimed (or "send to me") file goes through `deliver`. Given an `Outbox`, a
+file Telegram already holds (a cached `file_id`) is queued there: durable, paced under the
+flood limits, 429s waited out, resent after a restart. A file with no `file_id` yet is
+uploaded directly from the blob store (outbox rows hold no bytes) and its new `file_id`
+cached, so every later delivery of it goes through the outbox.
+
+Auto-delete: a queued delivery carries `hook=DELIVERED_HOOK`; once it is sent the hook
+queues the `vault.delete_message` job (the message id exists only then).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InputFile, Message
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.outbox import Outbox, SentMessage
 from core.jobs.context import JobContext
 from core.jobs.registry import JobRegistry
 from storage.blobs.base import BlobStore
+from storage.outbox_models import OutboxMessage, OutboxStatus
 from storage.vault_models import VaultItem, VaultKind, VaultLink
+
+if TYPE_CHECKING:
+    from core.services.container import ServiceFactory
 
 log = logging.getLogger(__name__)
 
 DELETE_MESSAGE = "vault.delete_message"
+DELIVERED_HOOK = "vault.delivered"  # outbox hook: a queued delivery was sent
 CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile on the cloud Bot API
 CAPTION_LIMIT = 1024
 
@@ -35,6 +51,22 @@ _METHOD = {
     VaultKind.animation: "send_animation",
     VaultKind.document: "send_document",
 }
+_API_METHOD = {
+    VaultKind.photo: "sendPhoto",
+    VaultKind.video: "sendVideo",
+    VaultKind.audio: "sendAudio",
+    VaultKind.voice: "sendVoice",
+    VaultKind.animation: "sendAnimation",
+    VaultKind.document: "sendDocument",
+}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What `deliver` did: sent at once (`message`) or queued in the outbox (`row_id`)."""
+
+    message: Message | None = None
+    row_id: int | None = None
 
 
 class BlobInputFile(InputFile):
@@ -77,9 +109,17 @@ async def deliver(
     blobs: BlobStore,
     caption: str | None = None,
     record_file_id: RecordFileId | None = None,
-) -> Message:
+    outbox: Outbox | None = None,
+    session: AsyncSession | None = None,
+    dedupe_key: str | None = None,
+    auto_delete_seconds: int | None = None,
+) -> Delivery:
     """Send `item` to `chat_id`: by cached `file_id`, else uploaded from the blob store (and
-    the new `file_id` handed to `record_file_id`). `link` decides `protect_content`."""
+    the new `file_id` handed to `record_file_id`). `link` decides `protect_content`.
+
+    With `outbox`, a cached `file_id` is queued instead (in `session`'s transaction when
+    given, idempotent under `dedupe_key`) and `auto_delete_seconds` is handed to the
+    DELIVERED_HOOK; the caller schedules auto-delete only for a direct send (`message`)."""
     kind = _kind(item)
     send = getattr(bot, _METHOD[kind])
     params: dict[str, Any] = {
@@ -89,9 +129,27 @@ async def deliver(
     }
     if caption:
         params["caption"] = caption[:CAPTION_LIMIT]
+    if item.tg_file_id and outbox is not None:
+        queued = {k: v for k, v in params.items() if k != "chat_id"}
+        row_id = await outbox.enqueue(
+            chat_id,
+            _API_METHOD[kind],
+            session=session,
+            dedupe_key=dedupe_key,
+            tenant_id=item.tenant_id,
+            hook=DELIVERED_HOOK,
+            hook_data={
+                "tenant_id": item.tenant_id,
+                "item_id": item.id,
+                "auto_delete_seconds": auto_delete_seconds,
+            },
+            **{kind.value: item.tg_file_id},
+            **queued,
+        )
+        return Delivery(row_id=row_id)
     if item.tg_file_id:
         try:
-            return await send(**{kind.value: item.tg_file_id}, **params)
+            return Delivery(message=await send(**{kind.value: item.tg_file_id}, **params))
         except TelegramBadRequest as exc:
             if item.blob_key is None:
                 raise
@@ -103,7 +161,53 @@ async def deliver(
     sent = _sent_file(message, kind)
     if sent is not None and record_file_id is not None:
         await record_file_id(item.id, sent[0], sent[1])
-    return message
+    return Delivery(message=message)
+
+
+async def claim_dedupe_key(session: AsyncSession, link_id: int, user_id: int) -> str:
+    """`vault:claim:<link>:<user>:<n>`, n = that person's finished deliveries of the link.
+
+    Taps while a delivery is still queued (a double tap, a webhook retry, two concurrent
+    claims) compute the same key, so the outbox keeps one send; once it went out, claiming
+    again is a new delivery (a re-claim gets the file again, DESIGN §4)."""
+    prefix = f"vault:claim:{link_id}:{user_id}:"
+    done = await session.scalar(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            OutboxMessage.dedupe_key.startswith(prefix, autoescape=True),
+            OutboxMessage.status.not_in([OutboxStatus.pending, OutboxStatus.sending]),
+        )
+    )
+    return f"{prefix}{done or 0}"
+
+
+async def schedule_auto_delete(
+    factory: ServiceFactory, tenant_id: int, chat_id: int, message_id: int, seconds: int
+) -> None:
+    """Queue the durable `vault.delete_message` job for a delivered message."""
+    async with factory.sessionmaker() as session:
+        await factory.bind(session).jobs.submit(
+            tenant_id,
+            DELETE_MESSAGE,
+            {"chat_id": chat_id, "message_id": message_id},
+            run_at=factory.clock.now() + timedelta(seconds=seconds),
+            dedupe_key=f"vault.delete:{chat_id}:{message_id}",
+        )
+
+
+def delivered_hook(factory: ServiceFactory) -> Callable[[SentMessage], Awaitable[None]]:
+    """The outbox DELIVERED_HOOK: schedule auto-delete of a queued delivery once it is sent."""
+
+    async def on_sent(sent: SentMessage) -> None:
+        data = sent.hook_data or {}
+        seconds = data.get("auto_delete_seconds")
+        if seconds and sent.message_id is not None:
+            await schedule_auto_delete(
+                factory, int(data["tenant_id"]), sent.chat_id, sent.message_id, int(seconds)
+            )
+
+    return on_sent
 
 
 async def telegram_content(

@@ -14,8 +14,9 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.callbacks import VaultItemAct, VaultLinkNew, VaultLinks, VaultList
 from bot.handlers.jobs import edit
+from bot.outbox import Outbox
 from bot.render import vault as render
-from bot.vault_delivery import DELETE_MESSAGE, deliver, telegram_content
+from bot.vault_delivery import DELETE_MESSAGE, claim_dedupe_key, deliver, telegram_content
 from core.actor import Actor
 from core.errors import Conflict, InvalidInput
 from core.services.container import Services
@@ -92,7 +93,16 @@ async def ingest(message: Message, bot: Bot, actor: Actor, services: Services) -
 
 
 # -- claims -------------------------------------------------------------------------------------
-async def claim(message: Message, command: CommandObject, bot: Bot, services: Services) -> None:
+async def claim(
+    message: Message,
+    command: CommandObject,
+    bot: Bot,
+    services: Services,
+    outbox: Outbox | None = None,
+) -> None:
+    """`/start <code>`. With the outbox (the app), answers and files are queued in this
+    update's transaction: paced under the flood limits, 429s waited out, kept over a restart.
+    A file not yet on Telegram's side is uploaded at once (see `deliver`)."""
     assert message.from_user is not None
     vault = vault_of(services)
     claims = ClaimService(vault.session, vault.clock)
@@ -100,28 +110,45 @@ async def claim(message: Message, command: CommandObject, bot: Bot, services: Se
         (command.args or "").strip(), Claimer.telegram(message.from_user.id), "telegram"
     )
     if not result.delivers or result.item is None:
-        await message.answer(result.reason_text, parse_mode=None)
+        if outbox is None:
+            await message.answer(result.reason_text, parse_mode=None)
+        else:  # keyed by the incoming message: a retried webhook update answers once
+            await outbox.send_message(
+                message.chat.id,
+                result.reason_text,
+                parse_mode=None,
+                session=services.session,
+                dedupe_key=f"vault:claim-answer:{message.chat.id}:{message.message_id}",
+            )
         return
     caption = result.reason_text
     if result.item.description:
         caption += "\n\n" + result.item.description
+    link = result.link
+    auto_delete = link.auto_delete_seconds if link is not None else None
+    dedupe_key = None
+    if outbox is not None and link is not None:
+        dedupe_key = await claim_dedupe_key(services.session, link.id, message.from_user.id)
     sent = await deliver(
         bot,
         message.chat.id,
         result.item,
-        result.link,
+        link,
         blobs=vault.blobs,
         caption=caption,
         record_file_id=claims.record_file_id,
+        outbox=outbox,
+        session=services.session,
+        dedupe_key=dedupe_key,
+        auto_delete_seconds=auto_delete,
     )
-    link = result.link
-    if link is not None and link.auto_delete_seconds:
+    if sent.message is not None and link is not None and auto_delete:
         await services.jobs.submit(
             link.tenant_id,
             DELETE_MESSAGE,
-            {"chat_id": sent.chat.id, "message_id": sent.message_id},
-            run_at=vault.clock.now() + timedelta(seconds=link.auto_delete_seconds),
-            dedupe_key=f"vault.delete:{sent.chat.id}:{sent.message_id}",
+            {"chat_id": sent.message.chat.id, "message_id": sent.message.message_id},
+            run_at=vault.clock.now() + timedelta(seconds=auto_delete),
+            dedupe_key=f"vault.delete:{sent.message.chat.id}:{sent.message.message_id}",
         )
 
 
