@@ -287,6 +287,9 @@ async def change_status(
     return updated
 
 
+_REFUSED_PREFIX = re.compile(r"^reddit refused the login(?: for \S+?)?:\s*", re.IGNORECASE)
+
+
 def status_message(username: str, status: str, reason: str | None) -> str:
     """What the operators are told when an account's status changes on its own."""
     if status == AccountStatus.suspended:
@@ -295,8 +298,10 @@ def status_message(username: str, status: str, reason: str | None) -> str:
             "Its queue is paused: its queued posts wait until the account is active again."
         )
     if status == AccountStatus.auth_failed:
+        # The client's error already reads "Reddit refused the login for u/x: why"; say it once.
+        why = _REFUSED_PREFIX.sub("", (reason or "").strip(), count=1)
         return (
-            f"🔑 Reddit refused the login for u/{username}: {reason or 'unknown reason'}. "
+            f"🔑 Reddit refused the login for u/{username}: {why or 'unknown reason'}. "
             "Its queue is paused until the credentials are fixed (/accounts)."
         )
     if status == AccountStatus.active:
