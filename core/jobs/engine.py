@@ -87,6 +87,12 @@ class JobEngine:
         self._in_handler: set[int] = set()
         self._pump_lock = asyncio.Lock()
         self._pump_again = False
+        # When does a finished job pump? When a pump stopped for want of capacity (due work may
+        # be waiting), or when the finishing transaction saw due work (say a handler fanned out
+        # jobs without a wake-up). Otherwise what becomes due has a wake-up armed (or the poll),
+        # and a pump after every job would cost a transaction per job for nothing.
+        self._saturated = False
+        self._due_seen = False
         self._accepting = False
         self._armed_at: datetime | None = None
         self._scheduler: AsyncIOScheduler | None = None
@@ -217,7 +223,8 @@ class JobEngine:
                     self._pump_again = False
                     capacity = self.settings.concurrency - len(self._tasks)
                     if capacity <= 0:
-                        break  # a finishing job pumps again
+                        self._saturated = True  # a finishing job pumps again
+                        break
                     claimed, now, nxt = await self._claim(capacity)
                     for job in claimed:
                         self._tasks[job.id] = asyncio.create_task(
@@ -225,6 +232,7 @@ class JobEngine:
                         )
                     if len(claimed) == capacity:
                         continue  # there may be more due
+                    self._saturated = False
                     self._arm_for(nxt, now)
                     # A wake-up that arrived while we claimed found the lock taken and only set
                     # the flag: its job may be due now (so not armed for); go round again.
@@ -298,7 +306,8 @@ class JobEngine:
             elapsed = time.perf_counter() - started
             for listener in self.listeners:
                 listener(job.kind, str(status), elapsed)
-            if self._accepting:
+            if self._accepting and (self._saturated or self._due_seen):
+                self._due_seen = False
                 self._spawn(self.pump())
 
     async def _execute(self, job: ClaimedJob) -> str:
@@ -403,6 +412,8 @@ class JobEngine:
             ok = await job_repo.finish(
                 session, job_id=job.id, worker=self.worker_id, values={"status": status, **values}
             )
+            if ok and not self._saturated and await job_repo.any_due(session, now):
+                self._due_seen = True
         if not ok:
             log.warning(
                 "job %s: outcome %s not written, the lease was no longer ours", job.id, status

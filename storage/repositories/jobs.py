@@ -65,6 +65,12 @@ def _due_condition(now: datetime) -> Any:
     )
 
 
+async def any_due(session: AsyncSession, now: datetime) -> bool:
+    """Is there anything `claim` would take right now? (One index probe.)"""
+    stmt = select(Job.id).where(_due_condition(now)).limit(1)
+    return (await session.execute(stmt)).first() is not None
+
+
 async def claim(
     session: AsyncSession, *, worker: str, now: datetime, lease: timedelta, limit: int
 ) -> list[ClaimedJob]:
