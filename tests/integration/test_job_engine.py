@@ -7,6 +7,7 @@ test's few seconds happened because of a wake-up, never because of the fallback 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import random
 import time
@@ -244,18 +245,20 @@ async def test_future_job_is_not_run_early_and_is_woken_promptly(world, engines)
 
     engine = await engines.start({"t": handler})
     await asyncio.sleep(0.1)  # the start-up pump has run and found nothing to arm for
-    run_at = world.clock.now() + timedelta(seconds=0.6)
+    run_at = world.clock.now() + timedelta(seconds=1.0)
     async with world.sessionmaker() as s:
         job_id = await world.svc(s, engine).submit(world.tenant_id, "t", run_at=run_at)
     assert job_id is not None
 
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(0.3)
     assert job_id not in started
     assert (await world.job(job_id)).status == JobStatus.queued
 
-    await eventually(lambda: job_id in started, within=3)
+    await eventually(lambda: job_id in started, within=4)
     lateness = (started[job_id] - run_at).total_seconds()
-    assert 0 <= lateness < 0.5, lateness  # the fallback poll is a minute away
+    # Bounds loose enough for a loaded CI machine; the fallback poll is a minute away, and
+    # bench/jobs_bench.py measures the real lateness.
+    assert 0 <= lateness < 1.0, lateness
 
 
 async def test_an_earlier_job_rearms_the_wake_up(world, engines) -> None:
@@ -272,8 +275,8 @@ async def test_an_earlier_job_rearms_the_wake_up(world, engines) -> None:
         late_id = await world.svc(s, engine).submit(world.tenant_id, "t", run_at=late)
     async with world.sessionmaker() as s:
         soon_id = await world.svc(s, engine).submit(world.tenant_id, "t", run_at=soon)
-    await eventually(lambda: soon_id in started, within=3)
-    assert (started[soon_id] - soon).total_seconds() < 0.5
+    await eventually(lambda: soon_id in started, within=4)
+    assert 0 <= (started[soon_id] - soon).total_seconds() < 1.0
     assert late_id not in started
 
 
@@ -326,7 +329,7 @@ async def test_failures_back_off_then_die_and_the_notifier_is_told(world, engine
         assert job.lease_owner is None and job.finished_at is None
         delay = (job.run_at - job.updated_at).total_seconds()
         low, high = expected_delay[attempt]
-        assert low <= delay <= high, delay
+        assert low - 0.5 <= delay <= high, delay  # run_at is computed just before updated_at
         # Not retried before its time …
         await asyncio.sleep(0.2)
         assert calls == list(range(1, attempt + 1))
@@ -380,11 +383,11 @@ async def test_retry_later_requeues_without_counting_the_attempt(world, engines)
     assert job.status == JobStatus.queued
     assert job.attempts == 0
     assert job.last_error == "rescheduled: rate limited"
-    assert 0.4 <= (job.run_at - job.updated_at).total_seconds() <= 0.6
+    assert 0.3 <= (job.run_at - job.updated_at).total_seconds() <= 0.5
 
     # The engine woke itself for the new time (the poll is a minute away); max_attempts=1 did not
     # kill it, because the postponed run did not count.
-    job = await eventually(status_is(world, job_id, JobStatus.succeeded), within=3)
+    job = await eventually(status_is(world, job_id, JobStatus.succeeded), within=4)
     assert [attempt for attempt, _ in seen] == [1, 1]
     assert seen[1][1] >= job.run_at
     assert (job.attempts, job.result, job.last_error) == (1, {"ok": True}, None)
@@ -512,7 +515,7 @@ class Blocker:
 async def test_cooperative_cancel_of_a_running_job(world, engines, via) -> None:
     blocker = Blocker()
     # A short lease makes the heartbeat (every lease/3) carry a cancel from "another process".
-    engine = await engines.start({"t": blocker}, lease_seconds=0.9)
+    engine = await engines.start({"t": blocker}, lease_seconds=1.5)
     job_id = await world.enqueue()
     engine.wake_at(world.clock.now())
     await asyncio.wait_for(blocker.entered.wait(), 3)
@@ -523,7 +526,7 @@ async def test_cooperative_cancel_of_a_running_job(world, engines, via) -> None:
         job = await svc.cancel(world.alice, job_id)
     assert job.status == JobStatus.running and job.cancel_requested
 
-    job = await eventually(status_is(world, job_id, JobStatus.cancelled), within=3)
+    job = await eventually(status_is(world, job_id, JobStatus.cancelled), within=5)
     assert blocker.cancelled and not blocker.finished
     assert job.last_error == "cancelled while running"
     assert job.lease_owner is None and job.finished_at is not None
@@ -572,7 +575,7 @@ async def test_expired_lease_of_a_dead_worker_is_claimed_again(world, engines) -
             s,
             worker="dead-worker",
             now=world.clock.now(),
-            lease=timedelta(seconds=0.8),
+            lease=timedelta(seconds=1.5),
             limit=10,
         )
     assert [c.id for c in claimed] == [job_id]
@@ -584,11 +587,12 @@ async def test_expired_lease_of_a_dead_worker_is_claimed_again(world, engines) -
     job = await world.job(job_id)
     assert runs == [] and job.status == JobStatus.running and job.lease_owner == "dead-worker"
 
-    job = await eventually(status_is(world, job_id, JobStatus.succeeded), within=3)
+    job = await eventually(status_is(world, job_id, JobStatus.succeeded), within=5)
     assert len(runs) == 1
     attempt, started = runs[0]
     assert attempt == 2 and job.attempts == 2
-    assert expires <= started < expires + timedelta(seconds=0.5)
+    # Taken once the lease ran out, by a wake-up armed for that moment (not the minute poll).
+    assert expires <= started < expires + timedelta(seconds=1.0)
 
 
 async def test_a_job_whose_worker_keeps_dying_goes_dead(world, engines) -> None:
@@ -648,20 +652,95 @@ async def test_leases_stay_held_while_a_stop_drains(world, engines) -> None:
 
     async def slow(ctx: JobContext) -> dict[str, Any]:
         runs.append("run")
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2.5)
         return {"done": True}
 
-    first = await engines.start({"t": slow}, lease_seconds=0.6, worker_id="first")
+    first = await engines.start({"t": slow}, lease_seconds=1.0, worker_id="first")
     job_id = await world.enqueue()
     first.wake_at(world.clock.now())
     await eventually(lambda: runs == ["run"])
-    second = await engines.start({"t": slow}, lease_seconds=0.6, worker_id="second")
+    second = await engines.start({"t": slow}, lease_seconds=1.0, worker_id="second")
 
-    await first.stop(grace_seconds=4)
+    await first.stop(grace_seconds=6)
     job = await world.job(job_id)
     assert (job.status, job.attempts, job.result) == (JobStatus.succeeded, 1, {"done": True})
     assert runs == ["run"]
     assert second.active_job_ids == []
+
+
+async def test_a_cancel_that_lands_while_the_outcome_is_written_changes_nothing(
+    world, engines, monkeypatch
+) -> None:
+    """Interrupting a job mid-UPDATE would leave its row 'running' until the lease ran out."""
+    engine = await engines.start({"t": noop})
+    answers: list[bool] = []
+    real_finish = job_repo.finish
+
+    async def finish_with_a_cancel_arriving(session: AsyncSession, **kw: Any) -> bool:
+        answers.append(engine.request_cancel(kw["job_id"]))
+        await asyncio.sleep(0.05)
+        return await real_finish(session, **kw)
+
+    monkeypatch.setattr(job_repo, "finish", finish_with_a_cancel_arriving)
+    job_id = await world.enqueue()
+    engine.wake_at(world.clock.now())
+    job = await eventually(status_is(world, job_id, JobStatus.succeeded))
+    assert answers == [False]
+    assert (job.lease_owner, job.attempts) == (None, 1)
+    assert engine.active_job_ids == []
+
+
+async def test_an_idle_engine_does_not_claim_after_every_finished_job(
+    world, engines, monkeypatch
+) -> None:
+    claims = 0
+    real_claim = job_repo.claim
+
+    async def counting_claim(*args: Any, **kwargs: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(job_repo, "claim", counting_claim)
+    engine = await engines.start({"t": noop}, concurrency=2)
+    await asyncio.sleep(0.1)
+    assert claims == 1  # the start-up pump
+    ids = [await world.enqueue() for _ in range(5)]
+    engine.wake_at(world.clock.now())
+    for job_id in ids:
+        await eventually(status_is(world, job_id, JobStatus.succeeded))
+    await asyncio.sleep(0.2)
+    # Capacity 2 for 5 due jobs: the pumps that filled it are followed by one per finished job
+    # while work may be waiting, and one more that finds the queue empty; then nothing.
+    settled = claims
+    assert settled <= 1 + 5 + 2, settled
+    one = await world.enqueue()
+    engine.wake_at(world.clock.now())
+    await eventually(status_is(world, one, JobStatus.succeeded))
+    await asyncio.sleep(0.2)
+    assert claims == settled + 1  # the wake-up's claim; its finish does not claim again
+
+
+async def test_jobs_a_handler_fans_out_run_without_waiting_for_the_poll(world, engines) -> None:
+    """A handler queues follow-ups with plain `enqueue` (no engine at hand, no wake-up)."""
+    ran: list[str] = []
+
+    async def fan_out(ctx: JobContext) -> None:
+        async with ctx.sessionmaker() as s, s.begin():
+            for n in range(3):
+                await enqueue(
+                    s, tenant_id=ctx.tenant_id, kind="child", now=ctx.clock.now(), payload={"n": n}
+                )
+        ran.append("parent")
+
+    async def child(ctx: JobContext) -> None:
+        ran.append(f"child {ctx.payload['n']}")
+
+    engine = await engines.start({"parent": fan_out, "child": child})
+    await world.enqueue("parent")
+    engine.wake_at(world.clock.now())
+    await eventually(lambda: len(ran) == 4, within=2)  # the poll is a minute away
+    assert ran[0] == "parent" and sorted(ran[1:]) == ["child 0", "child 1", "child 2"]
 
 
 async def test_a_paused_tenants_expired_lease_does_not_make_the_engine_spin(
@@ -691,7 +770,7 @@ async def test_a_paused_tenants_expired_lease_does_not_make_the_engine_spin(
 
 
 async def test_a_wake_up_during_arming_is_not_lost(world, engines, monkeypatch) -> None:
-    """A job submitted while the pump is between claiming and arming still runs at once."""
+    """A job submitted while the pump works out its next wake-up still runs at once."""
     ran: list[int] = []
 
     async def handler(ctx: JobContext) -> None:
@@ -700,20 +779,28 @@ async def test_a_wake_up_during_arming_is_not_lost(world, engines, monkeypatch) 
     engine = await engines.start({"t": handler})
     await asyncio.sleep(0.1)
     submitted: list[int] = []
-    real_arm_next = engine._arm_next
+    real_next_wakeup = job_repo.next_wakeup
 
-    async def arm_next_then_a_submit() -> None:
-        await real_arm_next()
+    async def submit() -> None:
+        async with world.sessionmaker() as s:
+            job_id = await world.svc(s, engine).submit(world.tenant_id, "t")
+        submitted.append(job_id)  # type: ignore[arg-type]
+
+    async def next_wakeup_then_a_submit(session: AsyncSession, now: datetime) -> Any:
+        found = await real_next_wakeup(session, now)
         if not submitted:
             # Another coroutine (a chat button, a handler) submits a due job right after the
-            # pump looked for the next wake-up time and before it let go of its lock.
-            async with world.sessionmaker() as s:
-                job_id = await world.svc(s, engine).submit(world.tenant_id, "t")
-            submitted.append(job_id)  # type: ignore[arg-type]
+            # pump looked for its next wake-up. On PostgreSQL it commits (and calls wake_at)
+            # right here; SQLite makes it wait for the pump's transaction to end.
+            task = asyncio.create_task(submit())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), 0.3)
+        return found
 
-    monkeypatch.setattr(engine, "_arm_next", arm_next_then_a_submit)
+    monkeypatch.setattr(job_repo, "next_wakeup", next_wakeup_then_a_submit)
     engine.wake_at(world.clock.now())
     await eventually(lambda: bool(submitted))
+    # The fallback poll is a minute away: only a wake-up that was not lost runs it now.
     await eventually(lambda: ran == submitted, within=2)
 
 
