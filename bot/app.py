@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from urllib.parse import urlparse
 
-from aiogram import Bot, Dispatcher
+from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -40,11 +40,12 @@ from bot.handlers import backup as backup_handlers
 from bot.handlers import settings as settings_handlers
 from bot.handlers import status as status_handlers
 from bot.logs import REDACTOR
+from bot.metrics import Metrics, bind_job_context
 from bot.middlewares.context import ContextMiddleware
 from bot.notifier import TelegramNotifier
 from bot.outbox import Outbox, OutboxSettings, Sender
 from bot.telegram_retry import RetryMiddleware
-from bot.vault_delivery import DELIVERED_HOOK, delivered_hook, register_delivery_jobs
+from bot.vault_delivery import register_delivery_jobs
 from bot.web import UpdateFeeder, build_web_app
 from bot.web_claims import ClaimRoutesConfig, add_claim_routes
 from core.backup import BackupConfig, backup_periodic_specs, register_backup_jobs
@@ -88,8 +89,12 @@ except importlib.metadata.PackageNotFoundError:  # running from a checkout witho
     VERSION = "dev"
 
 
-def build_dispatcher(middleware: ContextMiddleware, storage: BaseStorage) -> Dispatcher:
+def build_dispatcher(
+    middleware: ContextMiddleware, storage: BaseStorage, observer: BaseMiddleware | None = None
+) -> Dispatcher:
     dp = Dispatcher(storage=storage)
+    if observer is not None:  # first: measures and tags every update, refused ones included
+        dp.update.outer_middleware(observer)
     dp.update.outer_middleware(middleware)
     # vault before common: `/start <code>` deep links are claims; bare /start stays common's
     for module in (errors, vault, common, jobs, queue, operators, me, audit):
@@ -190,6 +195,7 @@ class Opsdeck:
             register_reddit_jobs,
             *self.registrars,
         )
+        bind_job_context(self.registry)  # job logs carry job_id and job_kind
         self.engine = JobEngine(
             sessionmaker=self.sessionmaker,
             registry=self.registry,
@@ -206,6 +212,13 @@ class Opsdeck:
             *REDDIT_PERIODIC,
         ]:
             self.engine.add_periodic(spec)
+        self.metrics = Metrics(
+            self.sessionmaker,
+            version=VERSION,
+            retry_after_sources=[self.retry, getattr(self, "sender", None)],
+            budgets=self.reddit_clients.budgets,
+        )
+        self.engine.listeners.append(self.metrics.observe_job)
         self.factory = ServiceFactory(
             sessionmaker=self.sessionmaker,
             clock=self.clock,
@@ -224,6 +237,7 @@ class Opsdeck:
         self.dispatcher = build_dispatcher(
             ContextMiddleware(self.sessionmaker, self.factory),
             DatabaseStorage(self.sessionmaker, self.clock),
+            self.metrics.middleware(),
         )
         self.dispatcher["settings"] = s
         self.dispatcher["runtime"] = status_handlers.Runtime(
@@ -234,10 +248,6 @@ class Opsdeck:
             reddit_clients=self.reddit_clients,
         )
         self.dispatcher["bot_username"] = self.me.username
-        # vault claims queue their answers and files in the outbox; once a queued file is
-        # sent, its hook schedules the link's auto-delete
-        self.dispatcher["outbox"] = self.outbox
-        self.sender.add_hook(DELIVERED_HOOK, delivered_hook(self.factory))
         webhook_url = s.telegram.webhook_url
         webhook_path = (
             urlparse(webhook_url).path if webhook_url else ""
@@ -261,6 +271,7 @@ class Opsdeck:
             ),
             ClaimRoutesConfig(public_base_url=s.public_base_url),
         )
+        app.router.add_get("/metrics", self.metrics.handle)
         self.web_app = app
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

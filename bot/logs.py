@@ -8,7 +8,13 @@ import re
 import sys
 from collections.abc import Iterable
 
+from bot import log_context
+
 _TOKEN_RE = re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b")  # Telegram bot tokens
+# Claim codes (43 URL-safe chars) in deep links, `/start <code>` and `/claim/<code>`, and the
+# signed tokens of download URLs (`/files/<body>.<mac>`): whoever reads the log must not claim.
+_CLAIM_RE = re.compile(r"(start=|/start\s+|/claim/)[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+_SIGNED_RE = re.compile(r"(/files/)[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class RedactingFilter(logging.Filter):
@@ -23,7 +29,9 @@ class RedactingFilter(logging.Filter):
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "[redacted]")
-        return _TOKEN_RE.sub("[redacted-token]", text)
+        text = _TOKEN_RE.sub("[redacted-token]", text)
+        text = _CLAIM_RE.sub(r"\1[redacted-code]", text)
+        return _SIGNED_RE.sub(r"\1[redacted-token]", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -43,12 +51,29 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for key in log_context.FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                data[key] = value
         if record.exc_text:
             data["exc"] = record.exc_text
         return json.dumps(data, ensure_ascii=False)
 
 
+class PlainFormatter(logging.Formatter):
+    """The plain line, with ` [update_id=… job_id=…]` when the record has them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        suffix = log_context.context_suffix(record)
+        if not suffix:
+            return line
+        head, sep, tail = line.partition("\n")  # keep a traceback below the line
+        return head + suffix + sep + tail
+
+
 REDACTOR = RedactingFilter()
+DATA_LOGGERS = ("sqlalchemy.engine", "sqlalchemy.pool", "aiosqlite", "asyncpg")
 
 
 def setup_logging(level: str = "INFO", as_json: bool = False) -> None:
@@ -56,12 +81,17 @@ def setup_logging(level: str = "INFO", as_json: bool = False) -> None:
     handler.setFormatter(
         JsonFormatter()
         if as_json
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        else PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    handler.addFilter(log_context.ContextFilter())
     handler.addFilter(REDACTOR)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    # At DEBUG these print statement parameters and result rows (FSM data, sealed secrets):
+    # never part of the application log, whatever OPSDECK_LOG_LEVEL says.
+    for name in DATA_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -27,12 +27,20 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            url,
+            echo=echo,
+            hide_parameters=True,  # statement parameters (FSM data, sealed secrets) never logged
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         _tune_sqlite(engine)
         return engine
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url,
+        echo=echo,
+        hide_parameters=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
     )
 
 
