@@ -304,7 +304,8 @@ class PostService:
             limit=limit,
             offset=offset,
         )
-        return await self._views(actor, posts)
+        views = await self._views(actor, posts)
+        return [v for v in views if v.status in repo.UPCOMING]  # a job card may have moved one
 
     async def count_upcoming(self, actor: Actor, account_id: int | None = None) -> int:
         return await repo.count_posts(
@@ -339,13 +340,54 @@ class PostService:
 
     async def _views(self, actor: Actor, posts: list[RedditPost]) -> list[PostView]:
         names = {a.id: a.username for a in await repo.list_accounts(self.session, actor.tenant_id)}
+        posts = [await self._follow_job(p) for p in posts]
         return [PostView.of(p, names.get(p.account_id)) for p in posts]
 
     async def _load(self, actor: Actor, post_id: int) -> RedditPost:
         post = await repo.get_post(self.session, post_id, actor.tenant_id)
         if post is None:
             raise NotFound(f"Post #{post_id} does not exist in your workspace.")
-        return post
+        return await self._follow_job(post)
+
+    async def _follow_job(self, post: RedditPost) -> RedditPost:
+        """Catch a post that waits for approval up with its submit job when the job was
+        approved or rejected on the generic job card (/jobs), which knows nothing of posts:
+        approved there → the post is queued; rejected (or cancelled) there → the post is
+        cancelled, so it never waits for approval behind a job that will not run. (A queued
+        post whose job was cancelled on /jobs stays queued: Post now or Reschedule give it a
+        new job.)"""
+        if post.job_id is None or post.status != PostStatus.pending_approval:
+            return post
+        job = await job_repo.get(self.session, post.job_id, post.tenant_id)
+        values: dict[str, Any] | None = None
+        if job is not None and job.status == JobStatus.cancelled:
+            why = job.last_error or "its job was cancelled"
+            if why == "rejected":
+                why = "rejected on the job card"
+            values = {"status": PostStatus.cancelled, "last_error_message": why}
+        elif job is not None and job.status in (
+            JobStatus.queued,
+            JobStatus.running,
+            JobStatus.failed,
+        ):
+            values = {"status": PostStatus.queued}
+        if values is None:
+            return post
+        values["updated_at"] = self.clock.now()
+        moved = await repo.update_post(self.session, post.id, values, from_statuses=(post.status,))
+        if moved is None:  # the submit job moved it meanwhile
+            return await repo.get_post(self.session, post.id, post.tenant_id) or post
+        await record(
+            self.session,
+            self.clock,
+            tenant_id=post.tenant_id,
+            actor=None,
+            action="reddit.post.follow_job",
+            target=f"reddit_post:{post.id}",
+            details={"job": post.job_id, "status": moved.status},
+        )
+        await self.session.commit()
+        return moved
 
     async def _account(self, actor: Actor, account_id: int) -> RedditAccount:
         account = await repo.get_account(self.session, account_id, actor.tenant_id)
