@@ -241,19 +241,8 @@ async def cancel(message: Message, state: FSMContext) -> None:
     await message.answer("Stopped; nothing was connected.")
 
 
-async def end_transaction(handler, event, data):
-    """Outer middleware: end the update's read transaction before the FSM storage (its own
-    session) is read by StateFilter; on SQLite an open transaction holds the write lock."""
-    session = data.get("session")
-    if session is not None:
-        await session.commit()
-    return await handler(event, data)
-
-
 def build_router() -> Router:
     router = Router(name="reddit_accounts")
-    router.message.outer_middleware(end_transaction)
-    router.callback_query.outer_middleware(end_transaction)
     router.message.register(cancel, Command("cancel"), StateFilter(AddAccount))
     router.message.register(accounts, Command("accounts"))
     router.callback_query.register(account_button, RedditAccountAct.filter())

@@ -1,9 +1,395 @@
-"""/post and /posts (placeholder until the compose flow lands)."""
+"""/post: compose a Reddit post step by step (FSM state is in the database, so the flow
+survives a restart); /posts: upcoming posts with Post now · Reschedule · Cancel."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiogram import Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+
+from bot.callbacks import RedditCompose, RedditPostAct
+from bot.handlers.jobs import edit
+from bot.handlers.reddit_accounts import accounts_of
+from bot.render.common import h, keyboard
+from bot.render.reddit import post_card, preview, upcoming_list
+from core.actor import Actor
+from core.errors import InvalidInput
+from core.reddit_ops import WHEN_PRESETS, Level, PostService, parse_when
+from core.reddit_ops.posts import parse_subreddit
+from core.services.container import Services
+from core.timefmt import fmt
+from storage.models import Role
+
+CANCEL_HINT = "\n/cancel stops."
+
+
+class Compose(StatesGroup):
+    account = State()
+    subreddit = State()
+    kind = State()
+    title = State()
+    body = State()
+    flair = State()
+    flags = State()
+    when = State()
+    preview = State()
+    reschedule = State()
+
+
+def posts_of(services: Services) -> PostService:
+    return services.extra["reddit_posts"]
+
+
+async def _ask(target: Message | CallbackQuery, text: str, markup=None) -> None:
+    message = target.message if isinstance(target, CallbackQuery) else target
+    if message is not None:
+        await message.answer(text + CANCEL_HINT, reply_markup=markup)
+
+
+# -- the compose flow ---------------------------------------------------------------------------
+
+
+async def post_start(message: Message, actor: Actor, services: Services, state: FSMContext):
+    actor.require(Role.operator, "compose posts")
+    accounts = [a for a in await accounts_of(services).list(actor)]
+    if not accounts:
+        await message.answer("No Reddit account is connected yet; connect one with /accounts add.")
+        return
+    await state.set_state(Compose.account)
+    await state.set_data({})
+    rows = [
+        [
+            (
+                f"u/{a.username}"
+                + (" (dry run)" if a.dry_run else "")
+                + ("" if a.is_active else f" · {a.status}"),
+                RedditCompose(step="acct", val=str(a.id)).pack(),
+            )
+        ]
+        for a in accounts
+    ]
+    await _ask(message, "New Reddit post. Which account posts it?", keyboard(rows))
+
+
+async def compose_button(
+    query: CallbackQuery,
+    callback_data: RedditCompose,
+    actor: Actor,
+    services: Services,
+    state: FSMContext,
+) -> None:
+    step, val = callback_data.step, callback_data.val
+    current = await state.get_state()
+    expected = {
+        "acct": Compose.account,
+        "kind": Compose.kind,
+        "flair": Compose.flair,
+        "flag": Compose.flags,
+        "when": Compose.when,
+    }.get(step)
+    if expected is None or current != expected.state:
+        await query.answer("That step is over; start again with /post.", show_alert=True)
+        return
+    actor.require(Role.operator, "compose posts")
+    data = await state.get_data()
+    if step == "acct":
+        account = await accounts_of(services).get(actor, int(val))
+        await query.answer()
+        await state.update_data(account_id=account.id, username=account.username)
+        await state.set_state(Compose.subreddit)
+        await _ask(query, f"u/{h(account.username)}. Which subreddit? (e.g. r/test)")
+    elif step == "kind":
+        if val not in data.get("kinds", []):
+            await query.answer("That kind is not possible here.", show_alert=True)
+            return
+        await query.answer()
+        await state.update_data(kind=val)
+        await state.set_state(Compose.title)
+        await _ask(query, "The title (up to 300 characters):")
+    elif step == "flair":
+        flairs = data.get("flairs", [])
+        if val == "none":
+            if data.get("flair_required"):
+                await query.answer("This subreddit requires a flair.", show_alert=True)
+                return
+            await state.update_data(flair_id=None, flair_text=None)
+        else:
+            index = int(val) if val.isdigit() else -1
+            if not 0 <= index < len(flairs):
+                await query.answer("This button is no longer valid.", show_alert=True)
+                return
+            await state.update_data(flair_id=flairs[index][0], flair_text=flairs[index][1])
+        await query.answer()
+        await _ask_flags(query, state)
+    elif step == "flag":
+        if val in ("nsfw", "spoiler"):
+            await state.update_data({val: not data.get(val, False)})
+            await query.answer()
+            text, markup = _flags_markup(await state.get_data())
+            await edit(query, text, markup)
+            return
+        await query.answer()
+        await state.set_state(Compose.when)
+        rows = [
+            [(p, RedditCompose(step="when", val=str(i)).pack())] for i, p in enumerate(WHEN_PRESETS)
+        ]
+        await _ask(
+            query,
+            f"When? Pick one or type a time in your timezone ({h(actor.timezone)}), "
+            "e.g. 18:30, tomorrow 09:00, +2h, 2026-12-01 14:30.",
+            keyboard(rows),
+        )
+    elif step == "when":
+        index = int(val) if val.isdigit() else -1
+        if not 0 <= index < len(WHEN_PRESETS):
+            await query.answer("This button is no longer valid.", show_alert=True)
+            return
+        await query.answer()
+        when = parse_when(WHEN_PRESETS[index], actor.timezone, posts_of(services).clock.now())
+        await _make_preview(query.message, actor, services, state, when)
+
+
+async def compose_subreddit(
+    message: Message, actor: Actor, services: Services, state: FSMContext
+) -> None:
+    name = parse_subreddit(message.text or "")
+    data = await state.get_data()
+    facts = await posts_of(services).subreddit_facts(actor, int(data["account_id"]), name)
+    errors = [p for p in facts.problems if p.level == Level.error]
+    if errors:
+        lines = "\n".join(f"❌ {h(p.text)}" for p in errors)
+        await _ask(message, f"{lines}\nWhich subreddit, then?")
+        return
+    kinds = ["self", "link"]
+    about = facts.about
+    if about is not None:
+        if about.submission_type == "self":
+            kinds = ["self"]
+        elif about.submission_type == "link":
+            kinds = ["link"]
+        name = about.name or name
+    flairs = [[f.template_id, f.text] for f in (facts.flairs or [])][:20]
+    required = bool(facts.requirements and facts.requirements.is_flair_required)
+    await state.update_data(subreddit=name, kinds=kinds, flairs=flairs, flair_required=required)
+    await state.set_state(Compose.kind)
+    labels = {"self": "Text post", "link": "Link post"}
+    notes = [f"⚠️ {h(p.text)}" for p in facts.problems if p.level != Level.error]
+    if about is not None and about.over18:
+        notes.append(f"r/{h(name)} is NSFW: the post will be marked NSFW.")
+        await state.update_data(nsfw=True)
+    rows = [[(labels[k], RedditCompose(step="kind", val=k).pack())] for k in kinds]
+    head = "\n".join([f"r/{h(name)} takes posts.", *notes])
+    await _ask(message, head + "\nWhat kind of post?", keyboard(rows))
+
+
+async def compose_title(message: Message, state: FSMContext) -> None:
+    title = " ".join((message.text or "").split())
+    if not title:
+        raise InvalidInput("The title is empty; send the title.")
+    if len(title) > 300:
+        raise InvalidInput(f"The title has {len(title)} characters; Reddit allows 300. Shorter?")
+    await state.update_data(title=title)
+    await state.set_state(Compose.body)
+    data = await state.get_data()
+    if data.get("kind") == "link":
+        await _ask(message, "The link (https://…):")
+    else:
+        await _ask(message, "The text of the post (send - for none):")
+
+
+async def compose_body(message: Message, state: FSMContext) -> None:
+    data = await state.get_data()
+    text = (message.text or "").strip()
+    if data.get("kind") == "link":
+        if not text.lower().startswith(("http://", "https://")) or " " in text:
+            raise InvalidInput("A link starts with http:// or https://; send the link.")
+        await state.update_data(url=text, body=None)
+    else:
+        if len(text) > 40_000:
+            raise InvalidInput(f"The text has {len(text)} characters; Reddit allows 40,000.")
+        await state.update_data(body=None if text == "-" else text, url=None)
+    flairs = data.get("flairs") or []
+    if flairs:
+        await state.set_state(Compose.flair)
+        rows = [
+            [(text_, RedditCompose(step="flair", val=str(i)).pack())]
+            for i, (_, text_) in enumerate(flairs)
+        ]
+        if not data.get("flair_required"):
+            rows.append([("No flair", RedditCompose(step="flair", val="none").pack())])
+        need = " (required here)" if data.get("flair_required") else ""
+        await _ask(message, f"Flair{need}:", keyboard(rows))
+        return
+    await _ask_flags(message, state)
+
+
+def _flags_markup(data: dict):
+    nsfw, spoiler = data.get("nsfw", False), data.get("spoiler", False)
+    rows = [
+        [
+            (f"NSFW: {'on' if nsfw else 'off'}", RedditCompose(step="flag", val="nsfw").pack()),
+            (
+                f"Spoiler: {'on' if spoiler else 'off'}",
+                RedditCompose(step="flag", val="spoiler").pack(),
+            ),
+        ],
+        [("Continue", RedditCompose(step="flag", val="done").pack())],
+    ]
+    return "Mark it NSFW or spoiler? Tap to switch, then Continue.", keyboard(rows)
+
+
+async def _ask_flags(target: Message | CallbackQuery, state: FSMContext) -> None:
+    await state.set_state(Compose.flags)
+    text, markup = _flags_markup(await state.get_data())
+    await _ask(target, text, markup)
+
+
+async def compose_when(message: Message, actor: Actor, services: Services, state: FSMContext):
+    when = parse_when(message.text or "", actor.timezone, posts_of(services).clock.now())
+    await _make_preview(message, actor, services, state, when)
+
+
+async def _make_preview(
+    message: Message | None,
+    actor: Actor,
+    services: Services,
+    state: FSMContext,
+    when: datetime,
+) -> None:
+    data = await state.get_data()
+    posts = posts_of(services)
+    draft = await posts.create_draft(
+        actor,
+        account_id=int(data["account_id"]),
+        subreddit=data["subreddit"],
+        kind=data["kind"],
+        title=data["title"],
+        body=data.get("body"),
+        url=data.get("url"),
+        flair_id=data.get("flair_id"),
+        flair_text=data.get("flair_text"),
+        nsfw=bool(data.get("nsfw")),
+        spoiler=bool(data.get("spoiler")),
+    )
+    report = await posts.preflight(actor, draft.id)
+    decision = await posts.plan(actor, draft.id, when)
+    await state.set_state(Compose.preview)
+    await state.set_data({"post_id": draft.id, "when": when.isoformat()})
+    text, markup = preview(draft, report, decision, when, actor.timezone)
+    if message is not None:
+        await message.answer(text, reply_markup=markup)
+
+
+async def use_buttons(message: Message) -> None:
+    """Text typed where the flow waits for a button: say so instead of ignoring it."""
+    await message.answer("Pick one of the buttons above." + CANCEL_HINT)
+
+
+async def cancel(message: Message, state: FSMContext) -> None:
+    await state.clear()
+    await message.answer("Stopped. (A draft already saved stays a draft; see /posts.)")
+
+
+# -- post buttons and /posts -------------------------------------------------------------------
+
+
+async def posts_list(message: Message, actor: Actor, services: Services) -> None:
+    text, markup = upcoming_list(await posts_of(services).upcoming(actor, limit=30), actor)
+    await message.answer(text, reply_markup=markup)
+
+
+async def post_button(
+    query: CallbackQuery,
+    callback_data: RedditPostAct,
+    actor: Actor,
+    services: Services,
+    state: FSMContext,
+) -> None:
+    posts = posts_of(services)
+    act, post_id = callback_data.act, callback_data.id
+    if act == "card":
+        view = await posts.get(actor, post_id)
+        await query.answer()
+    elif act in ("queue", "approval"):
+        data = await state.get_data()
+        when = None
+        if data.get("post_id") == post_id and data.get("when"):
+            when = datetime.fromisoformat(data["when"])
+        result = await posts.queue(actor, post_id, when, requires_approval=act == "approval")
+        if data.get("post_id") == post_id:
+            await state.clear()
+        view = result.post
+        moved = f" Pacing moved it: {result.decision.reason}" if result.decision.moved else ""
+        if act == "approval":
+            await query.answer(f"Post #{post_id} waits for an operator's approval.{moved}"[:200])
+        else:
+            at = fmt(result.decision.scheduled_for, actor.timezone)
+            await query.answer(f"Post #{post_id} queued for {at}.{moved}"[:200])
+    elif act == "cancel":
+        view = await posts.cancel(actor, post_id)
+        if (await state.get_data()).get("post_id") == post_id:
+            await state.clear()
+        await query.answer(f"Post #{post_id} cancelled.")
+    elif act == "now":
+        result = await posts.post_now(actor, post_id)
+        view = result.post
+        await query.answer(f"Post #{post_id} goes out as soon as pacing allows.")
+    elif act == "approve":
+        view = await posts.approve(actor, post_id)
+        await query.answer(f"Post #{post_id} approved.")
+    elif act == "reject":
+        view = await posts.reject(actor, post_id)
+        await query.answer(f"Post #{post_id} rejected.")
+    elif act == "resched":
+        actor.require(Role.operator, "reschedule posts")
+        view = await posts.get(actor, post_id)
+        await query.answer()
+        await state.set_state(Compose.reschedule)
+        await state.set_data({"post_id": post_id})
+        await _ask(
+            query,
+            f"New time for post #{post_id}, in your timezone ({h(actor.timezone)}): "
+            "e.g. 18:30, tomorrow 09:00, +2h.",
+        )
+        return
+    else:
+        await query.answer("This button is no longer valid.", show_alert=True)
+        return
+    text, markup = post_card(view, actor)
+    await edit(query, text, markup)
+
+
+async def reschedule_typed(
+    message: Message, actor: Actor, services: Services, state: FSMContext
+) -> None:
+    posts = posts_of(services)
+    when = parse_when(message.text or "", actor.timezone, posts.clock.now())
+    post_id = int((await state.get_data())["post_id"])
+    result = await posts.reschedule(actor, post_id, when)
+    await state.clear()
+    text, markup = post_card(result.post, actor)
+    moved = f"\nPacing moved it: {h(result.decision.reason)}" if result.decision.moved else ""
+    await message.answer(text + moved, reply_markup=markup)
 
 
 def build_router() -> Router:
-    return Router(name="reddit_posts")
+    router = Router(name="reddit_posts")
+    router.message.register(cancel, Command("cancel"), StateFilter(Compose))
+    router.message.register(post_start, Command("post"))
+    router.message.register(posts_list, Command("posts"))
+    router.callback_query.register(compose_button, RedditCompose.filter())
+    router.callback_query.register(post_button, RedditPostAct.filter())
+    router.message.register(compose_subreddit, StateFilter(Compose.subreddit))
+    router.message.register(compose_title, StateFilter(Compose.title))
+    router.message.register(compose_body, StateFilter(Compose.body))
+    router.message.register(compose_when, StateFilter(Compose.when))
+    router.message.register(reschedule_typed, StateFilter(Compose.reschedule))
+    router.message.register(
+        use_buttons,
+        StateFilter(Compose.account, Compose.kind, Compose.flair, Compose.flags, Compose.preview),
+    )
+    return router
