@@ -185,12 +185,14 @@ async def add_client_id(message: Message, state: FSMContext) -> None:
     )
 
 
-async def add_client_secret(message: Message, state: FSMContext) -> None:
+async def add_client_secret(message: Message, services: Services, state: FSMContext) -> None:
     secret = await forget_secret(message)
     if not secret or len(secret) > 200 or " " in secret:
         await message.answer("That is not an app secret. Send it again." + CANCEL_HINT)
         return
-    await state.update_data(client_secret="" if secret == "-" else secret)
+    # Flow state lives in the database: keep only the sealed secret there, like the account row.
+    sealed = "" if secret == "-" else accounts_of(services).box.seal(secret)
+    await state.update_data(client_secret_sealed=sealed)
     await state.set_state(AddAccount.secret)
     data = await state.get_data()
     what = "account's password" if data.get("kind") == "script" else "refresh token"
@@ -210,7 +212,7 @@ async def add_secret(message: Message, actor: Actor, services: Services, state: 
             username=data["username"],
             auth_kind=data["kind"],
             client_id=data["client_id"],
-            client_secret=data.get("client_secret") or None,
+            client_secret=_unseal(services, data.get("client_secret_sealed")),
             password=secret if script else None,
             refresh_token=None if script else secret,
         )
@@ -222,6 +224,10 @@ async def add_secret(message: Message, actor: Actor, services: Services, state: 
         raise
     await state.clear()
     await _done(message, view, actor)
+
+
+def _unseal(services: Services, sealed: str | None) -> str | None:
+    return accounts_of(services).box.reveal(sealed) if sealed else None
 
 
 async def _done(message: Message | None, view, actor: Actor) -> None:

@@ -165,3 +165,38 @@ async def test_forged_press_for_another_workspace_is_refused(rapp: Harness) -> N
     for act in ("card", "pause", "remove_yes"):
         answer = await rapp.forge(intruder, listing, RedditAccountAct(act=act, id=aid).pack())
         assert "does not exist in your workspace" in answer["text"]
+
+
+async def dump_database(app: Harness) -> str:
+    """Every value of every table, as text: to prove a plaintext appears nowhere."""
+    from sqlalchemy import select
+
+    from storage.models import Base
+
+    parts = []
+    async with app.app.sessionmaker() as session:
+        for table in Base.metadata.tables.values():
+            try:
+                rows = (await session.execute(select(table))).all()
+            except Exception:
+                await session.rollback()
+                continue
+            parts += [repr(tuple(row)) for row in rows]
+    return "\n".join(parts)
+
+
+async def test_secrets_are_never_stored_in_plaintext_not_even_mid_flow(
+    rapp: Harness, reddit: FakeReddit
+) -> None:
+    reddit.add_account("team_safe", PASSWORD, CLIENT_ID, CLIENT_SECRET)
+    await rapp.say(OPERATOR, "/accounts add", "Which username")
+    kinds = await rapp.say(OPERATOR, "u/team_safe", "how does Opsdeck log in")
+    await rapp.press(OPERATOR, kinds, rapp.button(kinds, "Script app"))
+    await rapp.tg.wait_for_message(OPERATOR, "app id")
+    await rapp.say(OPERATOR, CLIENT_ID, "app secret")
+    await rapp.say(OPERATOR, CLIENT_SECRET, "password")
+    # between the two secret steps the flow state is in the database: sealed only
+    assert CLIENT_SECRET not in await dump_database(rapp)
+    await rapp.say(OPERATOR, PASSWORD, "Connected")
+    dump = await dump_database(rapp)
+    assert CLIENT_SECRET not in dump and PASSWORD not in dump
