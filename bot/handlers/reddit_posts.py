@@ -3,6 +3,7 @@ survives a restart); /posts: upcoming posts with Post now · Reschedule · Cance
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from aiogram import Router
@@ -25,6 +26,11 @@ from core.timefmt import fmt
 from storage.models import Role
 
 CANCEL_HINT = "\n/cancel stops."
+IMAGE_ASK = (
+    "The picture: its vault number (e.g. #12). A new picture? Send it to me as a photo first: "
+    "it is kept in the vault and its card shows the number."
+)
+_VAULT_NUMBER = re.compile(r"^(?:vault\s*(?:item)?\s*)?#?\s*(\d{1,12})$", re.IGNORECASE)
 
 
 class Compose(StatesGroup):
@@ -164,19 +170,18 @@ async def compose_subreddit(
         lines = "\n".join(f"❌ {h(p.text)}" for p in errors)
         await _ask(message, f"{lines}\nWhich subreddit, then?")
         return
-    kinds = ["self", "link"]
+    kinds = ["self", "link", "image"]
     about = facts.about
     if about is not None:
-        if about.submission_type == "self":
-            kinds = ["self"]
-        elif about.submission_type == "link":
-            kinds = ["link"]
+        allowed = {"self": about.allows_self, "link": about.allows_links}
+        allowed["image"] = about.allows_images
+        kinds = [k for k in kinds if allowed[k]]
         name = about.name or name
     flairs = [[f.template_id, f.text] for f in (facts.flairs or [])][:20]
     required = bool(facts.requirements and facts.requirements.is_flair_required)
     await state.update_data(subreddit=name, kinds=kinds, flairs=flairs, flair_required=required)
     await state.set_state(Compose.kind)
-    labels = {"self": "Text post", "link": "Link post"}
+    labels = {"self": "Text post", "link": "Link post", "image": "Image post"}
     notes = [f"⚠️ {h(p.text)}" for p in facts.problems if p.level != Level.error]
     if about is not None and about.over18:
         notes.append(f"r/{h(name)} is NSFW: the post will be marked NSFW.")
@@ -197,14 +202,25 @@ async def compose_title(message: Message, state: FSMContext) -> None:
     data = await state.get_data()
     if data.get("kind") == "link":
         await _ask(message, "The link (https://…):")
+    elif data.get("kind") == "image":
+        await _ask(message, IMAGE_ASK)
     else:
         await _ask(message, "The text of the post (send - for none):")
 
 
-async def compose_body(message: Message, state: FSMContext) -> None:
+async def compose_body(
+    message: Message, actor: Actor, services: Services, state: FSMContext
+) -> None:
     data = await state.get_data()
     text = (message.text or "").strip()
-    if data.get("kind") == "link":
+    if data.get("kind") == "image":
+        found = _VAULT_NUMBER.match(text)
+        if found is None:
+            raise InvalidInput("Send the picture's vault number, like #12." + CANCEL_HINT)
+        item_id = int(found.group(1))
+        name = await posts_of(services).check_vault_image(actor, item_id)
+        await state.update_data(vault_item_id=item_id, image_name=name, body=None, url=None)
+    elif data.get("kind") == "link":
         if not text.lower().startswith(("http://", "https://")) or " " in text:
             raise InvalidInput("A link starts with http:// or https://; send the link.")
         await state.update_data(url=text, body=None)
@@ -270,6 +286,7 @@ async def _make_preview(
         title=data["title"],
         body=data.get("body"),
         url=data.get("url"),
+        vault_item_id=data.get("vault_item_id"),
         flair_id=data.get("flair_id"),
         flair_text=data.get("flair_text"),
         nsfw=bool(data.get("nsfw")),

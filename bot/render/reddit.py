@@ -117,6 +117,9 @@ def post_text(p: PostView, tz: str) -> str:
     ]
     if p.kind == "link" and p.url:
         lines.append(h(p.url))
+    elif p.kind == "image" and p.has_image:
+        where = f"vault item #{p.vault_item_id}" if p.vault_item_id is not None else "uploaded"
+        lines.append(f"🖼 {h(p.image_name or 'image')} ({where})")
     elif p.body:
         lines.append(h(shorten(p.body, 400)))
     if marks:

@@ -596,6 +596,13 @@ class PostService:
                 raise InvalidInput("An image post needs an image (send a photo or pick one).")
         return out
 
+    async def check_vault_image(self, actor: Actor, item_id: int) -> str | None:
+        """The name of vault item `item_id` if a post can use it as its image (InvalidInput
+        says why not), so a guided flow can ask again at once."""
+        actor.require(Role.operator, "compose posts")
+        fields = await self._clean(actor, {"vault_item_id": item_id}, partial=True)
+        return fields.get("image_name")
+
     # -- checking -------------------------------------------------------------------------
     async def subreddit_facts(
         self, actor: Actor, account_id: int, subreddit: str

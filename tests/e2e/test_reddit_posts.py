@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from datetime import timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from storage.reddit_models import RedditPost
 from storage.repositories import reddit as reddit_repo
 from tests.e2e.conftest import OPERATOR, OWNER, VIEWER, Harness
 from tests.e2e.test_reddit_accounts import CLIENT_ID, CLIENT_SECRET, PASSWORD, reddit
+from tests.e2e.test_vault_in_chat import PNG
 from tests.fakes.reddit import FakeReddit
 
 __all__ = ["reddit"]  # fixture
@@ -30,7 +32,14 @@ async def rapp(start_app, reddit: FakeReddit) -> Harness:
     harness = await start_app(reddit=settings)
     # A short Reddit timeout so the "no answer after sending" case takes seconds, not 30.
     clients = harness.app.reddit_clients
-    clients.config = dataclasses.replace(clients.config, timeout=1.5, max_retries=1)
+    # Image uploads go to the fake's S3 stand-in, and the new image post is looked for quickly.
+    clients.config = dataclasses.replace(
+        clients.config,
+        timeout=1.5,
+        max_retries=1,
+        media_upload_url=reddit.media_upload_url,
+        image_lookup_delay=0.2,
+    )
     return harness
 
 
@@ -75,7 +84,7 @@ async def compose(
     since = app.tg.mark()
     await app.press(user, kinds, app.button(kinds, kind))
     await app.tg.wait_for_message(user, "The title", since=since, timeout=SLOW)
-    ask = "The link" if kind == "Link post" else "The text of the post"
+    ask = {"Link post": "The link", "Image post": "vault number"}.get(kind, "The text of the")
     await app.say(user, title, ask, timeout=SLOW)
     flags = await app.say(user, body, "NSFW or spoiler", timeout=SLOW)
     since = app.tg.mark()
@@ -177,6 +186,63 @@ async def test_link_post_is_published_exactly_once(rapp: Harness, reddit: FakeRe
     await queue_it(rapp, OPERATOR, card)
     await wait_post(rapp, lambda p: p.status == "published")
     assert [(p.kind, p.url) for p in reddit.posts] == [("link", "https://example.org/notes")]
+
+
+async def test_image_post_from_a_photo_in_the_vault(rapp: Harness, reddit: FakeReddit) -> None:
+    setup_reddit(reddit, "opsdeck_pics")
+    await add_account(rapp, "team_main")
+    since = rapp.tg.mark()
+    await rapp.tg.send_file(rapp.user(OPERATOR), "photo", PNG)
+    item = await rapp.tg.wait_for_message(OPERATOR, "file #", since=since, timeout=SLOW)
+    item_id = int(re.search(r"file #(\d+)", item["text"]).group(1))
+    card = await compose(
+        rapp,
+        OPERATOR,
+        "team_main",
+        "opsdeck_pics",
+        "Team photo",
+        kind="Image post",
+        body=f"#{item_id}",
+    )
+    assert f"vault item #{item_id}" in card["text"]
+    await queue_it(rapp, OPERATOR, card)
+    post = await wait_post(rapp, lambda p: p.status == "published")
+    assert [(p.kind, p.title) for p in reddit.posts] == [("image", "Team photo")]
+    assert post.fullname == reddit.posts[0].fullname
+    assert len(reddit.requests_to("/api/media/asset.json")) == 1
+
+
+async def test_required_flair_and_nsfw_reach_reddit(rapp: Harness, reddit: FakeReddit) -> None:
+    setup_reddit(
+        reddit, "flaired", flairs=["News", "Meta"], requirements={"is_flair_required": True}
+    )
+    await add_account(rapp, "team_main")
+    start = await rapp.say(OPERATOR, "/post", "Which account")
+    await rapp.press(OPERATOR, start, rapp.button(start, "u/team_main"))
+    await rapp.tg.wait_for_message(OPERATOR, "Which subreddit", timeout=SLOW)
+    kinds = await rapp.say(OPERATOR, "r/flaired", "What kind of post", timeout=SLOW)
+    since = rapp.tg.mark()
+    await rapp.press(OPERATOR, kinds, rapp.button(kinds, "Text post"))
+    await rapp.tg.wait_for_message(OPERATOR, "The title", since=since, timeout=SLOW)
+    await rapp.say(OPERATOR, "Flaired news", "The text of the post", timeout=SLOW)
+    flair = await rapp.say(OPERATOR, "Body", "required here", timeout=SLOW)
+    assert "No flair" not in rapp.buttons_text(flair)
+    since = rapp.tg.mark()
+    await rapp.press(OPERATOR, flair, rapp.button(flair, "News"))
+    flags = await rapp.tg.wait_for_message(OPERATOR, "NSFW or spoiler", since=since, timeout=SLOW)
+    await rapp.press(OPERATOR, flags, rapp.button(flags, "NSFW: off"))
+    flags = await rapp.becomes(flags, lambda m: "NSFW: on" in rapp.buttons_text(m))
+    since = rapp.tg.mark()
+    await rapp.press(OPERATOR, flags, rapp.button(flags, "Continue"))
+    ask_when = await rapp.tg.wait_for_message(OPERATOR, "When?", since=since, timeout=SLOW)
+    since = rapp.tg.mark()
+    await rapp.press(OPERATOR, ask_when, rapp.button(ask_when, "now"))
+    card = await rapp.tg.wait_for_message(OPERATOR, "Preview", since=since, timeout=SLOW)
+    assert "flair: News" in card["text"] and "NSFW" in card["text"]
+    await queue_it(rapp, OPERATOR, card)
+    await wait_post(rapp, lambda p: p.status == "published")
+    (sent,) = reddit.posts
+    assert sent.flair_text == "News" and sent.nsfw
 
 
 async def test_bad_input_is_asked_again_and_cancel_aborts(
