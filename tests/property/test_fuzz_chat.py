@@ -100,25 +100,25 @@ async def world(app: Harness) -> Harness:
     return app
 
 
-@settings(FUZZ, max_examples=60)
-@given(data=st.data())
-async def test_command_arguments(world: Harness, errors: ErrorRecords, data) -> None:
+@settings(FUZZ, max_examples=10)
+@given(args=words, user=st.sampled_from([OWNER, OPERATOR, VIEWER]))
+async def test_command_arguments(
+    world: Harness, errors: ErrorRecords, args: str, user: int
+) -> None:
+    """Each example sends the same random arguments after every registered command."""
     app = world
-    commands = sorted(registered(app)[0])
-    command = data.draw(st.sampled_from(commands), "command")
-    args = data.draw(words, "args")
-    user = data.draw(st.sampled_from([OWNER, OPERATOR, VIEWER]), "user")
     valid = asks_for_something(args)
-    await reset_flows(app)
-    before = await snapshot(app)
-    await said(app, user, f"/{command} {args}")
-    if not valid:
-        after = await snapshot(app)
-        changed = {t for t in before if before[t] != after.get(t)}
-        assert not changed, (command, args, user, changed)
-    no_errors(errors)
-    RAN["command arguments"] += 1
-    RAN[f"  /{command}"] += 1
+    for command in sorted(registered(app)[0]):
+        await reset_flows(app)
+        before = await snapshot(app)
+        await said(app, user, f"/{command} {args}")
+        if not valid:
+            after = await snapshot(app)
+            changed = {t for t in before if before[t] != after.get(t)}
+            assert not changed, (command, args, user, changed)
+        no_errors(errors)
+        RAN["command arguments"] += 1
+        RAN[f"  /{command}"] += 1
 
 
 # -- callback data -------------------------------------------------------------------------------
@@ -218,6 +218,8 @@ async def test_free_text_in_flows(
     app = world
     if text.strip().startswith("/"):
         text = "x" + text  # a command leaves the flow; that is the command fuzzer's job
+    if step == "vault.uses" and text.strip().isdigit() and not text.strip().isdecimal():
+        text = "x" + text  # known bug, pinned by test_uses_with_a_non_decimal_digit below
     state, state_data = FLOW_STEPS[step]
     await reset_flows(app)
     if state_data is None:
@@ -239,6 +241,36 @@ async def test_free_text_in_flows(
     no_errors(errors)
     RAN["flow free text"] += 1
     RAN[f"  {step}"] += 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bot/handlers/vault.py custom_value: '²'.isdigit() is True but int('²') raises "
+    "ValueError, so the link wizard's 'uses' answer crashes (found by the fuzzer); not a "
+    "foundation file - left to the vault owner (fix: isdecimal() or try/except ValueError)",
+)
+async def test_uses_with_a_non_decimal_digit(world: Harness, errors: ErrorRecords) -> None:
+    app = world
+    await reset_flows(app)
+    item = await vault_item(app)
+    ctx = app.app.dispatcher.fsm.get_context(app.app.bot, chat_id=OPERATOR, user_id=OPERATOR)
+    await ctx.set_state(VaultForm.uses)
+    await ctx.set_data({"id": item, "prot": 0})
+    await said(app, OPERATOR, "²")
+    no_errors(errors)
+
+
+async def test_client_secret_with_control_characters(world: Harness, errors: ErrorRecords) -> None:
+    app = world
+    await reset_flows(app)
+    ctx = app.app.dispatcher.fsm.get_context(app.app.bot, chat_id=OPERATOR, user_id=OPERATOR)
+    state, data = FLOW_STEPS["accounts.client_secret"]
+    await ctx.set_state(state)
+    await ctx.set_data(data)
+    since = app.tg.mark()
+    await said(app, OPERATOR, "áiæ\U0008bdf9èø\x03¤n\U0005ce61")
+    await app.tg.wait_for("sendMessage", count=2, since=since, timeout=10)
+    no_errors(errors)
 
 
 # -- file names and captions ---------------------------------------------------------------------
@@ -325,6 +357,26 @@ async def test_webhook_bodies(hooked: Harness, errors: ErrorRecords, body: bytes
     app.app.feeder.accepting = True
     no_errors(errors)
     RAN["webhook bodies"] += 1
+
+
+@settings(FUZZ, max_examples=40)
+@given(secret=st.one_of(st.none(), st.text(st.characters(min_codepoint=33, max_codepoint=126))))
+async def test_webhook_refuses_a_wrong_secret(hooked: Harness, secret: str | None) -> None:
+    app = hooked
+    if secret == "e2e-secret-token":
+        secret += "x"
+    headers = {} if secret is None else {"X-Telegram-Bot-Api-Secret-Token": secret}
+    update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "/start",
+              "chat": {"id": OWNER, "type": "private"}, "from": {"id": OWNER, "is_bot": False,
+              "first_name": "Olga"}}}  # fmt: skip
+    since = app.tg.mark()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(app.app.settings.telegram.webhook_url, json=update, headers=headers) as resp,
+    ):
+        assert resp.status == 401, (secret, resp.status)
+    assert app.tg.requests[since:] == []  # nothing was handled
+    RAN["webhook wrong/missing secret"] += 1
 
 
 def teardown_module() -> None:
