@@ -57,15 +57,26 @@ class TelegramNotifier:
         async with self.sessionmaker() as session:
             operators = await op_repo.to_notify(session, tenant_id)
         for op in operators:
-            await self._send(op.telegram_user_id, text, None, tenant_id)
+            # Core speaks plain text (post titles, Reddit messages): no parse mode, so a "<" or
+            # "&" in them is shown as written instead of failing the send.
+            await self._send(op.telegram_user_id, text, None, tenant_id, plain=True)
 
     async def _send(
-        self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None, tenant_id: int
+        self,
+        chat_id: int,
+        text: str,
+        markup: InlineKeyboardMarkup | None,
+        tenant_id: int,
+        *,
+        plain: bool = False,
     ) -> None:
+        extra = {"parse_mode": None} if plain else {}
         if self.outbox is not None:
-            await self.outbox.send_message(chat_id, text, reply_markup=markup, tenant_id=tenant_id)
+            await self.outbox.send_message(
+                chat_id, text, reply_markup=markup, tenant_id=tenant_id, **extra
+            )
             return
         try:
-            await self.bot.send_message(chat_id, text, reply_markup=markup)
+            await self.bot.send_message(chat_id, text, reply_markup=markup, **extra)
         except TelegramAPIError as exc:  # blocked the bot, never started it, …
             log.warning("notification to %s not delivered: %s", chat_id, exc)

@@ -128,3 +128,11 @@ async def test_tenants_isolate_data(app: Harness) -> None:
     assert (await app.job(job_id)).status == "pending_approval"
     # an operator (not a configured owner) cannot create workspaces
     assert "OPSDECK_OWNER_IDS" in (await app.say(4001, "/tenants add evil 4003"))["text"]
+
+
+async def test_plain_notifications_survive_html_characters(app: Harness) -> None:
+    owner = await app.actor(OWNER)
+    text = "Published: <b>not bold</b> & Tom's <3 post"
+    await app.app.notifier.tell_operators(owner.tenant_id, text)
+    got = await app.tg.wait_for_message(OPERATOR, "Published:", timeout=10)
+    assert got["text"] == text
