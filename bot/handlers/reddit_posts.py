@@ -18,7 +18,7 @@ from bot.handlers.reddit_accounts import accounts_of
 from bot.render.common import h, keyboard
 from bot.render.reddit import post_card, preview, upcoming_list
 from core.actor import Actor
-from core.errors import InvalidInput
+from core.errors import InvalidInput, OpsdeckError
 from core.reddit_ops import WHEN_PRESETS, Level, PostService, parse_when
 from core.reddit_ops.posts import parse_subreddit
 from core.services.container import Services
@@ -306,9 +306,21 @@ async def use_buttons(message: Message) -> None:
     await message.answer("Pick one of the buttons above." + CANCEL_HINT)
 
 
-async def cancel(message: Message, state: FSMContext) -> None:
+async def cancel(message: Message, actor: Actor, services: Services, state: FSMContext) -> None:
+    current = await state.get_state()
+    data = await state.get_data()
     await state.clear()
-    await message.answer("Stopped. (A draft already saved stays a draft; see /posts.)")
+    if current == Compose.preview.state and data.get("post_id"):
+        # The preview's draft is not left behind where no list shows it.
+        post_id = int(data["post_id"])
+        try:
+            await posts_of(services).cancel(actor, post_id)
+        except OpsdeckError:
+            pass  # already queued, cancelled or gone: the preview's buttons said so
+        else:
+            await message.answer(f"Stopped; draft #{post_id} is cancelled.")
+            return
+    await message.answer("Stopped; nothing was queued.")
 
 
 # -- post buttons and /posts -------------------------------------------------------------------

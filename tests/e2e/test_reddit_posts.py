@@ -466,3 +466,15 @@ async def test_dry_run_sends_nothing(rapp: Harness, reddit: FakeReddit) -> None:
     post = await wait_post(rapp, lambda p: p.status == "published")
     assert post.fullname.startswith("t3_dryrun_") and post.dry_run
     assert reddit.posts == [] and reddit.requests == []
+
+
+async def test_cancel_at_the_preview_cancels_the_draft(rapp: Harness, reddit: FakeReddit) -> None:
+    setup_reddit(reddit, "opsdeck_test")
+    await add_account(rapp, "team_main")
+    card = await compose(rapp, OPERATOR, "team_main", "opsdeck_test", "Second thoughts")
+    post = await the_post(rapp)
+    answer = await rapp.say(OPERATOR, "/cancel", "Stopped")
+    assert f"draft #{post.id} is cancelled" in answer["text"]
+    assert (await the_post(rapp)).status == "cancelled"
+    stale = await rapp.press(OPERATOR, card, rapp.button(card, "Queue"))
+    assert "cancelled" in stale["text"] and reddit.posts == []
