@@ -74,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     restore_help = "restore a backup file into an empty data dir (no database yet)"
     restore = sub.add_parser("restore", help=restore_help, description=restore_help)
     restore.add_argument("file", help="a backup, e.g. data/backups/opsdeck-20260101T030000Z.db")
+    accounts = sub.add_parser("accounts", help="Reddit accounts from the shell")
+    accounts_sub = accounts.add_subparsers(dest="accounts_command", required=True)
+    add_help = "connect a Reddit account; secrets from REDDIT_* variables or a prompt"
+    from bot.cli_accounts import add_arguments
+
+    add_arguments(accounts_sub.add_parser("add", help=add_help, description=add_help))
     args = parser.parse_args(argv)
 
     from bot.logs import setup_logging
@@ -88,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_migrate(settings))
         elif args.command == "restore":
             return _restore(settings, args.file)
+        elif args.command == "accounts":
+            from bot.cli_accounts import add_account
+
+            return asyncio.run(add_account(settings, args))
     except ConfigError as exc:
         print(f"opsdeck: {exc.message}", file=sys.stderr)
         return 2

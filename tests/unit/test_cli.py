@@ -62,3 +62,34 @@ def test_migrate_creates_the_database_in_the_data_dir(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "d" / "opsdeck.db").exists()
     assert "database at revision" in result.stderr
+
+
+def test_accounts_add_from_the_shell_seals_secrets(tmp_path) -> None:
+    env = {
+        "OPSDECK_DATA_DIR": str(tmp_path / "d"),
+        "OPSDECK_OWNER_IDS": "1001",
+        "REDDIT_CLIENT_SECRET": "shell-secret-123",
+        "REDDIT_PASSWORD": "shell-pass-456",
+    }
+    result = run_cli(
+        "accounts", "add", "u/team_cli", "--client-id", "cliapp01", env=env, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Connected u/team_cli" in result.stdout
+    assert "shell-secret-123" not in result.stdout and "shell-pass-456" not in result.stdout
+    db = (tmp_path / "d" / "opsdeck.db").read_bytes()
+    assert b"shell-secret-123" not in db and b"shell-pass-456" not in db
+    again = run_cli(
+        "accounts", "add", "u/team_cli", "--client-id", "cliapp01", env=env, cwd=tmp_path
+    )
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+
+
+def test_accounts_add_without_a_password_says_how(tmp_path) -> None:
+    env = {"OPSDECK_DATA_DIR": str(tmp_path / "d"), "OPSDECK_OWNER_IDS": "1001"}
+    result = run_cli(
+        "accounts", "add", "team_cli", "--client-id", "cliapp01", env=env, cwd=tmp_path
+    )
+    assert result.returncode == 2 and "REDDIT_PASSWORD" in result.stderr
+    dry = run_cli("accounts", "add", "team_dry", "--kind", "dry_run", env=env, cwd=tmp_path)
+    assert dry.returncode == 0 and "dry run" in dry.stdout, dry.stderr
