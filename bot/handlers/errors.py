@@ -7,6 +7,7 @@ import logging
 from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ErrorEvent
+from aiogram.types.update import UpdateTypeLookupError
 
 from core.errors import Forbidden, OpsdeckError
 
@@ -15,6 +16,11 @@ log = logging.getLogger("bot.errors")
 
 async def on_error(event: ErrorEvent) -> bool:
     exc, update = event.exception, event.update
+    if isinstance(exc, UpdateTypeLookupError):
+        # An update with no event we know (e.g. `{"update_id": 1}` on the webhook, or a type
+        # from a newer Bot API): nobody to answer and nothing broken on our side.
+        log.info("update %s ignored: no known event type", update.update_id)
+        return True
     if isinstance(exc, OpsdeckError):
         text, alert = exc.message, True
         log.info("update %s: %s: %s", update.update_id, type(exc).__name__, exc.message)
