@@ -151,6 +151,10 @@ class JobEngine:
             for job in sched.get_jobs():
                 if job.id != "heartbeat":
                     job.remove()
+        # A claim already in flight still lands; its jobs must be among those drained below,
+        # not left running under our lease after stop() returns.
+        async with self._pump_lock:
+            pass
         grace = self.settings.shutdown_timeout_seconds if grace_seconds is None else grace_seconds
         tasks = list(self._tasks.values())
         if tasks:
@@ -286,11 +290,14 @@ class JobEngine:
 
     def _interrupt(self, job_id: int, reason: str) -> bool:
         task = self._tasks.get(job_id)
-        # Only a handler is interrupted: a job already writing its outcome finishes that write
-        # (cancelling it there would leave the row running until its lease ran out).
-        if task is None or task.done() or job_id not in self._in_handler:
+        if task is None or task.done():
             return False
         self._stop_reason[job_id] = reason
+        # Only a handler is interrupted. A job whose handler has not started yet sees the
+        # reason before starting it; one already writing its outcome finishes that write
+        # (cancelling it there would leave the row running until its lease ran out).
+        if job_id not in self._in_handler:
+            return False
         task.cancel()
         return True
 
@@ -332,24 +339,15 @@ class JobEngine:
             notifier=self.notifier,
             deps=self.deps,
         )
+        if job.id in self._stop_reason:  # interrupted before its handler began
+            return await self._stopped(job, self._stop_reason[job.id], ran=False)
         try:
             result = await self._call_handler(kind, ctx)
         except asyncio.CancelledError:
             reason = self._stop_reason.get(job.id)
-            if reason == "cancel":
-                return await self._finish(
-                    job, JobStatus.cancelled, last_error="cancelled while running"
-                )
-            if reason == "shutdown":
-                async with self._transaction() as session:
-                    await job_repo.release(
-                        session, worker=self.worker_id, ids=[job.id], now=self.clock.now()
-                    )
-                return "released"
-            if reason == "lost":
-                log.warning("job %s: lease lost to another worker; stopped here", job.id)
-                return "lost"
-            raise
+            if reason is None:
+                raise
+            return await self._stopped(job, reason)
         except RetryLater as exc:
             run_at = self.clock.now() + timedelta(seconds=max(0.0, exc.seconds))
             status = await self._finish(
@@ -386,6 +384,20 @@ class JobEngine:
             self.wake_at(run_at)
             return status
         return await self._finish(job, JobStatus.succeeded, result=result, last_error=None)
+
+    async def _stopped(self, job: ClaimedJob, reason: str, *, ran: bool = True) -> str:
+        """Write what an interruption means: cancelled, handed back at shutdown, or lost."""
+        if reason == "cancel":
+            error = "cancelled while running" if ran else "cancelled before it ran"
+            return await self._finish(job, JobStatus.cancelled, last_error=error)
+        if reason == "shutdown":
+            async with self._transaction() as session:
+                await job_repo.release(
+                    session, worker=self.worker_id, ids=[job.id], now=self.clock.now()
+                )
+            return "released"
+        log.warning("job %s: lease lost to another worker; stopped here", job.id)
+        return "lost"
 
     async def _call_handler(self, kind: JobKind, ctx: JobContext) -> dict[str, Any] | None:
         self._in_handler.add(ctx.job_id)
