@@ -646,6 +646,35 @@ async def test_graceful_stop_finishes_quick_jobs_and_releases_stuck_ones(world, 
     assert job.finished_at is None
 
 
+@pytest.mark.parametrize("grace", [0.0, 0.5])
+async def test_stop_drains_jobs_whose_claim_was_in_flight(
+    world, engines, monkeypatch, grace
+) -> None:
+    stuck = Blocker()
+    engine = await engines.start({"t": stuck})
+    in_claim = asyncio.Event()
+    real_claim = job_repo.claim
+
+    async def slow_claim(*args: Any, **kwargs: Any) -> Any:
+        in_claim.set()
+        await asyncio.sleep(0.3)
+        return await real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(job_repo, "claim", slow_claim)
+    job_id = await world.enqueue()
+    engine.wake_at(world.clock.now())
+    await asyncio.wait_for(in_claim.wait(), 3)
+    await asyncio.wait_for(engine.stop(grace_seconds=grace), 5)  # while the claim is under way
+
+    job = await world.job(job_id)
+    assert engine.active_job_ids == []
+    # The claim landed during stop(): its job joined the drain and, stuck, was released at the
+    # deadline (interrupted in its handler, or before the handler began).
+    assert stuck.cancelled == stuck.entered.is_set()
+    assert stuck.entered.is_set() or grace == 0
+    assert (job.status, job.attempts, job.lease_owner) == (JobStatus.queued, 0, None)
+
+
 async def test_leases_stay_held_while_a_stop_drains(world, engines) -> None:
     """A grace period longer than the lease must not let another worker take the job."""
     runs: list[str] = []
