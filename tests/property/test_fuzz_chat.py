@@ -161,7 +161,7 @@ async def test_callback_data(world: Harness, errors: ErrorRecords, data) -> None
 
 
 # -- deep links ----------------------------------------------------------------------------------
-@settings(FUZZ, max_examples=30)
+@settings(FUZZ, max_examples=20)
 @given(payload=st.one_of(words, st.from_regex(r"[A-Za-z0-9_-]{43}", fullmatch=True)))
 async def test_start_payload_from_a_stranger(
     world: Harness, errors: ErrorRecords, payload: str
