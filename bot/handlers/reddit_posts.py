@@ -124,7 +124,7 @@ async def compose_button(
                 return
             await state.update_data(flair_id=None, flair_text=None)
         else:
-            index = int(val) if val.isdigit() else -1
+            index = int(val) if val.isascii() and val.isdigit() else -1
             if not 0 <= index < len(flairs):
                 await query.answer("This button is no longer valid.", show_alert=True)
                 return
@@ -150,7 +150,7 @@ async def compose_button(
             keyboard(rows),
         )
     elif step == "when":
-        index = int(val) if val.isdigit() else -1
+        index = int(val) if val.isascii() and val.isdigit() else -1
         if not 0 <= index < len(WHEN_PRESETS):
             await query.answer("This button is no longer valid.", show_alert=True)
             return

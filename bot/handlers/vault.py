@@ -311,7 +311,7 @@ async def custom_value(
             raise InvalidInput("A link must live between 1 minute and 365 days; send another.")
         data = data.model_copy(update={"life": seconds})
     else:
-        if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1_000_000:
             raise InvalidInput("Send a whole number of uses between 1 and 1,000,000.")
         data = data.model_copy(update={"uses": int(text)})
     await end_reads(services)

@@ -36,7 +36,7 @@ def to_actor(op: Operator) -> Actor:
 
 def parse_user_id(text: str) -> int:
     text = (text or "").strip()
-    if not text.isdigit() or not 0 < int(text) < MAX_USER_ID:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < MAX_USER_ID:
         raise InvalidInput("A Telegram user id is a positive number, like 123456789.")
     return int(text)
 

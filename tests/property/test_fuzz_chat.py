@@ -218,8 +218,6 @@ async def test_free_text_in_flows(
     app = world
     if text.strip().startswith("/"):
         text = "x" + text  # a command leaves the flow; that is the command fuzzer's job
-    if step == "vault.uses" and text.strip().isdigit() and not text.strip().isdecimal():
-        text = "x" + text  # known bug, pinned by test_uses_with_a_non_decimal_digit below
     state, state_data = FLOW_STEPS[step]
     await reset_flows(app)
     if state_data is None:
@@ -243,12 +241,6 @@ async def test_free_text_in_flows(
     RAN[f"  {step}"] += 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/handlers/vault.py custom_value: '²'.isdigit() is True but int('²') raises "
-    "ValueError, so the link wizard's 'uses' answer crashes (found by the fuzzer); not a "
-    "foundation file - left to the vault owner (fix: isdecimal() or try/except ValueError)",
-)
 async def test_uses_with_a_non_decimal_digit(world: Harness, errors: ErrorRecords) -> None:
     app = world
     await reset_flows(app)
