@@ -45,7 +45,7 @@ from bot.middlewares.context import ContextMiddleware
 from bot.notifier import TelegramNotifier
 from bot.outbox import Outbox, OutboxSettings, Sender
 from bot.telegram_retry import RetryMiddleware
-from bot.vault_delivery import register_delivery_jobs
+from bot.vault_delivery import DELIVERED_HOOK, delivered_hook, register_delivery_jobs
 from bot.web import UpdateFeeder, build_web_app
 from bot.web_claims import ClaimRoutesConfig, add_claim_routes
 from core.backup import BackupConfig, backup_periodic_specs, register_backup_jobs
@@ -169,14 +169,6 @@ class Opsdeck:
 
         # core
         self.notifier = TelegramNotifier(self.bot, self.sessionmaker, self.clock, self.outbox)
-        # reddit: one client per account; accounts on one app id share a rate budget
-        self.reddit_clients = RedditClients(
-            config_from_settings(s.reddit),
-            RateBudgetRegistry(clock=self.clock),
-            SecretBox(s.secret_key()),
-            clock=self.clock,
-        )
-
         # vault
         self.vault_config = VaultConfig.from_settings(s.vault)
         self.blobs = blob_store_from_url(
@@ -185,6 +177,14 @@ class Opsdeck:
             access_key=s.vault.s3_access_key_id,
             secret_key=s.vault.s3_secret_access_key,
             region=s.vault.s3_region,
+        )
+
+        # reddit: one client per account; accounts on one app id share a rate budget
+        self.reddit_clients = RedditClients(
+            config_from_settings(s.reddit),
+            RateBudgetRegistry(clock=self.clock),
+            SecretBox(s.secret_key()),
+            clock=self.clock,
         )
 
         self.backup_config = BackupConfig.from_settings(s)
@@ -205,13 +205,6 @@ class Opsdeck:
             worker_id=self.worker_id,
             deps={"bot": self.bot, "blobs": self.blobs, DEP_CLIENTS: self.reddit_clients},
         )
-        for spec in [
-            *periodic_specs(s),
-            *backup_periodic_specs(self.backup_config),
-            *vault_periodic_specs(self.vault_config),
-            *REDDIT_PERIODIC,
-        ]:
-            self.engine.add_periodic(spec)
         self.metrics = Metrics(
             self.sessionmaker,
             version=VERSION,
@@ -219,6 +212,13 @@ class Opsdeck:
             budgets=self.reddit_clients.budgets,
         )
         self.engine.listeners.append(self.metrics.observe_job)
+        for spec in [
+            *periodic_specs(s),
+            *backup_periodic_specs(self.backup_config),
+            *vault_periodic_specs(self.vault_config),
+            *REDDIT_PERIODIC,
+        ]:
+            self.engine.add_periodic(spec)
         self.factory = ServiceFactory(
             sessionmaker=self.sessionmaker,
             clock=self.clock,
@@ -227,9 +227,9 @@ class Opsdeck:
             engine=self.engine,
             builders={
                 "backup": backup_service_builder(self.backup_config),
+                "vault": service_builder(self.blobs, self.vault_config),
                 "reddit_accounts": self._reddit_accounts,
                 "reddit_posts": self._reddit_posts,
-                "vault": service_builder(self.blobs, self.vault_config),
             },
         )
 
@@ -248,6 +248,10 @@ class Opsdeck:
             reddit_clients=self.reddit_clients,
         )
         self.dispatcher["bot_username"] = self.me.username
+        # vault claims queue their answers and files in the outbox; once a queued file is
+        # sent, its hook schedules the link's auto-delete
+        self.dispatcher["outbox"] = self.outbox
+        self.sender.add_hook(DELIVERED_HOOK, delivered_hook(self.factory))
         webhook_url = s.telegram.webhook_url
         webhook_path = (
             urlparse(webhook_url).path if webhook_url else ""
@@ -341,7 +345,7 @@ class Opsdeck:
             await self._runner.cleanup()
         await self.bot.session.close()
         await self.sender_bot.session.close()
-        await self.reddit_clients.aclose()
         await self.blobs.aclose()
+        await self.reddit_clients.aclose()
         await self.db.dispose()
         log.info("Opsdeck stopped")
