@@ -16,9 +16,9 @@ from bot.callbacks import RedditCompose, RedditPostAct
 from bot.handlers.jobs import edit
 from bot.handlers.reddit_accounts import accounts_of
 from bot.render.common import h, keyboard
-from bot.render.reddit import post_card, preview, upcoming_list
+from bot.render.reddit import edit_menu, edited_card, post_card, preview, upcoming_list
 from core.actor import Actor
-from core.errors import InvalidInput, OpsdeckError
+from core.errors import Conflict, InvalidInput, OpsdeckError
 from core.reddit_ops import WHEN_PRESETS, Level, PostService, parse_when
 from core.reddit_ops.posts import parse_subreddit
 from core.services.container import Services
@@ -44,6 +44,7 @@ class Compose(StatesGroup):
     when = State()
     preview = State()
     reschedule = State()
+    edit = State()  # choosing what to change in a draft or queued post
 
 
 def posts_of(services: Services) -> PostService:
@@ -96,6 +97,7 @@ async def compose_button(
         "flair": Compose.flair,
         "flag": Compose.flags,
         "when": Compose.when,
+        "edit": Compose.edit,
     }.get(step)
     if expected is None or current != expected.state:
         await query.answer("That step is over; start again with /post.", show_alert=True)
@@ -116,6 +118,8 @@ async def compose_button(
         await state.update_data(kind=val)
         await state.set_state(Compose.title)
         await _ask(query, "The title (up to 300 characters):")
+    elif step == "edit":
+        await _edit_choice(query, val, actor, services, state)
     elif step == "flair":
         flairs = data.get("flairs", [])
         if val == "none":
@@ -130,6 +134,17 @@ async def compose_button(
                 return
             await state.update_data(flair_id=flairs[index][0], flair_text=flairs[index][1])
         await query.answer()
+        if data.get("edit"):
+            fresh = await state.get_data()
+            await _apply_edit(
+                query.message,
+                actor,
+                services,
+                state,
+                flair_id=fresh.get("flair_id"),
+                flair_text=fresh.get("flair_text"),
+            )
+            return
         await _ask_flags(query, state)
     elif step == "flag":
         if val in ("nsfw", "spoiler"):
@@ -139,16 +154,11 @@ async def compose_button(
             await edit(query, text, markup)
             return
         await query.answer()
-        await state.set_state(Compose.when)
-        rows = [
-            [(p, RedditCompose(step="when", val=str(i)).pack())] for i, p in enumerate(WHEN_PRESETS)
-        ]
-        await _ask(
-            query,
-            f"When? Pick one or type a time in your timezone ({h(actor.timezone)}), "
-            "e.g. 18:30, tomorrow 09:00, +2h, 2026-12-01 14:30.",
-            keyboard(rows),
-        )
+        if data.get("edit"):
+            nsfw, spoiler = bool(data.get("nsfw")), bool(data.get("spoiler"))
+            await _apply_edit(query.message, actor, services, state, nsfw=nsfw, spoiler=spoiler)
+            return
+        await _ask_when(query, actor, state)
     elif step == "when":
         index = int(val) if val.isascii() and val.isdigit() else -1
         if not 0 <= index < len(WHEN_PRESETS):
@@ -156,6 +166,9 @@ async def compose_button(
             return
         await query.answer()
         when = parse_when(WHEN_PRESETS[index], actor.timezone, posts_of(services).clock.now())
+        if data.get("edit"):
+            await _edit_when(query.message, actor, services, state, when)
+            return
         await _make_preview(query.message, actor, services, state, when)
 
 
@@ -191,21 +204,30 @@ async def compose_subreddit(
     await _ask(message, head + "\nWhat kind of post?", keyboard(rows))
 
 
-async def compose_title(message: Message, state: FSMContext) -> None:
+async def compose_title(
+    message: Message, actor: Actor, services: Services, state: FSMContext
+) -> None:
     title = " ".join((message.text or "").split())
     if not title:
         raise InvalidInput("The title is empty; send the title.")
     if len(title) > 300:
         raise InvalidInput(f"The title has {len(title)} characters; Reddit allows 300. Shorter?")
+    if (await state.get_data()).get("edit"):
+        await _apply_edit(message, actor, services, state, title=title)
+        return
     await state.update_data(title=title)
+    await _ask_body(message, state)
+
+
+async def _ask_body(target: Message | CallbackQuery, state: FSMContext) -> None:
     await state.set_state(Compose.body)
     data = await state.get_data()
     if data.get("kind") == "link":
-        await _ask(message, "The link (https://…):")
+        await _ask(target, "The link (https://…):")
     elif data.get("kind") == "image":
-        await _ask(message, IMAGE_ASK)
+        await _ask(target, IMAGE_ASK)
     else:
-        await _ask(message, "The text of the post (send - for none):")
+        await _ask(target, "The text of the post (send - for none):")
 
 
 async def compose_body(
@@ -219,15 +241,24 @@ async def compose_body(
             raise InvalidInput("Send the picture's vault number, like #12." + CANCEL_HINT)
         item_id = int(found.group(1))
         name = await posts_of(services).check_vault_image(actor, item_id)
-        await state.update_data(vault_item_id=item_id, image_name=name, body=None, url=None)
+        fields = {"vault_item_id": item_id, "image_name": name, "body": None, "url": None}
     elif data.get("kind") == "link":
         if not text.lower().startswith(("http://", "https://")) or " " in text:
             raise InvalidInput("A link starts with http:// or https://; send the link.")
-        await state.update_data(url=text, body=None)
+        fields = {"url": text, "body": None}
     else:
         if len(text) > 40_000:
             raise InvalidInput(f"The text has {len(text)} characters; Reddit allows 40,000.")
-        await state.update_data(body=None if text == "-" else text, url=None)
+        fields = {"body": None if text == "-" else text, "url": None}
+    if data.get("edit"):
+        await _apply_edit(message, actor, services, state, **fields)
+        return
+    await state.update_data(fields)
+    await _ask_flair(message, state)
+
+
+async def _ask_flair(target: Message | CallbackQuery, state: FSMContext) -> None:
+    data = await state.get_data()
     flairs = data.get("flairs") or []
     if flairs:
         await state.set_state(Compose.flair)
@@ -238,9 +269,9 @@ async def compose_body(
         if not data.get("flair_required"):
             rows.append([("No flair", RedditCompose(step="flair", val="none").pack())])
         need = " (required here)" if data.get("flair_required") else ""
-        await _ask(message, f"Flair{need}:", keyboard(rows))
+        await _ask(target, f"Flair{need}:", keyboard(rows))
         return
-    await _ask_flags(message, state)
+    await _ask_flags(target, state)
 
 
 def _flags_markup(data: dict):
@@ -264,8 +295,24 @@ async def _ask_flags(target: Message | CallbackQuery, state: FSMContext) -> None
     await _ask(target, text, markup)
 
 
+async def _ask_when(target: Message | CallbackQuery, actor: Actor, state: FSMContext) -> None:
+    await state.set_state(Compose.when)
+    rows = [
+        [(p, RedditCompose(step="when", val=str(i)).pack())] for i, p in enumerate(WHEN_PRESETS)
+    ]
+    await _ask(
+        target,
+        f"When? Pick one or type a time in your timezone ({h(actor.timezone)}), "
+        "e.g. 18:30, tomorrow 09:00, +2h, 2026-12-01 14:30.",
+        keyboard(rows),
+    )
+
+
 async def compose_when(message: Message, actor: Actor, services: Services, state: FSMContext):
     when = parse_when(message.text or "", actor.timezone, posts_of(services).clock.now())
+    if (await state.get_data()).get("edit"):
+        await _edit_when(message, actor, services, state, when)
+        return
     await _make_preview(message, actor, services, state, when)
 
 
@@ -292,13 +339,145 @@ async def _make_preview(
         nsfw=bool(data.get("nsfw")),
         spoiler=bool(data.get("spoiler")),
     )
-    report = await posts.preflight(actor, draft.id)
-    decision = await posts.plan(actor, draft.id, when)
+    await _show_preview(message, actor, services, state, draft.id, when)
+
+
+async def _show_preview(
+    message: Message | None,
+    actor: Actor,
+    services: Services,
+    state: FSMContext,
+    post_id: int,
+    when: datetime,
+) -> None:
+    """The preview of draft `post_id` with a fresh pre-flight (also after an Edit)."""
+    posts = posts_of(services)
+    report = await posts.preflight(actor, post_id)
+    decision = await posts.plan(actor, post_id, when)
+    draft = await posts.get(actor, post_id)
     await state.set_state(Compose.preview)
-    await state.set_data({"post_id": draft.id, "when": when.isoformat()})
+    await state.set_data({"post_id": post_id, "when": when.isoformat()})
     text, markup = preview(draft, report, decision, when, actor.timezone)
     if message is not None:
         await message.answer(text, reply_markup=markup)
+
+
+# -- Edit: a draft at the preview, or a queued post until it runs -------------------------------
+
+
+async def _start_edit(
+    query: CallbackQuery, post_id: int, actor: Actor, services: Services, state: FSMContext
+) -> None:
+    actor.require(Role.operator, "edit posts")
+    view = await posts_of(services).get(actor, post_id)
+    if not view.editable or view.status == "failed":
+        state_ = view.status.replace("_", " ")
+        await query.answer(
+            f"Post #{post_id} is {state_}; it can no longer be edited.", show_alert=True
+        )
+        text, markup = post_card(view, actor)
+        await edit(query, text, markup)
+        return
+    data = await state.get_data()
+    when = data.get("when") if data.get("post_id") == post_id else None
+    await state.set_state(Compose.edit)
+    await state.set_data(
+        {
+            "post_id": post_id,
+            "when": when,
+            # a draft goes back to its preview; a queued post back to its card
+            "edit": "preview" if view.status == "draft" else "card",
+            "account_id": view.account_id,
+            "subreddit": view.subreddit,
+            "kind": view.kind,
+            "nsfw": view.nsfw,
+            "spoiler": view.spoiler,
+        }
+    )
+    await query.answer()
+    text, markup = edit_menu(view)
+    if query.message is not None:
+        await query.message.answer(text, reply_markup=markup)
+
+
+async def _edit_choice(
+    query: CallbackQuery, val: str, actor: Actor, services: Services, state: FSMContext
+) -> None:
+    data = await state.get_data()
+    if val == "title":
+        await query.answer()
+        await state.set_state(Compose.title)
+        await _ask(query, "The new title (up to 300 characters):")
+    elif val == "body":
+        await query.answer()
+        await _ask_body(query, state)
+    elif val == "flair":
+        facts = await posts_of(services).subreddit_facts(
+            actor, int(data["account_id"]), data["subreddit"]
+        )
+        flairs = [[f.template_id, f.text] for f in (facts.flairs or [])][:20]
+        if not flairs:
+            await query.answer(f"r/{data['subreddit']} offers no flairs to pick.", show_alert=True)
+            return
+        required = bool(facts.requirements and facts.requirements.is_flair_required)
+        await query.answer()
+        await state.update_data(flairs=flairs, flair_required=required)
+        await _ask_flair(query, state)
+    elif val == "flags":
+        await query.answer()
+        await _ask_flags(query, state)
+    elif val == "when":
+        await query.answer()
+        await _ask_when(query, actor, state)
+    else:
+        await query.answer("This button is no longer valid.", show_alert=True)
+
+
+async def _apply_edit(
+    message: Message | None, actor: Actor, services: Services, state: FSMContext, **fields
+) -> None:
+    """Save one edited step, then back to the preview (draft) or the card (queued post)."""
+    data = await state.get_data()
+    post_id = int(data["post_id"])
+    posts = posts_of(services)
+    try:
+        view = await posts.update(actor, post_id, **fields)
+    except Conflict as exc:  # it started publishing meanwhile: stop editing, say why
+        await state.clear()
+        if message is not None:
+            await message.answer(h(exc.message))
+        return
+    if data.get("edit") == "preview":
+        when = datetime.fromisoformat(data["when"]) if data.get("when") else posts.clock.now()
+        await _show_preview(message, actor, services, state, post_id, when)
+        return
+    await state.clear()
+    report = await posts.preflight(actor, post_id)
+    text, markup = edited_card(view, report, actor)
+    if message is not None:
+        await message.answer(text, reply_markup=markup)
+
+
+async def _edit_when(
+    message: Message | None, actor: Actor, services: Services, state: FSMContext, when: datetime
+) -> None:
+    data = await state.get_data()
+    post_id = int(data["post_id"])
+    if data.get("edit") == "preview":
+        await _show_preview(message, actor, services, state, post_id, when)
+        return
+    try:
+        result = await posts_of(services).reschedule(actor, post_id, when)
+    except Conflict as exc:
+        await state.clear()
+        if message is not None:
+            await message.answer(h(exc.message))
+        return
+    await state.clear()
+    text, markup = post_card(result.post, actor)
+    moved = f"\nPacing moved it: {h(result.decision.reason)}" if result.decision.moved else ""
+    if message is not None:
+        await message.answer(text + moved, reply_markup=markup)
 
 
 async def use_buttons(message: Message) -> None:
@@ -310,7 +489,11 @@ async def cancel(message: Message, actor: Actor, services: Services, state: FSMC
     current = await state.get_state()
     data = await state.get_data()
     await state.clear()
-    if current == Compose.preview.state and data.get("post_id"):
+    if data.get("edit") == "card":
+        await message.answer(f"Stopped editing; post #{data['post_id']} is unchanged.")
+        return
+    at_preview = current == Compose.preview.state or data.get("edit") == "preview"
+    if at_preview and data.get("post_id"):
         # The preview's draft is not left behind where no list shows it.
         post_id = int(data["post_id"])
         try:
@@ -358,6 +541,9 @@ async def post_button(
         else:
             at = fmt(result.decision.scheduled_for, actor.timezone)
             await query.answer(f"Post #{post_id} queued for {at}.{moved}"[:200])
+    elif act == "edit":
+        await _start_edit(query, post_id, actor, services, state)
+        return
     elif act == "cancel":
         view = await posts.cancel(actor, post_id)
         if (await state.get_data()).get("post_id") == post_id:
@@ -419,6 +605,13 @@ def build_router() -> Router:
     router.message.register(reschedule_typed, StateFilter(Compose.reschedule))
     router.message.register(
         use_buttons,
-        StateFilter(Compose.account, Compose.kind, Compose.flair, Compose.flags, Compose.preview),
+        StateFilter(
+            Compose.account,
+            Compose.kind,
+            Compose.flair,
+            Compose.flags,
+            Compose.preview,
+            Compose.edit,
+        ),
     )
     return router

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.callbacks import RedditAccountAct, RedditPostAct
+from bot.callbacks import RedditAccountAct, RedditCompose, RedditPostAct
 from bot.render.common import clip, h, keyboard, shorten
 from core.actor import Actor
 from core.reddit_ops import AccountView, PacingDecision, PostView, PreflightReport
@@ -155,7 +155,7 @@ def preview(
     blocked = any(str(f.level) == "error" for f in findings)
     rows: list[list[tuple[str, str]]] = []
     if blocked:
-        lines.append("\nFix the errors (start again with /post) or cancel.")
+        lines.append("\nFix the errors (Edit) or cancel.")
     else:
         rows.append(
             [
@@ -163,7 +163,12 @@ def preview(
                 ("Send for approval", RedditPostAct(act="approval", id=p.id).pack()),
             ]
         )
-    rows.append([("Cancel", RedditPostAct(act="cancel", id=p.id).pack())])
+    rows.append(
+        [
+            ("Edit", RedditPostAct(act="edit", id=p.id).pack()),
+            ("Cancel", RedditPostAct(act="cancel", id=p.id).pack()),
+        ]
+    )
     return clip("\n".join(lines)), keyboard(rows)
 
 
@@ -184,7 +189,41 @@ def post_card(p: PostView, actor: Actor):
                 ("Cancel", RedditPostAct(act="cancel", id=p.id).pack()),
             ]
         )
+        rows.append([("Edit", RedditPostAct(act="edit", id=p.id).pack())])
     return clip(post_text(p, actor.timezone)), keyboard(rows)
+
+
+EDIT_FIELDS = {
+    "title": "Title",
+    "body": "Text / link / picture",
+    "flair": "Flair",
+    "flags": "NSFW / spoiler",
+    "when": "Time",
+}
+
+
+def edit_menu(p: PostView):
+    """What to change in a post: one button per step of /post."""
+    labels = dict(EDIT_FIELDS)
+    labels["body"] = {"link": "Link", "image": "Picture"}.get(p.kind, "Text")
+    rows = [[(label, RedditCompose(step="edit", val=key).pack())] for key, label in labels.items()]
+    text = f"Edit post #{p.id}: what should change?\n/cancel stops."
+    return text, keyboard(rows)
+
+
+def edited_card(p: PostView, report: PreflightReport, actor: Actor):
+    """A queued post's card after an edit, with the pre-flight run again."""
+    text, markup = post_card(p, actor)
+    lines = ["Saved.", text]
+    findings = [f for f in report.findings if str(f.level) != "ok"]
+    if findings:
+        lines.append("<b>Pre-flight</b>")
+        for f in findings:
+            icon = {"error": "❌", "warn": "⚠️"}.get(str(f.level), "•")
+            lines.append(f"{icon} {h(f.text)}")
+    else:
+        lines.append("Pre-flight: ✅ nothing to fix")
+    return clip("\n".join(lines)), markup
 
 
 def upcoming_list(posts: list[PostView], actor: Actor):

@@ -478,3 +478,53 @@ async def test_cancel_at_the_preview_cancels_the_draft(rapp: Harness, reddit: Fa
     assert (await the_post(rapp)).status == "cancelled"
     stale = await rapp.press(OPERATOR, card, rapp.button(card, "Queue"))
     assert "cancelled" in stale["text"] and reddit.posts == []
+
+
+# -- edit ----------------------------------------------------------------------------------------
+
+
+async def _edit(app: Harness, card: dict, field: str, ask: str) -> None:
+    """Press Edit on `card`, pick `field` from the menu, wait for the question `ask`."""
+    since = app.tg.mark()
+    await app.press(OPERATOR, card, app.button(card, "Edit"))
+    menu = await app.tg.wait_for_message(OPERATOR, "what should change", since=since, timeout=SLOW)
+    since = app.tg.mark()
+    await app.press(OPERATOR, menu, app.button(menu, field))
+    await app.tg.wait_for_message(OPERATOR, ask, since=since, timeout=SLOW)
+
+
+async def test_edit_at_the_preview_and_a_queued_post_publishes_the_new_title_once(
+    rapp: Harness, reddit: FakeReddit
+) -> None:
+    setup_reddit(reddit, "opsdeck_test")
+    await add_account(rapp, "team_main")
+    card = await compose(rapp, OPERATOR, "team_main", "opsdeck_test", "Old title", when="+2h")
+    # at the preview: change the text; back to the preview with the pre-flight run again
+    await _edit(rapp, card, "Text", "The text of the")
+    card = await rapp.say(OPERATOR, "Edited body.", "Preview", timeout=SLOW)
+    assert "Edited body." in card["text"] and "✅ passes r/opsdeck_test" in card["text"]
+    await queue_it(rapp, OPERATOR, card)
+    post = await the_post(rapp)
+    assert post.status == "queued" and post.body == "Edited body."
+    # the queued post's card: Edit → Title
+    listing = await rapp.say(OPERATOR, "/posts", "Upcoming Reddit posts")
+    await rapp.press(OPERATOR, listing, rapp.button(listing, f"#{post.id}"))
+    pcard = await rapp.becomes(listing, lambda m: "Edit" in rapp.buttons_text(m))
+    await _edit(rapp, pcard, "Title", "The new title")
+    saved = await rapp.say(OPERATOR, "New   title", "Saved.", timeout=SLOW)
+    assert "New title" in saved["text"] and "Pre-flight" in saved["text"]
+    post = await the_post(rapp)
+    assert post.title == "New title" and post.status == "queued"
+    # an edit begun before it runs and finished after it ran is refused
+    await _edit(rapp, saved, "Title", "The new title")
+    rapp.clock.advance(timedelta(hours=2, minutes=1))
+    await wait_post(rapp, lambda p: p.status == "published")
+    late = await rapp.say(OPERATOR, "Too late", "can no longer be edited", timeout=SLOW)
+    assert "published" in late["text"]
+    await asyncio.sleep(1)
+    assert [p.title for p in reddit.posts] == ["New title"]
+    assert len(reddit.requests_to("/api/submit")) == 1
+    # and a stale Edit button on the published post says why
+    stale = await rapp.press(OPERATOR, saved, rapp.button(saved, "Edit"))
+    assert "published" in stale["text"] and "can no longer be edited" in stale["text"]
+    assert (await the_post(rapp)).title == "New title"
