@@ -27,7 +27,6 @@ inline mode, payments, files by HTTP URL, editMessageMedia and the other methods
 (``register_method`` adds one). Photos are not re-encoded: every size carries the original bytes.
 """
 
-# ruff: noqa: ASYNC109  (the waiting helpers take timeout= like the rest of the test API)
 from __future__ import annotations
 
 import asyncio
@@ -1114,7 +1113,9 @@ class FakeTelegram:
             content["media_group_id"] = media_group_id
         return await self.send_update({"message": self._user_message(user, content)})
 
-    async def press(self, user: Json, message: Json, callback_data: str, *, forged: bool = False) -> str:
+    async def press(
+        self, user: Json, message: Json, callback_data: str, *, forged: bool = False
+    ) -> str:
         """The user presses the inline button with ``callback_data`` on a bot message (as it is
         now); returns the callback query id. A button that is not there fails the test, unless
         ``forged`` (a modified client can send any callback data for any bot message)."""
