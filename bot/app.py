@@ -44,6 +44,7 @@ from bot.metrics import Metrics, bind_job_context
 from bot.middlewares.context import ContextMiddleware
 from bot.notifier import TelegramNotifier
 from bot.outbox import Outbox, OutboxSettings, Sender
+from bot.progress import ChatProgress
 from bot.telegram_retry import RetryMiddleware
 from bot.vault_delivery import DELIVERED_HOOK, delivered_hook, register_delivery_jobs
 from bot.web import UpdateFeeder, build_web_app
@@ -57,6 +58,7 @@ from core.jobs.kinds import Registrar, build_registry, periodic_specs
 from core.reddit import RateBudgetRegistry
 from core.reddit_ops import (
     DEP_CLIENTS,
+    DEP_PROGRESS,
     REDDIT_PERIODIC,
     AccountService,
     PostService,
@@ -203,7 +205,13 @@ class Opsdeck:
             clock=self.clock,
             notifier=self.notifier,
             worker_id=self.worker_id,
-            deps={"bot": self.bot, "blobs": self.blobs, DEP_CLIENTS: self.reddit_clients},
+            deps={
+                "bot": self.bot,
+                "blobs": self.blobs,
+                DEP_CLIENTS: self.reddit_clients,
+                # backfills started from chat edit one message with their progress
+                DEP_PROGRESS: ChatProgress(self.bot, self.sessionmaker),
+            },
         )
         self.metrics = Metrics(
             self.sessionmaker,

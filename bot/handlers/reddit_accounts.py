@@ -14,11 +14,12 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.callbacks import RedditAccountAct, RedditAddKind
 from bot.handlers.jobs import edit
+from bot.progress import progress_payload
 from bot.render.common import h, keyboard
 from bot.render.reddit import account_card, account_list, remove_confirm
 from core.actor import Actor
 from core.errors import InvalidInput, OpsdeckError
-from core.reddit_ops import AccountService
+from core.reddit_ops import BACKFILL_SUBMISSIONS, INBOX, REFRESH_STATS, AccountService
 from core.reddit_ops.accounts import parse_client_id, parse_username
 from core.services.container import Services
 from storage.models import Role
@@ -107,6 +108,9 @@ async def account_button(
     elif act == "resume":
         view = await svc.resume(actor, account_id)
         await query.answer(f"u/{view.username} is active again.")
+    elif act in BACKFILLS:
+        await _start_backfill(query, act, account_id, actor, services)
+        return
     elif act == "remove":
         actor.require(Role.owner, "remove Reddit accounts")
         view = await svc.get(actor, account_id)
@@ -125,6 +129,30 @@ async def account_button(
         return
     text, markup = account_card(view, actor)
     await edit(query, text, markup)
+
+
+# The card's backfill buttons: job kind and what the progress message says first.
+BACKFILLS = {
+    "backfill": (BACKFILL_SUBMISSIONS, "history"),
+    "stats": (REFRESH_STATS, "stats"),
+    "inbox": (INBOX, "inbox"),
+}
+
+
+async def _start_backfill(
+    query: CallbackQuery, act: str, account_id: int, actor: Actor, services: Services
+) -> None:
+    """Queue the backfill job; its progress edits one message sent here first."""
+    actor.require(Role.operator, "run Reddit backfills")
+    view = await accounts_of(services).get(actor, account_id)
+    kind, what = BACKFILLS[act]
+    if query.message is None:
+        await query.answer("Open the account card again with /accounts.", show_alert=True)
+        return
+    note = await query.message.answer(f"u/{h(view.username)} {what}: queued…")
+    payload = {"account_id": view.id, **progress_payload(note.chat.id, note.message_id)}
+    job_id = await services.jobs.submit(actor.tenant_id, kind, payload, actor=actor, max_attempts=3)
+    await query.answer(f"u/{view.username} {what}: job #{job_id} queued.")
 
 
 # -- /accounts add ------------------------------------------------------------------------------

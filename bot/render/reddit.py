@@ -79,6 +79,13 @@ def account_card(a: AccountView, actor: Actor):
         else:
             row.append(("Resume", RedditAccountAct(act="resume", id=a.id).pack()))
         rows.append(row)
+        rows.append(
+            [
+                ("Backfill history", RedditAccountAct(act="backfill", id=a.id).pack()),
+                ("Refresh stats", RedditAccountAct(act="stats", id=a.id).pack()),
+                ("Inbox", RedditAccountAct(act="inbox", id=a.id).pack()),
+            ]
+        )
     if actor.at_least(Role.owner):
         rows.append([("Remove", RedditAccountAct(act="remove", id=a.id).pack())])
     rows.append([("« Accounts", RedditAccountAct(act="list").pack())])

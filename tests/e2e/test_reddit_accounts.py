@@ -200,3 +200,42 @@ async def test_secrets_are_never_stored_in_plaintext_not_even_mid_flow(
     await rapp.say(OPERATOR, PASSWORD, "Connected")
     dump = await dump_database(rapp)
     assert CLIENT_SECRET not in dump and PASSWORD not in dump
+
+
+async def test_backfill_history_from_the_card_edits_one_progress_message(
+    rapp: Harness, reddit: FakeReddit
+) -> None:
+    reddit.add_account("team_hist", PASSWORD, CLIENT_ID, CLIENT_SECRET)
+    for i in range(250):  # three pages of 100 with `after` cursors
+        reddit.add_post("team_hist", "opsdeck_test", f"Old post {i}", created_utc=1.7e9 + i)
+    card = await connect(rapp, OPERATOR, "team_hist")
+    since = rapp.tg.mark()
+    answer = await rapp.press(OPERATOR, card, rapp.button(card, "Backfill history"))
+    assert "queued" in answer["text"]
+    note = await rapp.tg.wait_for_message(OPERATOR, "history", since=since, timeout=10)
+    done = await rapp.becomes(note, lambda m: "done" in m["text"], timeout=30)
+    assert done["text"].endswith("250 posts read, 250 new")
+    # one message, edited once per page and once at the end
+    edits = [
+        c
+        for c in rapp.tg.calls("editMessageText")
+        if c.params.get("message_id") == note["message_id"]
+    ]
+    assert len(edits) >= 3 and "100 posts read" in edits[0].params["text"]
+    later = [
+        m for m in rapp.tg.messages(note["chat"]["id"]) if m["message_id"] > note["message_id"]
+    ]
+    assert not any("history" in m.get("text", "") for m in later)
+    owner = await rapp.actor(OWNER)
+    async with rapp.app.sessionmaker() as session:
+        imported = await reddit_repo.list_posts(
+            session, owner.tenant_id, statuses=("published",), limit=500
+        )
+    assert len(imported) == 250
+    # a second press reads only the newest page: nothing new
+    since = rapp.tg.mark()
+    await rapp.press(OPERATOR, card, rapp.button(card, "Backfill history"))
+    again = await rapp.tg.wait_for_message(OPERATOR, "history", since=since, timeout=10)
+    assert again["message_id"] != note["message_id"]
+    again = await rapp.becomes(again, lambda m: "done" in m["text"], timeout=30)
+    assert again["text"].endswith("0 new")
