@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str, Role]] = [
     ("operators", "manage operators", Role.owner),
     ("tenants", "workspaces (configured owners)", Role.owner),
     ("audit", "latest audited changes", Role.owner),
+    ("cancel", "leave a guided flow", Role.viewer),
     ("help", "what you can do", Role.viewer),
 ]
 EXTRA_COMMANDS: list[tuple[str, str, Role]] = []  # features append here at import time
@@ -61,21 +62,21 @@ async def publish_for(bot: Bot, user_id: int, role: Role | str | None) -> None:
 
 
 EXTRA_COMMANDS += [
+    ("vault", "files: /vault [kind] · /vault stats", Role.viewer),
+    ("links", "active claim links", Role.viewer),
+]
+
+EXTRA_COMMANDS += [
     ("accounts", "Reddit accounts: list · /accounts add", Role.viewer),
     ("post", "compose a Reddit post", Role.operator),
     ("posts", "upcoming Reddit posts", Role.viewer),
 ]
 
 EXTRA_COMMANDS += [
+    ("backup", "last backup and its check; /backup now", Role.owner),
+]
+
+EXTRA_COMMANDS += [
     ("status", "how Opsdeck is doing", Role.viewer),
     ("settings", "effective settings, secrets masked", Role.owner),
-]
-
-EXTRA_COMMANDS += [
-    ("vault", "files: /vault [kind] · /vault stats", Role.viewer),
-    ("links", "active claim links", Role.viewer),
-]
-
-EXTRA_COMMANDS += [
-    ("backup", "last backup and its check; /backup now", Role.owner),
 ]

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from aiogram import Router
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
 from core.actor import Actor
+
+
+async def cancel(message: Message, state: FSMContext, actor: Actor | None) -> None:
+    """/cancel that no flow's own handler took: leave whatever state is left, or say so."""
+    if actor is None:
+        return
+    if await state.get_state() is None:
+        await message.answer("Nothing to cancel.")
+        return
+    await state.clear()
+    await message.answer("Stopped. Nothing more will be asked.")
 
 
 async def unknown_message(message: Message, actor: Actor | None) -> None:
@@ -25,6 +38,7 @@ async def unknown_button(query: CallbackQuery) -> None:
 
 def build_router() -> Router:
     router = Router(name="fallback")
+    router.message.register(cancel, Command("cancel"))
     router.message.register(unknown_message)
     router.callback_query.register(unknown_button)
     return router

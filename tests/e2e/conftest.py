@@ -31,6 +31,9 @@ from storage.repositories import operators as op_repo
 from tests.fakes.telegram import FakeTelegram
 
 OWNER, OPERATOR, VIEWER, STRANGER = 1001, 1002, 1003, 2001
+# How long a test waits for the bot; generous so a loaded CI machine fails nothing that works
+# (a passing test never waits this long).
+WAIT = 15.0
 
 
 def free_port() -> int:
@@ -133,7 +136,7 @@ class Harness:
             await asyncio.sleep(0.05)
 
     async def say(
-        self, user_id: int, text: str, contains: str | None = None, timeout: float = 5.0
+        self, user_id: int, text: str, contains: str | None = None, timeout: float = WAIT
     ) -> dict:
         """Send text as a user and return the bot's next message in that chat (containing …)."""
         since = self.tg.mark()
@@ -143,12 +146,12 @@ class Harness:
     async def press(self, user_id: int, message: dict, data: str) -> dict:
         """Press a button (or forged data) and return the answerCallbackQuery params."""
         qid = await self.tg.press(self.users[user_id], message, data)
-        return await self.tg.wait_answer(qid)
+        return await self.tg.wait_answer(qid, timeout=WAIT)
 
     async def forge(self, user_id: int, message: dict, data: str) -> dict:
         """Send callback data that is not on the message, as a modified client could."""
         qid = await self.tg.press(self.users[user_id], message, data, forged=True)
-        return await self.tg.wait_answer(qid)
+        return await self.tg.wait_answer(qid, timeout=WAIT)
 
     def button(self, message: dict, text_part: str) -> str:
         for text, data in self.tg.buttons(message):
@@ -157,7 +160,7 @@ class Harness:
         raise AssertionError(f"no button with {text_part!r} in {self.tg.buttons(message)}")
 
     async def becomes(
-        self, message: dict, predicate: Callable[[dict], bool], timeout: float = 5.0
+        self, message: dict, predicate: Callable[[dict], bool], timeout: float = WAIT
     ) -> dict:
         """Wait until the bot's message (edited in place) satisfies `predicate`; return it."""
         chat_id, message_id = message["chat"]["id"], message["message_id"]

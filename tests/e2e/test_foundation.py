@@ -136,3 +136,7 @@ async def test_plain_notifications_survive_html_characters(app: Harness) -> None
     await app.app.notifier.tell_operators(owner.tenant_id, text)
     got = await app.tg.wait_for_message(OPERATOR, "Published:", timeout=10)
     assert got["text"] == text
+
+
+async def test_cancel_outside_a_flow_says_so(app: Harness) -> None:
+    assert (await app.say(OPERATOR, "/cancel"))["text"] == "Nothing to cancel."
