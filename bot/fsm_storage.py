@@ -19,10 +19,13 @@ from aiogram.fsm.storage.base import (
     StateType,
     StorageKey,
 )
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.clock import Clock, SystemClock
+from storage.models import FsmRecord
 from storage.repositories import fsm as fsm_repo
+
+_STATE_SQL = f"SELECT state FROM {FsmRecord.__tablename__} WHERE storage_key = ?"
 
 UPDATE_SESSION: ContextVar[AsyncSession | None] = ContextVar("opsdeck_update_session", default=None)
 
@@ -37,6 +40,8 @@ class DatabaseStorage(BaseStorage):
         self.sessionmaker = sessionmaker
         self.clock = clock or SystemClock()
         self.key_builder = key_builder or DefaultKeyBuilder(with_bot_id=True)
+        bind = sessionmaker.kw.get("bind")
+        self._sqlite = isinstance(bind, AsyncEngine) and bind.dialect.name == "sqlite"
 
     @asynccontextmanager
     async def _session(self, write: bool) -> AsyncIterator[AsyncSession]:
@@ -55,9 +60,28 @@ class DatabaseStorage(BaseStorage):
             await fsm_repo.save(session, self.key_builder.build(key), self.clock.now(), state=value)
 
     async def get_state(self, key: StorageKey) -> str | None:
+        storage_key = self.key_builder.build(key)
+        if UPDATE_SESSION.get() is None and self._sqlite:
+            return await self._sqlite_state(storage_key)
         async with self._session(write=False) as session:
-            row = await fsm_repo.load(session, self.key_builder.build(key))
+            row = await fsm_repo.load(session, storage_key)
         return row.state if row else None
+
+    async def _sqlite_state(self, storage_key: str) -> str | None:
+        """One autocommit SELECT on a pooled connection, outside any transaction.
+
+        aiogram's FSM middleware reads the state of every update before the update's unit of
+        work exists, so this read had a session of its own — and on SQLite every transaction
+        begins IMMEDIATE (storage/db.py): each update took and released the database write
+        lock once just to learn that it has no state. A single SELECT in autocommit mode reads
+        a consistent snapshot (WAL) without the write lock; the result is the same."""
+        engine = self.sessionmaker.kw["bind"]
+        async with engine.connect() as conn:  # no statement through SQLAlchemy: no BEGIN
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection  # aiosqlite.Connection
+            async with driver.execute(_STATE_SQL, (storage_key,)) as cursor:
+                row = await cursor.fetchone()
+        return row[0] if row else None
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         async with self._session(write=True) as session:

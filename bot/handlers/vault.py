@@ -102,10 +102,15 @@ async def claim(
 ) -> None:
     """`/start <code>`. With the outbox (the app), answers and files are queued in this
     update's transaction: paced under the flood limits, 429s waited out, kept over a restart.
-    A file not yet on Telegram's side is uploaded at once (see `deliver`)."""
+    A file not yet on Telegram's side is uploaded at once (see `deliver`).
+
+    The claim (use + access-log row) and its queued answer are one transaction, committed by
+    the update's unit of work: one write-lock round on SQLite instead of two, and no window in
+    which a use is spent with no answer queued. Before any direct Bot API call the claim is
+    committed first, so no transaction is held open across an HTTP round trip."""
     assert message.from_user is not None
     vault = vault_of(services)
-    claims = ClaimService(vault.session, vault.clock)
+    claims = ClaimService(vault.session, vault.clock, commit=outbox is None)
     result = await claims.claim(
         (command.args or "").strip(), Claimer.telegram(message.from_user.id), "telegram"
     )
@@ -129,6 +134,9 @@ async def claim(
     dedupe_key = None
     if outbox is not None and link is not None:
         dedupe_key = await claim_dedupe_key(services.session, link.id, message.from_user.id)
+    if outbox is None or not result.item.tg_file_id:
+        # a direct send (upload from the blob store): commit the claim before talking to Telegram
+        await services.session.commit()
     sent = await deliver(
         bot,
         message.chat.id,

@@ -56,7 +56,12 @@ class ContextMiddleware(BaseMiddleware):
             # across the refusal or the handler's Bot API calls held the database write lock
             # for whole HTTP round trips: updates, and the job engine, ran one at a time behind
             # it. The session stays this update's only one; its next query begins afresh.
-            await session.commit()
+            # One exception: a stranger's deep link (`/start <payload>`) is a claim, whose
+            # handler ends the transaction itself before any direct Bot API call (it queues its
+            # answers in the outbox). Resolving wrote nothing, so the claim continues this
+            # transaction: one write-lock round per claim instead of two under a claim storm.
+            if actor is not None or not _is_deep_link(event):
+                await session.commit()
             if actor is None and not _open_to_strangers(event):
                 await self._refuse(event, user)
                 return None
@@ -97,3 +102,11 @@ def _open_to_strangers(event: TelegramObject) -> bool:
         return False
     text = event.message.text or ""
     return text == "/start" or text.startswith("/start ")
+
+
+def _is_deep_link(event: TelegramObject) -> bool:
+    if not isinstance(event, Update) or event.message is None:
+        return False
+    # what CommandStart(deep_link=True) takes: "/start" and a non-blank payload
+    parts = (event.message.text or "").split(maxsplit=1)
+    return len(parts) == 2 and parts[0] == "/start"

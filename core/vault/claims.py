@@ -27,11 +27,14 @@ log = logging.getLogger(__name__)
 
 
 class ClaimService:
-    """Claims and the after-delivery hook. Bound to one session; commits each claim."""
+    """Claims and the after-delivery hook. Bound to one session; commits each claim unless
+    `commit=False` (the caller's unit of work then commits the claim together with whatever
+    it queues for it — the Telegram door's outbox row — in one transaction)."""
 
-    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+    def __init__(self, session: AsyncSession, clock: Clock, *, commit: bool = True) -> None:
         self.session = session
         self.clock = clock
+        self.commit = commit
 
     async def claim(
         self,
@@ -41,7 +44,8 @@ class ClaimService:
         *,
         require_blob: bool = False,
     ) -> ClaimResult:
-        """Try to claim `code` for `claimer`; commits the use (if any) and the log row.
+        """Try to claim `code` for `claimer`; commits the use (if any) and the log row
+        (with `commit=False`: leaves them in the session's open transaction).
 
         `channel` is the door (`telegram` or `http`; defaults to the claimer's kind).
         `require_blob`: only deliver if the bytes are in the blob store (the HTTP door) —
@@ -164,7 +168,8 @@ class ClaimService:
                 "at": self.clock.now(),
             },
         )
-        await self.session.commit()
+        if self.commit:
+            await self.session.commit()
         if outcome.delivers:
             log.info("vault claim: link %s item %s %s", link.id, link.item_id, outcome.value)
         return ClaimResult(outcome, item, link, claimer_text(outcome))
@@ -183,7 +188,8 @@ class ClaimService:
                 "at": self.clock.now(),
             },
         )
-        await self.session.commit()
+        if self.commit:
+            await self.session.commit()
         return ClaimResult(outcome, None, None, claimer_text(outcome))
 
 
