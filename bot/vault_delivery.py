@@ -171,14 +171,20 @@ async def claim_dedupe_key(session: AsyncSession, link_id: int, user_id: int) ->
     claims) compute the same key, so the outbox keeps one send; once it went out, claiming
     again is a new delivery (a re-claim gets the file again, DESIGN §4)."""
     prefix = f"vault:claim:{link_id}:{user_id}:"
-    done = await session.scalar(
-        select(func.count())
-        .select_from(OutboxMessage)
-        .where(
-            OutboxMessage.dedupe_key.startswith(prefix, autoescape=True),
-            OutboxMessage.status.not_in([OutboxStatus.pending, OutboxStatus.sending]),
-        )
-    )
+    conds = [
+        OutboxMessage.dedupe_key.startswith(prefix, autoescape=True),
+        OutboxMessage.status.not_in([OutboxStatus.pending, OutboxStatus.sending]),
+    ]
+    if session.bind is not None and session.bind.dialect.name == "sqlite":
+        # SQLite's LIKE is case-insensitive, so it cannot use the dedupe_key index: every claim
+        # scanned the whole outbox (0.6 ms at 5,000 rows, growing) under the write lock. The
+        # same prefix as a range (BINARY collation: every key with the prefix sorts between
+        # these bounds) is an index range scan; the LIKE stays as the exact test.
+        conds += [
+            OutboxMessage.dedupe_key >= prefix,
+            OutboxMessage.dedupe_key < prefix + "\U0010ffff",
+        ]
+    done = await session.scalar(select(func.count()).select_from(OutboxMessage).where(*conds))
     return f"{prefix}{done or 0}"
 
 
