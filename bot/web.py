@@ -20,16 +20,29 @@ log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1024 * 1024
+# Updates in handling at once. Each holds a database connection for part of its handling; the
+# pool has 15 (SQLite) or 20 (PostgreSQL) and the job engine and outbox use it too. Telegram
+# takes at most 30 messages a second from a bot, so this is no limit on a real round trip.
+MAX_IN_HANDLING = 16
 
 
 class UpdateFeeder:
-    """Feeds webhook updates to the dispatcher in the background, and drains them on shutdown."""
+    """Feeds webhook updates to the dispatcher in the background, and drains them on shutdown.
 
-    def __init__(self, bot: Bot, dispatcher: Dispatcher) -> None:
+    The webhook answers Telegram before handling, so a burst arrives faster than it is handled.
+    At most `max_in_handling` updates are handled at once and the rest wait their turn here, in
+    order. Started all at once, they queued on the database pool instead, and those still
+    waiting after its 30 s checkout timeout failed: lost updates.
+    """
+
+    def __init__(
+        self, bot: Bot, dispatcher: Dispatcher, max_in_handling: int = MAX_IN_HANDLING
+    ) -> None:
         self.bot = bot
         self.dispatcher = dispatcher
         self.tasks: set[asyncio.Task[Any]] = set()
         self.accepting = True
+        self._slots = asyncio.Semaphore(max_in_handling)
 
     def feed(self, update: Update) -> None:
         task = asyncio.create_task(self._process(update))
@@ -37,10 +50,11 @@ class UpdateFeeder:
         task.add_done_callback(self.tasks.discard)
 
     async def _process(self, update: Update) -> None:
-        try:
-            await self.dispatcher.feed_update(self.bot, update)
-        except Exception:
-            log.exception("update %s failed outside the error handler", update.update_id)
+        async with self._slots:
+            try:
+                await self.dispatcher.feed_update(self.bot, update)
+            except Exception:
+                log.exception("update %s failed outside the error handler", update.update_id)
 
     async def drain(self, grace_seconds: float) -> None:
         self.accepting = False

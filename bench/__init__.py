@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.<name>`; numbers are recorded in bench/README.md."""
