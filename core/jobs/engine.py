@@ -93,6 +93,8 @@ class JobEngine:
         # and a pump after every job would cost a transaction per job for nothing.
         self._saturated = False
         self._due_seen = False
+        self._outcomes: list[tuple[int, dict[str, Any], asyncio.Future[bool]]] = []
+        self._outcome_writer: asyncio.Task[None] | None = None
         self._accepting = False
         self._armed_at: datetime | None = None
         self._scheduler: AsyncIOScheduler | None = None
@@ -420,18 +422,45 @@ class JobEngine:
         values.setdefault("updated_at", now)
         if status in (JobStatus.succeeded, JobStatus.dead, JobStatus.cancelled):
             values.setdefault("finished_at", now)
-        async with self._transaction() as session:
-            ok = await job_repo.finish(
-                session, job_id=job.id, worker=self.worker_id, values={"status": status, **values}
-            )
-            if ok and not self._saturated and await job_repo.any_due(session, now):
-                self._due_seen = True
+        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((job.id, {"status": status, **values}, written))
+        if self._outcome_writer is None or self._outcome_writer.done():
+            self._outcome_writer = asyncio.create_task(self._write_outcomes())
+        ok = await written
         if not ok:
             log.warning(
                 "job %s: outcome %s not written, the lease was no longer ours", job.id, status
             )
             return "lost"
         return status
+
+    async def _write_outcomes(self) -> None:
+        """Write finished jobs' outcomes; those that pile up meanwhile share one transaction.
+
+        One job finishing alone is written at once, as before. When jobs finish faster than
+        outcomes can be committed, the ones waiting go together: one lock round (SQLite) or
+        one WAL flush (PostgreSQL) for several jobs instead of one each.
+        """
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                async with self._transaction() as session:
+                    written = [
+                        await job_repo.finish(
+                            session, job_id=job_id, worker=self.worker_id, values=values
+                        )
+                        for job_id, values, _ in batch
+                    ]
+                    due = not self._saturated and await job_repo.any_due(session, self.clock.now())
+            except Exception as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self._due_seen = self._due_seen or due
+            for (_, _, future), ok in zip(batch, written, strict=True):
+                if not future.done():
+                    future.set_result(ok)
 
     # -- periodic work ------------------------------------------------------------------------
     async def _enqueue_periodic(self, spec: PeriodicSpec) -> None:
