@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import platform
@@ -43,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as create_raw_engine
@@ -295,6 +296,7 @@ class Lateness:
     total: list[float]  # handler start - run_at
     engine: list[float]  # handler start - max(run_at, when the submit had committed)
     committed_late: int  # submits that committed only after their run_at
+    transactions: int  # BEGINs on the database during the window, the submits' included
 
 
 async def bench_lateness(
@@ -326,6 +328,22 @@ async def bench_lateness(
     await engine.start()
     await asyncio.sleep(0.5)
 
+    # Transactions begun during the window, the producer's submits included: unlike the
+    # lateness itself this does not move with the machine's load.
+    begun = 0
+
+    def count_begin(conn: Any) -> None:
+        nonlocal begun
+        begun += 1
+
+    event.listen(db.sync_engine, "begin", count_begin)
+    all_ran = asyncio.Event()
+
+    def on_run(kind: str, status: str, seconds: float) -> None:
+        if len(handler_started) >= jobs and not engine.active_job_ids:
+            all_ran.set()
+
+    engine.listeners.append(on_run)
     t0 = time.monotonic()
     # Each job is submitted at a random moment of the window and due 20 ms to 3 s after its
     # submission, so wake-ups arrive in every order (a later submit is often due earlier).
@@ -357,9 +375,11 @@ async def bench_lateness(
         pending.add(task)
         task.add_done_callback(pending.discard)
     await asyncio.gather(*pending)
-    finished = await wait_all_finished(sessions, ids, timeout=window + 30)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_ran.wait(), window + 30)
+    event.remove(db.sync_engine, "begin", count_begin)
     await engine.stop()
-    if not finished:
+    if not await wait_all_finished(sessions, ids, timeout=5):
         print("  (not every lateness job finished in time; unfinished ones are left out)")
     async with sessions() as session:
         found = (
@@ -375,6 +395,7 @@ async def bench_lateness(
             for job_id, started, run_at in rows
         ],
         committed_late=sum(1 for job_id, _, run_at in rows if committed[job_id] > run_at),
+        transactions=begun,
     )
 
 
@@ -431,6 +452,10 @@ async def run_backend(backend: str, args: argparse.Namespace) -> Result:
                 "  of which after the submit committed",
                 f"p50 {pct(eng, 50):.1f} ms  p99 {pct(eng, 99):.1f} ms  max {max(eng):.1f} ms"
                 f"  (submits committed after run_at: {late.committed_late})",
+            )
+            result.add(
+                "  transactions per job, its submit included",
+                f"{late.transactions / max(1, len(ms)):.2f}",
             )
         result.add("conditions", conditions(cpu_start, wall_start))
     return result
