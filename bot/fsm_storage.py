@@ -47,7 +47,11 @@ class DatabaseStorage(BaseStorage):
     async def _session(self, write: bool) -> AsyncIterator[AsyncSession]:
         current = UPDATE_SESSION.get()
         if current is not None:
-            yield current  # committed by the update's unit of work
+            yield current
+            if write:
+                # Durable before the handler answers: the user's reply to the next question is
+                # another update, whose state is read on another connection.
+                await current.commit()
             return
         async with self.sessionmaker() as session:
             yield session

@@ -53,3 +53,22 @@ async def test_state_written_during_an_update_joins_its_session(sessionmaker) ->
             UPDATE_SESSION.reset(token)
         await session.commit()
     assert await DatabaseStorage(sessionmaker).get_data(key) == {"step": 2}
+
+
+async def test_a_step_written_during_an_update_is_visible_at_once(sessionmaker) -> None:
+    """The bot asks the next question right after moving the flow on; the answer is a new
+    update whose state is read on another connection before this update has ended."""
+    from bot.fsm_storage import UPDATE_SESSION
+
+    key = StorageKey(bot_id=1, chat_id=13, user_id=13)
+    storage = DatabaseStorage(sessionmaker)
+    async with sessionmaker() as session:
+        token = UPDATE_SESSION.set(session)
+        try:
+            await storage.set_state(key, Flow.first)
+            await storage.update_data(key, {"n": 1})
+        finally:
+            UPDATE_SESSION.reset(token)
+        # the update has not ended (its session is still open) — another reader sees the step
+        assert await DatabaseStorage(sessionmaker).get_state(key) == Flow.first.state
+        assert await DatabaseStorage(sessionmaker).get_data(key) == {"n": 1}
