@@ -14,12 +14,15 @@ README can state ratios rather than absolute speeds of one machine:
   per transaction through the same session factory.
 * **engine** — a started `JobEngine` (concurrency 8) draining pre-inserted due jobs with a
   no-op handler: claim, run, write the outcome; end-to-end jobs/s.
-* **lateness** — 100,000 future jobs queued (run_at hours ahead, bulk insert), then ~500
-  jobs due at random moments over the next ~10 s, each submitted through
-  `JobService.submit` (which calls `engine.wake_at`) at a random moment before its run_at.
-  Lateness = the moment the handler began − `run_at` (also shown: measured from when the
-  submit had committed, if that was after run_at). The engine runs on its production
-  defaults (2 s fallback poll), so anything near 2 s means a missed wake-up.
+* **lateness** — 100,000 future jobs queued (run_at hours ahead, bulk insert, then ANALYZE
+  and a WAL checkpoint / VACUUM), then ~500 jobs due at random moments over the next ~10 s,
+  each submitted through `JobService.submit` (which calls `engine.wake_at`) 20 ms to 3 s
+  before its run_at. Lateness = the moment the handler began − `run_at` (also shown:
+  measured from when the submit had committed, if that was after run_at). The engine runs
+  on its production defaults (2 s fallback poll), so anything near 2 s means a missed
+  wake-up. `--repeat` rounds (default 3) run against the same backlog; the first one comes
+  right after the bulk insert and is reported as such. Also counted: transactions the
+  database saw per job, the submit's included.
 
 Each backend gets a fresh database (a temporary SQLite file; a new PostgreSQL database,
 dropped afterwards). Nothing here is asserted; numbers go to bench/README.md by hand.
@@ -135,11 +138,25 @@ async def insert_jobs(
             await job_repo.insert_many(session, rows)
 
 
-async def analyze(engine: AsyncEngine) -> None:
-    """Fresh statistics after a bulk insert, as autovacuum (or a long-lived SQLite) would have."""
+async def settle(engine: AsyncEngine) -> None:
+    """After the bulk insert, the state a queue that grew over hours would be in.
+
+    Statistics analysed, the write-ahead log checkpointed, PostgreSQL's visibility map set:
+    otherwise the first seconds measure the aftermath of inserting 100,000 rows at once (a
+    SQLite auto-checkpoint copying the WAL, PostgreSQL's autovacuum), not the engine.
+    """
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.exec_driver_sql("VACUUM ANALYZE jobs")
+            await conn.exec_driver_sql("CHECKPOINT")
+        return
     async with engine.connect() as conn:
-        await conn.exec_driver_sql("ANALYZE")
-        await conn.commit()
+        # On the driver's connection, outside the BEGIN IMMEDIATE storage.db adds to every
+        # SQLAlchemy transaction (a checkpoint cannot run inside a write transaction).
+        aiosqlite_conn: Any = (await conn.get_raw_connection()).driver_connection
+        await aiosqlite_conn.execute("ANALYZE")
+        await aiosqlite_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 # -- measurements ------------------------------------------------------------------------------
@@ -306,7 +323,7 @@ async def bench_lateness(
     rng = random.Random(20261123)
     base = datetime.now(UTC) + timedelta(hours=2)
     await insert_jobs(sessions, tenant_id, backlog, lambda n: base + timedelta(seconds=n % 14400))
-    await analyze(db)
+    await settle(db)
 
     clock = SystemClock()
     handler_started: dict[int, datetime] = {}
@@ -442,8 +459,9 @@ async def run_backend(backend: str, args: argparse.Namespace) -> Result:
                 db, sessions, tenant_id, 0 if round_ else args.backlog, args.late_jobs, args.window
             )
             ms = [x * 1000 for x in late.total]
+            when = "round 1, just after the bulk insert" if round_ == 0 else f"round {round_ + 1}"
             result.add(
-                f"lateness, {args.backlog:,} future jobs queued ({len(ms)} jobs)",
+                f"lateness, {args.backlog:,} queued, {len(ms)} jobs ({when})",
                 f"p50 {pct(ms, 50):.1f} ms  p99 {pct(ms, 99):.1f} ms  max {max(ms):.1f} ms"
                 f"  >250 ms: {sum(1 for x in ms if x > 250)}",
             )
@@ -483,7 +501,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated subset of claim,engine,lateness",
     )
     parser.add_argument(
-        "--repeat", type=int, default=1, help="lateness rounds (the backlog stays queued)"
+        "--repeat", type=int, default=3, help="lateness rounds (the backlog stays queued)"
     )
     args = parser.parse_args(argv)
     args.sections = set(args.sections.split(","))
