@@ -62,15 +62,17 @@ async def find_by_dedupe_key(session: AsyncSession, key: str) -> Job | None:
 _jobs = Job.__table__
 _NOW = bindparam("now", type_=UTCDateTime())
 
-_DUE = and_(
-    or_(
-        and_(_jobs.c.status.in_(RUNNABLE), _jobs.c.run_at <= _NOW),
-        and_(_jobs.c.status == JobStatus.running, _jobs.c.lease_expires_at < _NOW),
-    ),
-    _jobs.c.tenant_id.not_in(select(Tenant.id).where(Tenant.queue_paused.is_(True))),
+_NOT_PAUSED = _jobs.c.tenant_id.not_in(select(Tenant.id).where(Tenant.queue_paused.is_(True)))
+_DUE_NOW = (
+    *(and_(_jobs.c.status == status, _jobs.c.run_at <= _NOW) for status in RUNNABLE),
+    and_(_jobs.c.status == JobStatus.running, _jobs.c.lease_expires_at < _NOW),
 )
+_DUE = and_(or_(*_DUE_NOW), _NOT_PAUSED)
 
-_ANY_DUE = select(_jobs.c.id).where(_DUE).limit(1)
+# One EXISTS per status, each an index range: as `SELECT id WHERE <_DUE> LIMIT 1` SQLite
+# chose to scan the whole table hoping for an early hit (15 ms with 100,000 future jobs,
+# after every finished job).
+_ANY_DUE = select(or_(*(select(_jobs.c.id).where(due, _NOT_PAUSED).exists() for due in _DUE_NOW)))
 
 _CLAIM = (
     _jobs.update()
@@ -127,7 +129,7 @@ _NEXT_WAKEUP = select(
 
 async def any_due(session: AsyncSession, now: datetime) -> bool:
     """Is there anything `claim` would take right now? (One index probe.)"""
-    return (await session.execute(_ANY_DUE, {"now": now})).first() is not None
+    return bool((await session.execute(_ANY_DUE, {"now": now})).scalar())
 
 
 async def claim(
