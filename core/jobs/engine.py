@@ -231,7 +231,7 @@ class JobEngine:
                     if capacity <= 0:
                         self._saturated = True  # a finishing job pumps again
                         break
-                    claimed, now, nxt = await self._claim(capacity)
+                    claimed, nxt = await self._claim(capacity)
                     for job in claimed:
                         self._tasks[job.id] = asyncio.create_task(
                             self._run(job), name=f"job-{job.id}"
@@ -239,7 +239,9 @@ class JobEngine:
                     if len(claimed) == capacity:
                         continue  # there may be more due
                     self._saturated = False
-                    self._arm_for(nxt, now)
+                    # Against the time now, not the claim's: what came due while the claim
+                    # ran is due at once, not a claim's duration later.
+                    self._arm_for(nxt, self.clock.now())
                     # A wake-up that arrived while we claimed found the lock taken and only set
                     # the flag: its job may be due now (so not armed for); go round again.
                     if not self._pump_again:
@@ -247,7 +249,7 @@ class JobEngine:
             except Exception:
                 log.exception("job pump failed; the next poll will try again")
 
-    async def _claim(self, limit: int) -> tuple[list[ClaimedJob], datetime, datetime | None]:
+    async def _claim(self, limit: int) -> tuple[list[ClaimedJob], datetime | None]:
         """Claim up to `limit` due jobs; when fewer were due, also when to look next.
 
         One transaction for both, so an idle pump costs one round of locking, not two.
@@ -261,7 +263,7 @@ class JobEngine:
             )
             if len(claimed) < limit:
                 nxt = await job_repo.next_wakeup(session, now)
-        return claimed, now, nxt
+        return claimed, nxt
 
     async def _heartbeat(self) -> None:
         ids = list(self._tasks)
