@@ -230,30 +230,34 @@ async def test_buttons_by_role_and_forged_ids_change_nothing(app: Harness) -> No
     assert not missing, f"add authorisation samples for callback prefixes {missing}"
     anchor = {uid: await app.say(uid, "/start") for uid in ROLES.values()}
     checked = 0
+    presses = []
     for cls in sorted(callbacks, key=lambda c: c.__prefix__):
-        build = table.get(cls.__prefix__, table["*"])
-        presses = build(cls)
-        assert presses, f"no sample presses for {cls.__name__}"
-        for data in presses:
-            for role in ("stranger", "viewer", "other"):
-                user_id = ROLES[role]
-                before = await snapshot(app)
-                await reset_flows(app)
-                answer = await app.forge(user_id, anchor[user_id], data.pack())
-                assert CRASH not in (answer.get("text") or ""), (cls.__name__, data, role, answer)
-                if role == "stranger":
-                    assert "not allowed" in answer["text"], (data, answer)
-                after = await snapshot(app)
-                changed = {t for t in before if before[t] - after.get(t, set())}
-                # viewers and other workspaces may open things, never change this workspace's
-                assert not changed, (cls.__name__, data.pack(), role, changed)
-                assert not [
-                    a for a in await acted_by(app, user_id) if not a.startswith(("tenant.",))
-                ], (cls.__name__, data.pack(), role)
-                checked += 1
-            for role in ("operator", "owner"):
-                await reset_flows(app)
-                answer = await app.forge(ROLES[role], anchor[ROLES[role]], data.pack())
-                assert CRASH not in (answer.get("text") or ""), (cls.__name__, data, role, answer)
-                checked += 1
+        built = table.get(cls.__prefix__, table["*"])(cls)
+        assert built, f"no sample presses for {cls.__name__}"
+        presses += [(cls, data) for data in built]
+    # Every refused role first: an allowed press below (an operator's Approve) sets work
+    # running in the background, which must not land inside a refused press's check.
+    for cls, data in presses:
+        for role in ("stranger", "viewer", "other"):
+            user_id = ROLES[role]
+            before = await snapshot(app)
+            await reset_flows(app)
+            answer = await app.forge(user_id, anchor[user_id], data.pack())
+            assert CRASH not in (answer.get("text") or ""), (cls.__name__, data, role, answer)
+            if role == "stranger":
+                assert "not allowed" in answer["text"], (data, answer)
+            after = await snapshot(app)
+            changed = {t for t in before if before[t] - after.get(t, set())}
+            # viewers and other workspaces may open things, never change this workspace's
+            assert not changed, (cls.__name__, data.pack(), role, changed)
+            assert not [
+                a for a in await acted_by(app, user_id) if not a.startswith(("tenant.",))
+            ], (cls.__name__, data.pack(), role)
+            checked += 1
+    for cls, data in presses:
+        for role in ("operator", "owner"):
+            await reset_flows(app)
+            answer = await app.forge(ROLES[role], anchor[ROLES[role]], data.pack())
+            assert CRASH not in (answer.get("text") or ""), (cls.__name__, data, role, answer)
+            checked += 1
     print(f"button authorisation cases checked: {checked}")
