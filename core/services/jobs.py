@@ -18,11 +18,11 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.jobs.queue import enqueue
 from core.notifier import Notifier
 from core.services.audit import record
+from core.services.operators import operator_name
 from core.timefmt import fmt
 from storage.models import Job, JobStatus, Role
 from storage.repositories import audit as audit_repo
 from storage.repositories import jobs as job_repo
-from storage.repositories import operators as op_repo
 from storage.repositories import tenants as tenant_repo
 
 if TYPE_CHECKING:
@@ -334,7 +334,7 @@ class JobService:
             who = (
                 "you"
                 if last.actor_id == actor.user_id
-                else await self._name(actor.tenant_id, last.actor_id)
+                else await operator_name(self.session, actor.tenant_id, last.actor_id)
             )
             when = fmt(last.at, actor.timezone)
             return Conflict(
@@ -342,14 +342,6 @@ class JobService:
                 f"it is now {state}."
             )
         return Conflict(f"Job #{job.id} is {state} now; nothing changed.")
-
-    async def _name(self, tenant_id: int, user_id: int | None) -> str:
-        if user_id is None:
-            return "the system"
-        op = await op_repo.by_telegram_id(self.session, user_id)
-        if op is not None and op.tenant_id == tenant_id and op.display_name:
-            return op.display_name
-        return f"user {user_id}"
 
     def _wake(self, run_at: datetime) -> None:
         if self.engine is not None:

@@ -73,6 +73,16 @@ async def bootstrap_owners(session: AsyncSession, clock: Clock, owner_ids: Itera
     return tenant
 
 
+async def operator_name(session: AsyncSession, tenant_id: int, user_id: int | None) -> str:
+    """How audit text and stale-press answers name someone: their Telegram name if known."""
+    if user_id is None:
+        return "the system"
+    op = await op_repo.by_telegram_id(session, user_id)
+    if op is not None and op.tenant_id == tenant_id and op.display_name:
+        return op.display_name
+    return f"user {user_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class OperatorRow:
     id: int
@@ -222,12 +232,7 @@ class OperatorService:
         await self.session.commit()
 
     async def name_of(self, tenant_id: int, user_id: int | None) -> str:
-        if user_id is None:
-            return "the system"
-        op = await op_repo.by_telegram_id(self.session, user_id)
-        if op is not None and op.tenant_id == tenant_id and op.display_name:
-            return op.display_name
-        return f"user {user_id}"
+        return await operator_name(self.session, tenant_id, user_id)
 
     # -- workspaces ---------------------------------------------------------------------------
     def require_configured_owner(self, actor: Actor) -> None:
