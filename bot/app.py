@@ -81,6 +81,7 @@ from core.vault import (
 from storage import migrate
 from storage.blobs import blob_store_from_url
 from storage.db import create_engine, create_sessionmaker
+from storage.identity import IdentityReader
 from storage.repositories import operators as op_repo
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,15 @@ except importlib.metadata.PackageNotFoundError:  # running from a checkout witho
 def build_dispatcher(
     middleware: ContextMiddleware, storage: BaseStorage, observer: BaseMiddleware | None = None
 ) -> Dispatcher:
-    dp = Dispatcher(storage=storage)
+    # aiogram registers its FSM middleware (which reads the update's state) before any of
+    # ours; it goes after ContextMiddleware instead, which has read the state together with
+    # the operator in one query and refused strangers without reading it at all.
+    dp = Dispatcher(storage=storage, disable_fsm=True)
     if observer is not None:  # first: measures and tags every update, refused ones included
         dp.update.outer_middleware(observer)
     dp.update.outer_middleware(middleware)
+    middleware.fsm = dp.fsm
+    dp.update.outer_middleware(dp.fsm)
     # vault before common: `/start <code>` deep links are claims; bare /start stays common's
     for module in (errors, vault, common, jobs, queue, operators, me, audit):
         dp.include_router(module.build_router())
@@ -138,6 +144,7 @@ class Opsdeck:
         self.db = create_engine(s.database_url, echo=s.database.echo)
         await migrate.upgrade(self.db)
         self.sessionmaker = create_sessionmaker(self.db)
+        self.identities = IdentityReader(self.db)
         async with self.sessionmaker() as session:
             await bootstrap_owners(session, self.clock, s.opsdeck.owner_ids)
             await session.commit()
@@ -243,7 +250,7 @@ class Opsdeck:
 
         # Telegram side
         self.dispatcher = build_dispatcher(
-            ContextMiddleware(self.sessionmaker, self.factory),
+            ContextMiddleware(self.sessionmaker, self.factory, self.identities),
             DatabaseStorage(self.sessionmaker, self.clock),
             self.metrics.middleware(),
         )
@@ -355,5 +362,6 @@ class Opsdeck:
         await self.sender_bot.session.close()
         await self.blobs.aclose()
         await self.reddit_clients.aclose()
+        await self.identities.close()
         await self.db.dispose()
         log.info("Opsdeck stopped")

@@ -2,6 +2,8 @@
 
 During an update, reads and writes go through that update's own session (set by the context
 middleware in UPDATE_SESSION) and commit with it; outside one, each call has its own session.
+The update's state itself was already read together with its operator (storage/identity.py)
+and handed over in UPDATE_STATES, so aiogram's per-update state read costs no query.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from storage.repositories import fsm as fsm_repo
 _STATE_SQL = f"SELECT state FROM {FsmRecord.__tablename__} WHERE storage_key = ?"
 
 UPDATE_SESSION: ContextVar[AsyncSession | None] = ContextVar("opsdeck_update_session", default=None)
+# storage key -> state, read with the update's operator; kept current by set_state
+UPDATE_STATES: ContextVar[dict[str, str | None] | None] = ContextVar(
+    "opsdeck_update_states", default=None
+)
 
 
 class DatabaseStorage(BaseStorage):
@@ -60,11 +66,18 @@ class DatabaseStorage(BaseStorage):
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         value = state.state if isinstance(state, State) else state
+        storage_key = self.key_builder.build(key)
         async with self._session(write=True) as session:
-            await fsm_repo.save(session, self.key_builder.build(key), self.clock.now(), state=value)
+            await fsm_repo.save(session, storage_key, self.clock.now(), state=value)
+        known = UPDATE_STATES.get()
+        if known is not None and storage_key in known:
+            known[storage_key] = value
 
     async def get_state(self, key: StorageKey) -> str | None:
         storage_key = self.key_builder.build(key)
+        known = UPDATE_STATES.get()
+        if known is not None and storage_key in known:
+            return known[storage_key]
         if UPDATE_SESSION.get() is None and self._sqlite:
             return await self._sqlite_state(storage_key)
         async with self._session(write=False) as session:

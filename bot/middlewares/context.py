@@ -8,11 +8,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import Message, TelegramObject, Update, User
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.fsm_storage import UPDATE_SESSION
+from bot.fsm_storage import UPDATE_SESSION, UPDATE_STATES, DatabaseStorage
 from core.services.container import ServiceFactory
+from core.services.operators import to_actor
+from storage.identity import IdentityReader
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +34,15 @@ class ContextMiddleware(BaseMiddleware):
     """
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], factory: ServiceFactory
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        factory: ServiceFactory,
+        identities: IdentityReader,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.factory = factory
+        self.identities = identities
+        self.fsm: FSMContextMiddleware | None = None  # set by build_dispatcher
         self._last_refusal: dict[int, float] = {}
 
     async def __call__(
@@ -46,37 +54,44 @@ class ContextMiddleware(BaseMiddleware):
         user: User | None = data.get("event_from_user")
         if user is None or user.is_bot:
             return None
+        # Operator and guided-flow state in one lock-free read (storage/identity.py); aiogram's
+        # FSM middleware runs after this one and takes the state from UPDATE_STATES.
+        fsm_key = self._fsm_key(data)
+        identity = await self.identities.read(user.id, fsm_key)
+        actor = to_actor(identity.operator) if identity.operator is not None else None
+        if actor is None and not _open_to_strangers(event):
+            await self._refuse(event, user)
+            return None
         async with self.sessionmaker() as session:
             services = self.factory.bind(session)
-            actor = await services.operators.resolve(user.id)
             if actor is not None:
+                # commits at once when the name changed: nothing holds the write lock after
                 await services.operators.remember_name(actor, user.full_name)
-            # End the transaction that resolved the operator before anything talks to Telegram.
-            # On SQLite every transaction begins IMMEDIATE (storage/db.py), so leaving it open
-            # across the refusal or the handler's Bot API calls held the database write lock
-            # for whole HTTP round trips: updates, and the job engine, ran one at a time behind
-            # it. The session stays this update's only one; its next query begins afresh.
-            # One exception: a stranger's deep link (`/start <payload>`) is a claim, whose
-            # handler ends the transaction itself before any direct Bot API call (it queues its
-            # answers in the outbox). Resolving wrote nothing, so the claim continues this
-            # transaction: one write-lock round per claim instead of two under a claim storm.
-            if actor is not None or not _is_deep_link(event):
-                await session.commit()
-            if actor is None and not _open_to_strangers(event):
-                await self._refuse(event, user)
-                return None
             data["session"] = session
             data["services"] = services
             data["actor"] = actor
             # Guided-flow state written during this update joins this session (one unit of
             # work, one connection): a second connection would wait on this one's write lock.
             token = UPDATE_SESSION.set(session)
+            states = UPDATE_STATES.set({fsm_key: identity.state} if fsm_key else {})
             try:
                 result = await handler(event, data)
                 await session.commit()
                 return result
             finally:
+                UPDATE_STATES.reset(states)
                 UPDATE_SESSION.reset(token)
+
+    def _fsm_key(self, data: dict[str, Any]) -> str | None:
+        if self.fsm is None:
+            return None
+        context = self.fsm.resolve_event_context(data["bot"], data)
+        if context is None:
+            return None
+        storage = context.storage
+        if not isinstance(storage, DatabaseStorage):
+            return None
+        return storage.key_builder.build(context.key)
 
     async def _refuse(self, event: TelegramObject, user: User) -> None:
         assert isinstance(event, Update)
@@ -102,11 +117,3 @@ def _open_to_strangers(event: TelegramObject) -> bool:
         return False
     text = event.message.text or ""
     return text == "/start" or text.startswith("/start ")
-
-
-def _is_deep_link(event: TelegramObject) -> bool:
-    if not isinstance(event, Update) or event.message is None:
-        return False
-    # what CommandStart(deep_link=True) takes: "/start" and a non-blank payload
-    parts = (event.message.text or "").split(maxsplit=1)
-    return len(parts) == 2 and parts[0] == "/start"

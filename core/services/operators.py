@@ -13,6 +13,7 @@ from core.clock import Clock
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.services.audit import record
 from core.timefmt import parse_timezone
+from storage.identity import OperatorRecord
 from storage.models import Operator, Role, Tenant
 from storage.repositories import operators as op_repo
 from storage.repositories import tenants as tenant_repo
@@ -22,7 +23,7 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
 MAX_USER_ID = 2**52  # Telegram user ids fit in 52 bits
 
 
-def to_actor(op: Operator) -> Actor:
+def to_actor(op: Operator | OperatorRecord) -> Actor:
     return Actor(
         operator_id=op.id,
         user_id=op.telegram_user_id,

@@ -1,0 +1,111 @@
+"""Who sent an update, and which guided-flow state they are in: one read, no write lock.
+
+Every update needs both before anything else happens: the operator row (deny by default) and
+the aiogram FSM state for the update's storage key. Reading them through an ORM session cost
+two transactions per update, and on SQLite every transaction begins IMMEDIATE
+(storage/db.py), so each plain read took the database write lock and queued behind every
+writer. Here both come from one statement outside any transaction:
+
+* SQLite: a connection of its own, in autocommit mode and `query_only`, used only for this
+  read. In WAL mode a lone SELECT reads the latest committed snapshot without any lock a
+  writer waits for, and it is one hop to aiosqlite's thread instead of a pool checkout,
+  BEGIN, the query, the fetch and the rollback on checkin.
+* PostgreSQL (and an in-memory SQLite, whose data another connection cannot see): the same
+  statement on a pooled connection.
+
+Nothing is cached: a removed operator is refused on their next update, in every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.db import SQLITE_BUSY_TIMEOUT_MS
+from storage.models import FsmRecord, Operator
+
+_SQL = (
+    "SELECT o.id, o.tenant_id, o.role, o.timezone, o.display_name, o.notify,"
+    f" (SELECT f.state FROM {FsmRecord.__tablename__} f WHERE f.storage_key = :key)"
+    f" FROM (SELECT 1 AS one) AS one LEFT JOIN {Operator.__tablename__} o"
+    " ON o.telegram_user_id = :user_id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorRecord:
+    id: int
+    tenant_id: int
+    telegram_user_id: int
+    role: str
+    timezone: str
+    display_name: str | None
+    notify: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    operator: OperatorRecord | None  # None: a stranger
+    state: str | None  # the FSM state stored under the key asked for (None without a key)
+
+
+class IdentityReader:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        url = make_url(str(engine.url))
+        database = url.database or ""
+        self._sqlite_path = (
+            database
+            if url.get_backend_name() == "sqlite"
+            and database not in ("", ":memory:")
+            and not database.startswith("file:")
+            else None
+        )
+        self._conn: aiosqlite.Connection | None = None
+        self._opening = asyncio.Lock()
+
+    async def read(self, user_id: int, fsm_key: str | None) -> Identity:
+        params = {"user_id": user_id, "key": fsm_key}
+        if self._sqlite_path is not None:
+            conn = self._conn or await self._open()
+            rows = await conn.execute_fetchall(_SQL, params)
+            row: Any = rows[0] if rows else None
+        else:
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(text(_SQL), params)).first()
+        if row is None:
+            return Identity(None, None)
+        state = row[6] if fsm_key is not None else None
+        if row[0] is None:
+            return Identity(None, state)
+        operator = OperatorRecord(
+            id=row[0],
+            tenant_id=row[1],
+            telegram_user_id=user_id,
+            role=row[2],
+            timezone=row[3],
+            display_name=row[4],
+            notify=bool(row[5]),
+        )
+        return Identity(operator, state)
+
+    async def _open(self) -> aiosqlite.Connection:
+        async with self._opening:
+            if self._conn is None:
+                conn = await aiosqlite.connect(
+                    self._sqlite_path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+                )
+                await conn.execute("PRAGMA query_only=1")
+                self._conn = conn
+            return self._conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
