@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from aiogram import Bot
@@ -31,12 +32,17 @@ RANK = {Role.viewer: 0, Role.operator: 1, Role.owner: 2}
 
 
 def commands_for(role: Role | str) -> list[BotCommand]:
-    rank = RANK[Role(role)]
-    return [
+    return list(_commands_for(Role(role)))
+
+
+@functools.cache
+def _commands_for(role: Role) -> tuple[BotCommand, ...]:
+    rank = RANK[role]
+    return tuple(
         BotCommand(command=c, description=d)
         for c, d, minimum in [*COMMANDS[:-1], *EXTRA_COMMANDS, COMMANDS[-1]]
         if rank >= RANK[minimum]
-    ]
+    )
 
 
 async def publish_default(bot: Bot) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from aiogram import Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message
@@ -39,8 +41,13 @@ def menu_text(actor: Actor) -> str:
 
 
 def help_text(actor: Actor) -> str:
+    return _help_for(Role(actor.role))
+
+
+@functools.cache
+def _help_for(role: Role) -> str:
     lines = ["<b>What you can do</b>"]
-    lines += [f"/{c.command} — {h(c.description)}" for c in commands_for(actor.role)]
+    lines += [f"/{c.command} — {h(c.description)}" for c in commands_for(role)]
     lines.append("\nButtons re-check your role on every press.")
     return "\n".join(lines)
 

@@ -17,6 +17,18 @@ if TYPE_CHECKING:
     from core.jobs.engine import JobEngine
 
 
+class _Built(dict[str, Any]):
+    """Feature services, each built on first use: most updates need none of them."""
+
+    def __init__(self, builders: dict[str, Any], session: AsyncSession, factory: Any) -> None:
+        super().__init__()
+        self._builders, self._session, self._factory = builders, session, factory
+
+    def __missing__(self, name: str) -> Any:
+        service = self[name] = self._builders[name](self._session, self._factory)
+        return service
+
+
 @dataclass
 class Services:
     session: AsyncSession
@@ -39,12 +51,10 @@ class ServiceFactory:
     builders: dict[str, Any] = field(default_factory=dict)
 
     def bind(self, session: AsyncSession) -> Services:
-        services = Services(
+        return Services(
             session=session,
             operators=OperatorService(session, self.clock, self.owner_ids),
             jobs=JobService(session, self.clock, self.notifier, self.engine),
             audit=AuditService(session),
+            extra=_Built(self.builders, session, self),
         )
-        for name, build in self.builders.items():
-            services.extra[name] = build(session, self)
-        return services
