@@ -281,7 +281,13 @@ class Opsdeck:
                 secret_key=s.secret_key(),
                 config=self.vault_config,
             ),
-            ClaimRoutesConfig(public_base_url=s.public_base_url),
+            ClaimRoutesConfig(
+                claim_limit=s.vault.http_claim_limit,
+                claim_window_seconds=s.vault.http_claim_window_seconds,
+                download_limit=s.vault.http_download_limit,
+                download_window_seconds=s.vault.http_download_window_seconds,
+                public_base_url=s.public_base_url,
+            ),
         )
         app.router.add_get("/metrics", self.metrics.handle)
         self.web_app = app
