@@ -66,6 +66,7 @@ from core.reddit_ops import (
     config_from_settings,
     register_reddit_jobs,
 )
+from core.reddit_ops.budget import database_budgets
 from core.services.container import ServiceFactory
 from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners
@@ -181,10 +182,11 @@ class Opsdeck:
             region=s.vault.s3_region,
         )
 
-        # reddit: one client per account; accounts on one app id share a rate budget
+        # reddit: one client per account; accounts on one app id share a rate budget, and
+        # every process on this database shares it too
         self.reddit_clients = RedditClients(
             config_from_settings(s.reddit),
-            RateBudgetRegistry(clock=self.clock),
+            RateBudgetRegistry(clock=self.clock, shared=database_budgets(self.sessionmaker)),
             SecretBox(s.secret_key()),
             clock=self.clock,
         )
