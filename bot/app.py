@@ -81,7 +81,7 @@ from core.vault import (
 )
 from storage import migrate
 from storage.blobs import blob_store_from_url
-from storage.db import create_engine, create_sessionmaker
+from storage.db import create_engine, create_sessionmaker, hold_startup_lock
 from storage.repositories import operators as op_repo
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,7 @@ class Opsdeck:
         await migrate.upgrade(self.db)
         self.sessionmaker = create_sessionmaker(self.db)
         async with self.sessionmaker() as session:
+            await hold_startup_lock(session)  # processes starting together take turns
             await bootstrap_owners(session, self.clock, s.opsdeck.owner_ids)
             await session.commit()
 
