@@ -66,6 +66,7 @@ from core.reddit_ops import (
     config_from_settings,
     register_reddit_jobs,
 )
+from core.reddit_ops.budget import database_budgets
 from core.services.container import ServiceFactory
 from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners
@@ -80,7 +81,7 @@ from core.vault import (
 )
 from storage import migrate
 from storage.blobs import blob_store_from_url
-from storage.db import create_engine, create_sessionmaker
+from storage.db import create_engine, create_sessionmaker, hold_startup_lock
 from storage.identity import IdentityReader
 from storage.repositories import operators as op_repo
 
@@ -146,6 +147,7 @@ class Opsdeck:
         self.sessionmaker = create_sessionmaker(self.db)
         self.identities = IdentityReader(self.db)
         async with self.sessionmaker() as session:
+            await hold_startup_lock(session)  # processes starting together take turns
             await bootstrap_owners(session, self.clock, s.opsdeck.owner_ids)
             await session.commit()
 
@@ -188,10 +190,11 @@ class Opsdeck:
             region=s.vault.s3_region,
         )
 
-        # reddit: one client per account; accounts on one app id share a rate budget
+        # reddit: one client per account; accounts on one app id share a rate budget, and
+        # every process on this database shares it too
         self.reddit_clients = RedditClients(
             config_from_settings(s.reddit),
-            RateBudgetRegistry(clock=self.clock),
+            RateBudgetRegistry(clock=self.clock, shared=database_budgets(self.sessionmaker)),
             SecretBox(s.secret_key()),
             clock=self.clock,
         )
@@ -288,7 +291,13 @@ class Opsdeck:
                 secret_key=s.secret_key(),
                 config=self.vault_config,
             ),
-            ClaimRoutesConfig(public_base_url=s.public_base_url),
+            ClaimRoutesConfig(
+                claim_limit=s.vault.http_claim_limit,
+                claim_window_seconds=s.vault.http_claim_window_seconds,
+                download_limit=s.vault.http_download_limit,
+                download_window_seconds=s.vault.http_download_window_seconds,
+                public_base_url=s.public_base_url,
+            ),
         )
         app.router.add_get("/metrics", self.metrics.handle)
         self.web_app = app

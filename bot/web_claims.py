@@ -9,8 +9,9 @@ Status codes: 403 forged or expired signature, 404 unknown or malformed code, 40
 Telegram-only file, 410 an expired, used-up or revoked link (or a deleted file), 416 an
 unsatisfiable range, 429 too many requests from one address (with Retry-After).
 
-The rate limiter is per process (`core.vault.ratelimit`): several web processes behind one
-balancer each count separately, so the effective limit grows with the number of processes.
+The per-address limits are counted in the database (`core.ratelimit.SharedLimiter`, one
+upsert per request), so several web processes behind one balancer share them: the limit is
+per address whichever process a request lands on.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from urllib.parse import quote
 from aiohttp import web
 
 from core.errors import Forbidden
+from core.ratelimit import Limit, SharedLimiter
 from core.vault.errors import Gone, NotDownloadable
 from core.vault.gateway import Download, VaultGateway
 from core.vault.names import ascii_fallback
-from core.vault.ratelimit import SlidingWindowLimiter
 from storage.blobs.errors import BlobNotFound
 from storage.vault_models import ClaimOutcome
 
@@ -48,6 +49,7 @@ REFUSAL_STATUS: dict[ClaimOutcome, int] = {
     ClaimOutcome.denied_revoked: 410,
     ClaimOutcome.denied_deleted: 410,
     ClaimOutcome.denied_telegram_only: 409,
+    ClaimOutcome.denied_rate_limited: 429,
 }
 
 # The bytes are whatever an operator uploaded: never let a browser render them on our origin.
@@ -93,16 +95,24 @@ class _ClaimRoutes:
     def __init__(self, vault: VaultGateway, config: ClaimRoutesConfig) -> None:
         self.vault = vault
         self.config = config
-        self.claim_limiter = SlidingWindowLimiter(config.claim_limit, config.claim_window_seconds)
-        self.download_limiter = SlidingWindowLimiter(
-            config.download_limit, config.download_window_seconds
+        self.claim_limiter = SharedLimiter(
+            "claim:http",
+            Limit(config.claim_limit, config.claim_window_seconds),
+            vault.clock,
+            vault.sessionmaker,
+        )
+        self.download_limiter = SharedLimiter(
+            "download:http",
+            Limit(config.download_limit, config.download_window_seconds),
+            vault.clock,
+            vault.sessionmaker,
         )
 
     # -- /claim/{code} ---------------------------------------------------------------------------
     async def claim(self, request: web.Request) -> web.StreamResponse:
         wants_json = "application/json" in request.headers.get("Accept", "").lower()
         address = client_address(request, self.config.trusted_proxy_hops)
-        retry_after = self.claim_limiter.hit(address)
+        retry_after = await self.claim_limiter.hit(address)
         if retry_after is not None:
             return _too_many(retry_after, wants_json)
 
@@ -139,7 +149,7 @@ class _ClaimRoutes:
     # -- /files/{token} ----------------------------------------------------------------------------
     async def files(self, request: web.Request) -> web.StreamResponse:
         address = client_address(request, self.config.trusted_proxy_hops)
-        retry_after = self.download_limiter.hit(address)
+        retry_after = await self.download_limiter.hit(address)
         if retry_after is not None:
             return _too_many(retry_after, wants_json=False)
         try:

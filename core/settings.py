@@ -82,6 +82,13 @@ class VaultSettings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_region: str = "us-east-1"
     max_file_bytes: int = 2 * 1024**3
+    # Rate limits, counted in the database so every process shares them.
+    http_claim_limit: int = Field(default=20, ge=1)  # GET /claim per client address
+    http_claim_window_seconds: float = Field(default=60.0, gt=0)
+    http_download_limit: int = Field(default=240, ge=1)  # GET /files per client address
+    http_download_window_seconds: float = Field(default=60.0, gt=0)
+    claim_failure_limit: int = Field(default=10, ge=1)  # bad `/start <code>` per Telegram user
+    claim_failure_window_seconds: float = Field(default=900.0, gt=0)
 
 
 class RedditSettings(BaseSettings):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -63,6 +64,21 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # IMMEDIATE takes the write lock up front, so a read-then-write transaction waits
         # (busy_timeout) instead of failing with "database is locked" at its first write.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# pg_advisory_xact_lock key held while a process migrates and bootstraps ("OPSDECK").
+STARTUP_LOCK_KEY = 0x4F50534445434B
+
+
+async def hold_startup_lock(conn: AsyncConnection | AsyncSession) -> None:
+    """Until the current transaction ends, be the only process starting up on this database.
+
+    Several processes started at once would otherwise race to create the same tables and
+    owner rows. PostgreSQL: a transaction-scoped advisory lock; SQLite: nothing to do, its
+    immediate transactions already run one at a time."""
+    bind = conn.bind if isinstance(conn, AsyncSession) else conn
+    if bind is not None and bind.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": STARTUP_LOCK_KEY})
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -27,7 +27,12 @@ def _run(connection: Connection, action: str, revision: str) -> None:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Migrate; processes starting together on one PostgreSQL database take turns (the
+    first migrates, the others find the schema at head)."""
+    from storage.db import hold_startup_lock
+
     async with engine.begin() as conn:
+        await hold_startup_lock(conn)
         await conn.run_sync(_run, "upgrade", revision)
 
 

@@ -42,6 +42,7 @@ class ClaimOutcome(enum.StrEnum):
     denied_revoked = "denied:revoked"
     denied_deleted = "denied:deleted"
     denied_telegram_only = "denied:telegram_only"  # HTTP asked for a file we hold no bytes of
+    denied_rate_limited = "denied:rate_limited"  # too many failed attempts; code not looked up
 
     @property
     def delivers(self) -> bool:

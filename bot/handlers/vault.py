@@ -107,10 +107,18 @@ async def claim(
     The claim (use + access-log row) and its queued answer are one transaction, committed by
     the update's unit of work: one write-lock round on SQLite instead of two, and no window in
     which a use is spent with no answer queued. Before any direct Bot API call the claim is
-    committed first, so no transaction is held open across an HTTP round trip."""
+    committed first, so no transaction is held open across an HTTP round trip.
+
+    Past `VAULT_CLAIM_FAILURE_LIMIT` malformed or unknown codes in a window, the user is told
+    to wait (in minutes) and the code is not looked up."""
     assert message.from_user is not None
     vault = vault_of(services)
-    claims = ClaimService(vault.session, vault.clock, commit=outbox is None)
+    claims = ClaimService(
+        vault.session,
+        vault.clock,
+        commit=outbox is None,
+        failure_limit=vault.config.claim_failures,  # per user, shared by every process
+    )
     result = await claims.claim(
         (command.args or "").strip(), Claimer.telegram(message.from_user.id), "telegram"
     )

@@ -1,4 +1,4 @@
-"""Periodic housekeeping: prune finished jobs and old audit rows."""
+"""Periodic housekeeping: prune finished jobs, old audit rows and ended rate-limit windows."""
 
 from __future__ import annotations
 
@@ -8,16 +8,19 @@ from typing import Any
 from core.jobs.context import JobContext
 from storage.repositories import audit as audit_repo
 from storage.repositories import jobs as job_repo
+from storage.repositories import ratelimit as ratelimit_repo
 
 PRUNE_KIND = "maintenance.prune"
 
 
 async def prune(ctx: JobContext) -> dict[str, Any]:
-    """Delete finished jobs older than `job_days` and audit rows older than `audit_days`."""
+    """Delete finished jobs older than `job_days`, audit rows older than `audit_days` and
+    rate-limit windows that have ended (`core.ratelimit`)."""
     job_days = int(ctx.payload.get("job_days", 30))
     audit_days = int(ctx.payload.get("audit_days", 365))
     now = ctx.clock.now()
     async with ctx.sessionmaker() as session, session.begin():
         jobs = await job_repo.prune_finished(session, now - timedelta(days=job_days))
         audit = await audit_repo.prune(session, now - timedelta(days=audit_days))
-    return {"jobs_deleted": jobs, "audit_deleted": audit}
+        windows = await ratelimit_repo.prune_counters(session, now_ms=int(now.timestamp() * 1000))
+    return {"jobs_deleted": jobs, "audit_deleted": audit, "rate_windows_deleted": windows}

@@ -14,16 +14,28 @@ built for the same client id must draw from one `RateBudget` — get it from a
   undercount, even with many requests in flight.
 
 A 429 pauses the whole budget for its `Retry-After`.
+
+**Across processes** (several `serve` processes on one database): give the budget a
+`SharedBudget` (`core.reddit_ops.budget.DatabaseBudget`) and every admission must also be
+granted by it. The shared budget holds the same three things for all processes — the
+requests in the sliding window (as `max_requests` slots, each busy from admission until
+`per_seconds` after its answer), the header pacing and the 429 pause — so the processes
+together stay under the ceiling. This process's own rules still apply first (they are never
+looser than the shared ones), and what it learns from answers is passed on in the background.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from core.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -55,19 +67,52 @@ def parse_rate_headers(headers: Mapping[str, str]) -> RateHeaders | None:
     return RateHeaders(used=used, remaining=remaining_value, reset_seconds=max(0.0, reset_value))
 
 
+@dataclass(frozen=True, slots=True)
+class SharedAdmission:
+    """A shared budget's answer: a slot (admitted), or how long to wait before asking again.
+
+    `used`/`remaining`/`reset_at` are what Reddit last reported to any process (for metrics).
+    """
+
+    slot: int | None
+    token: int = 0
+    wait: float = 0.0
+    used: int | None = None
+    remaining: float | None = None
+    reset_at: float | None = None
+
+    @property
+    def granted(self) -> bool:
+        return self.slot is not None
+
+
+class SharedBudget(Protocol):
+    """The part of one OAuth client id's budget that every process shares (times are epoch
+    seconds from the budget's clock)."""
+
+    async def admit(self, now: float) -> SharedAdmission: ...
+
+    async def release(self, admission: SharedAdmission, now: float) -> None: ...
+
+    async def report(self, now: float, headers: RateHeaders) -> None: ...
+
+    async def pause(self, until: float) -> None: ...
+
+
 class Ticket:
     """One admitted request; `release()` it when its answer (or failure) arrives."""
 
-    __slots__ = ("_budget", "_released")
+    __slots__ = ("_admission", "_budget", "_released")
 
-    def __init__(self, budget: RateBudget) -> None:
+    def __init__(self, budget: RateBudget, admission: SharedAdmission | None = None) -> None:
         self._budget = budget
+        self._admission = admission
         self._released = False
 
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._budget._release()
+            self._budget._release(self._admission)
 
 
 class RateBudget:
@@ -81,10 +126,16 @@ class RateBudget:
         per_seconds: float = 60.0,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
+        shared: SharedBudget | None = None,
+        shared_poll_seconds: float = 1.0,
     ) -> None:
         if max_requests < 1 or per_seconds <= 0:
             raise ValueError("the ceiling needs max_requests >= 1 and per_seconds > 0")
         self.client_id = client_id
+        self.shared = shared
+        # Releases by other processes wake nobody here: ask the shared budget again this often.
+        self.shared_poll_seconds = shared_poll_seconds
+        self._background: set[asyncio.Task[None]] = set()
         self.max_requests = max_requests
         self.per_seconds = per_seconds
         self._clock = clock or SystemClock()
@@ -154,31 +205,64 @@ class RateBudget:
         return start - now
 
     async def acquire(self) -> Ticket:
-        """Wait until the next request may be sent and admit it."""
+        """Wait until the next request may be sent and admit it (with a shared budget: once
+        this process's rules and the shared ones both let it go)."""
         while True:
             wait = self.delay()
             if wait is None:
                 await self._wait_for_release()
                 continue
             if wait <= 0:
-                return self._admit()
+                if self.shared is None:
+                    return self._admit()
+                admission = await self.shared.admit(self._now())
+                if admission.granted:
+                    return self._admit(admission)
+                wait = max(0.001, min(admission.wait, self.shared_poll_seconds))
             self.total_wait_seconds += wait
             await self._sleep(wait)
 
-    def _admit(self) -> Ticket:
+    def _admit(self, admission: SharedAdmission | None = None) -> Ticket:
         now = self._now()
         self._in_flight += 1
         self.total_requests += 1
         if self._interval is not None:
             self._next_slot = max(self._next_slot or now, now + self._interval)
-        return Ticket(self)
+        if admission is not None and admission.remaining is not None:
+            # what Reddit last told any process: the freshest figures for metrics
+            self.used = admission.used
+            self.remaining = admission.remaining
+            self.reset_at = admission.reset_at
+        return Ticket(self, admission)
 
-    def _release(self) -> None:
+    def _release(self, admission: SharedAdmission | None = None) -> None:
         self._in_flight -= 1
-        self._done.append(self._now())
+        now = self._now()
+        self._done.append(now)
         if self._wakeup is not None:
             self._wakeup.set()
             self._wakeup = None
+        if self.shared is not None and admission is not None:
+            self._in_background(self.shared.release(admission, now), "release a slot")
+
+    def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Tell the shared budget without making the caller wait (release/update/pause are
+        synchronous); a failure costs at most a slot held until its in-flight lease ends."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.warning("reddit budget %s: could not %s", self.client_id, what, exc_info=True)
+
+        task = asyncio.ensure_future(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def flush(self) -> None:
+        """Wait for what is still being told to the shared budget (at shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def _wait_for_release(self) -> None:
         if self._wakeup is None:
@@ -196,6 +280,8 @@ class RateBudget:
         self.used = parsed.used
         self.remaining = parsed.remaining
         self.reset_at = now + parsed.reset_seconds
+        if self.shared is not None:
+            self._in_background(self.shared.report(now, parsed), "share the rate headers")
         if parsed.remaining <= 0:
             self._interval = None
             self._next_slot = max(self._next_slot or now, self.reset_at)
@@ -208,6 +294,8 @@ class RateBudget:
         self.throttled += 1
         until = self._now() + max(0.0, seconds)
         self._paused_until = max(self._paused_until or until, until)
+        if self.shared is not None:
+            self._in_background(self.shared.pause(until), "share the pause")
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -220,8 +308,15 @@ class RateBudget:
             self._done.popleft()
 
 
+SharedFactory = Callable[[str, int, float], SharedBudget]
+
+
 class RateBudgetRegistry:
-    """One `RateBudget` per OAuth client id, so accounts on one app share their budget."""
+    """One `RateBudget` per OAuth client id, so accounts on one app share their budget.
+
+    With `shared` (`shared(client_id, max_requests, per_seconds)` → a `SharedBudget`), each
+    budget is also shared with every other process that builds its budgets the same way.
+    """
 
     def __init__(
         self,
@@ -230,11 +325,13 @@ class RateBudgetRegistry:
         per_seconds: float = 60.0,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
+        shared: SharedFactory | None = None,
     ) -> None:
         self.max_requests = max_requests
         self.per_seconds = per_seconds
         self._clock = clock
         self._sleep = sleep
+        self._shared = shared
         self._budgets: dict[str, RateBudget] = {}
 
     def get(self, client_id: str) -> RateBudget:
@@ -246,9 +343,18 @@ class RateBudgetRegistry:
                 per_seconds=self.per_seconds,
                 clock=self._clock,
                 sleep=self._sleep,
+                shared=(
+                    self._shared(client_id, self.max_requests, self.per_seconds)
+                    if self._shared is not None
+                    else None
+                ),
             )
             self._budgets[client_id] = budget
         return budget
 
     def all(self) -> list[RateBudget]:
         return list(self._budgets.values())
+
+    async def flush(self) -> None:
+        for budget in self.all():
+            await budget.flush()

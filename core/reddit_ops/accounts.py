@@ -72,7 +72,8 @@ class RedditClients:
     """Builds one `RedditClient` per account and keeps it (its token lives as long as it does).
 
     Accounts on the same OAuth client id share one `RateBudget` from `budgets`, so together
-    they stay inside Reddit's per-app limit. A client is rebuilt when the account's stored
+    they stay inside Reddit's per-app limit (across processes when the registry is built with
+    `shared=database_budgets(...)`, as the app does). A client is rebuilt when the account's stored
     credentials change. Close everything with `aclose()` at shutdown.
     """
 
@@ -160,6 +161,7 @@ class RedditClients:
         for _, client in list(self._clients.values()):
             await client.aclose()
         self._clients.clear()
+        await self.budgets.flush()  # slots and pacing still being written to the database
 
 
 @dataclass(frozen=True, slots=True)

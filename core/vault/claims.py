@@ -6,10 +6,15 @@ UPDATE (`storage.repositories.vault.spend_use`), so concurrent claims never over
 claimer who already received the file through a link receives it again without spending a
 use (as long as the link is not expired or revoked and the file still exists). Every attempt
 is written to the access log; the code itself is never stored.
+
+With `failure_limit`, failed attempts (malformed or unknown codes) are counted per claimer in
+the database (`core.ratelimit`, shared by every process); a claimer past the limit is refused
+with `denied:rate_limited` before the code is even looked up. A delivery counts nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from sqlalchemy.exc import IntegrityError
@@ -17,13 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import Clock
 from core.crypto import hash_code
+from core.ratelimit import Limit, SharedLimiter
 from core.vault.codes import is_well_formed
-from core.vault.texts import claimer_text
+from core.vault.texts import claimer_text, rate_limited_text
 from core.vault.types import Claimer, ClaimResult
 from storage.repositories import vault as repo
 from storage.vault_models import ClaimerKind, ClaimOutcome, VaultItem, VaultLink
 
 log = logging.getLogger(__name__)
+
+FAILURE_SCOPE = "claim-failures"
 
 
 class ClaimService:
@@ -31,10 +39,20 @@ class ClaimService:
     `commit=False` (the caller's unit of work then commits the claim together with whatever
     it queues for it — the Telegram door's outbox row — in one transaction)."""
 
-    def __init__(self, session: AsyncSession, clock: Clock, *, commit: bool = True) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        clock: Clock,
+        *,
+        commit: bool = True,
+        failure_limit: Limit | None = None,
+    ) -> None:
         self.session = session
         self.clock = clock
         self.commit = commit
+        self.failures = (
+            SharedLimiter(FAILURE_SCOPE, failure_limit, clock) if failure_limit else None
+        )
 
     async def claim(
         self,
@@ -52,10 +70,18 @@ class ClaimService:
         a Telegram-only item is then refused without spending a use.
         """
         channel = str(channel or claimer.kind)
+        subject = f"{claimer.kind}:{claimer.id}"
+        if self.failures is not None:
+            wait = await self.failures.blocked_in(self.session, subject)
+            if wait is not None:
+                refused = await self._log_only(ClaimOutcome.denied_rate_limited, claimer, channel)
+                return dataclasses.replace(refused, reason_text=rate_limited_text(wait))
         if not is_well_formed(code):
+            await self._count_failure(subject)
             return await self._log_only(ClaimOutcome.denied_malformed, claimer, channel)
         link = await repo.link_by_code_hash(self.session, hash_code(code))
         if link is None:
+            await self._count_failure(subject)
             return await self._log_only(ClaimOutcome.denied_unknown, claimer, channel)
 
         link_id = link.id  # attributes expire on rollback; keep the id at hand
@@ -107,6 +133,10 @@ class ClaimService:
             await self.session.commit()
 
     # -- steps -------------------------------------------------------------------------------
+    async def _count_failure(self, subject: str) -> None:
+        if self.failures is not None:  # in the claim's transaction: committed with its log row
+            await self.failures.hit_in(self.session, subject)
+
     async def _received_before(self, link: VaultLink, claimer: Claimer) -> bool:
         return await repo.has_delivered(
             self.session,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from core.ratelimit import Limit
+
 MIN_LINK_LIFETIME_SECONDS = 60
 MAX_LINK_LIFETIME_SECONDS = 365 * 24 * 3600
 MAX_LINK_USES = 1_000_000
@@ -22,8 +24,20 @@ class VaultConfig:
     """`vault.expire_links` prunes access-log rows and finished links older than this."""
     blob_sweep_age_seconds: int = 6 * 3600
     """`vault.sweep_blobs` removes half-written uploads older than this."""
+    claim_failure_limit: int = 10
+    claim_failure_window_seconds: float = 900.0
+    """Failed Telegram claims (malformed or unknown codes) allowed per user per window; past
+    it, `/start <code>` is refused without looking the code up (counted in the database)."""
+
+    @property
+    def claim_failures(self) -> Limit:
+        return Limit(self.claim_failure_limit, self.claim_failure_window_seconds)
 
     @classmethod
     def from_settings(cls, vault_settings: Any) -> VaultConfig:
         """From `core.settings.VaultSettings` (or anything with the same attributes)."""
-        return cls(max_file_bytes=int(vault_settings.max_file_bytes))
+        return cls(
+            max_file_bytes=int(vault_settings.max_file_bytes),
+            claim_failure_limit=int(vault_settings.claim_failure_limit),
+            claim_failure_window_seconds=float(vault_settings.claim_failure_window_seconds),
+        )

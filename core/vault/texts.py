@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from storage.vault_models import ClaimOutcome
 
 CLAIMER_TEXT: dict[ClaimOutcome, str] = {
@@ -23,6 +25,7 @@ CLAIMER_TEXT: dict[ClaimOutcome, str] = {
     ClaimOutcome.denied_telegram_only: (
         "HTTP download is not available for this file; open the Telegram link instead."
     ),
+    ClaimOutcome.denied_rate_limited: "Too many attempts with links that do not work. Try later.",
 }
 
 OPERATOR_TEXT: dict[ClaimOutcome, str] = {
@@ -35,7 +38,18 @@ OPERATOR_TEXT: dict[ClaimOutcome, str] = {
     ClaimOutcome.denied_revoked: "refused: link revoked",
     ClaimOutcome.denied_deleted: "refused: file deleted",
     ClaimOutcome.denied_telegram_only: "refused over HTTP: the file is Telegram-only",
+    ClaimOutcome.denied_rate_limited: "refused: too many failed attempts (code not checked)",
 }
+
+
+def rate_limited_text(retry_after_seconds: float) -> str:
+    """What a claimer over the failed-attempt limit reads, with the wait in minutes."""
+    minutes = max(1, math.ceil(retry_after_seconds / 60))
+    unit = "minute" if minutes == 1 else "minutes"
+    return (
+        "Too many attempts with links that do not work. "
+        f"Try again in {minutes} {unit}, or ask the sender for the link again."
+    )
 
 
 def claimer_text(outcome: str) -> str:

@@ -34,7 +34,11 @@ ROLES = {
 CRASH = "Something went wrong on our side"
 # Columns that change without anyone acting (bookkeeping), left out of the "nothing changed" check.
 VOLATILE = {"updated_at", "display_name", "last_synced_at", "last_check_at"}
-SKIP_TABLES = {"fsm_state", "audit_log", "vault_claims", "outbox", "alembic_version", "backups"}
+SKIP_TABLES = {
+    *("fsm_state", "audit_log", "vault_claims", "outbox", "alembic_version", "backups"),
+    # rate-limit bookkeeping: a refused stranger's attempt is counted there on purpose
+    *("rate_counters", "reddit_rate_budgets", "reddit_rate_slots"),
+}
 
 
 def walk(router: Router) -> typing.Iterator[Router]:

@@ -281,3 +281,51 @@ async def test_rename_send_to_me_and_delete(app: Harness) -> None:
     assert "1 link(s) revoked" in answer["text"]
     assert "no longer available" in (await app.say(STRANGER, f"/start {code}"))["text"]
     assert OWNER
+
+
+async def test_failed_claims_are_rate_limited_per_user(app: Harness) -> None:
+    """Past 10 malformed or unknown codes in 15 minutes (the defaults) a user is told to wait
+    and the code is not looked up; successful claims count nothing; other users are not
+    affected; the refusal is in the access log; the window ends on time."""
+    from sqlalchemy import select
+
+    from storage.vault_models import VaultClaim, VaultLink
+
+    card = await upload(app, OPERATOR, "document", b"limited", file_name="l.txt")
+    code, _, _ = await make_link(app, card, uses="10")
+    limit = app.app.vault_config.claim_failure_limit
+    assert limit == 10
+
+    # Successes count nothing: VIEWER claims thrice, then still has all 10 failures.
+    for _ in range(3):
+        await app.say(VIEWER, f"/start {code}", "Here is your file")
+    for n in range(limit):
+        bad = "B" * 43 if n % 2 else "bad-code"
+        reply = await app.say(VIEWER, f"/start {bad}")
+        assert "does not exist" in reply["text"] or "not valid" in reply["text"], reply["text"]
+    # The 11th attempt is refused, whatever the code: even a working one is not looked up.
+    refused = await app.say(VIEWER, f"/start {code}")
+    assert "Too many attempts" in refused["text"] and "15 minutes" in refused["text"]
+    assert "document" not in refused
+
+    # Another user is not affected.
+    got = await app.say(STRANGER, f"/start {code}")
+    assert "Here is your file" in got.get("caption", got.get("text", ""))
+
+    async with app.app.sessionmaker() as session:
+        outcomes = (
+            (
+                await session.execute(
+                    select(VaultClaim.outcome).where(VaultClaim.claimer_id == str(VIEWER))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        link = (await session.execute(select(VaultLink))).scalars().one()
+    assert outcomes.count("denied:rate_limited") == 1
+    assert link.used_count == 2  # VIEWER's first claim and STRANGER's
+
+    app.clock.advance(15 * 60)
+    again = await app.say(VIEWER, f"/start {code}")
+    assert "Here is your file" in again.get("caption", again.get("text", ""))
