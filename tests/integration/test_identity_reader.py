@@ -111,3 +111,34 @@ async def test_storage_answers_the_update_state_without_a_query(sessionmaker) ->
     finally:
         UPDATE_STATES.reset(token)
     assert await storage.get_state(KEY) == "Flow:second"
+
+
+async def test_a_busy_sqlite_read_falls_back_to_a_thread_and_waits(tmp_path) -> None:
+    """The read runs on the loop's thread with a 5 ms busy timeout; when the database stays
+    locked longer it is retried on a worker thread with the full timeout."""
+    import sqlite3
+
+    from storage import migrate
+
+    path = tmp_path / "busy.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate.upgrade(engine)
+    await _owner(create_sessionmaker(engine), 9)
+    await engine.dispose()  # exclusive locking mode needs the only open connection
+    reader = IdentityReader(engine)
+    locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        locker.execute("PRAGMA locking_mode=EXCLUSIVE")
+        locker.execute("BEGIN EXCLUSIVE")  # in exclusive locking mode: readers are shut out
+        locker.execute("UPDATE operators SET timezone = 'Europe/Oslo'")
+        read = asyncio.create_task(reader.read(9, None))
+        await asyncio.sleep(0.3)
+        assert not read.done()  # waiting on a worker thread, the loop is free
+        locker.execute("COMMIT")
+        locker.close()  # an exclusive-mode connection keeps its lock until it closes
+        found = await asyncio.wait_for(read, timeout=10)
+        assert found.operator is not None and found.operator.timezone == "Europe/Oslo"
+    finally:
+        locker.close()
+        await reader.close()
+        await engine.dispose()
