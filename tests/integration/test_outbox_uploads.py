@@ -407,3 +407,23 @@ async def test_uploads_are_paced_like_any_send(world: World) -> None:
     for times in by_chat.values():
         assert len(times) == 3
         assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))
+
+
+async def test_a_long_upload_keeps_its_lease_from_a_second_sender(world: World) -> None:
+    """An upload outlasting the lease renews it: the other process's sender neither takes the
+    row (it would count it as sent-or-not and tell the person) nor uploads it again."""
+    ann = world.tg.user(6101, "Ann")
+    item = await world.item("document", b"k" * 8000)
+    world.blobs.stall_reads, world.blobs.stall_seconds = 1, 4.0
+    await world.deliver(ann["id"], item)
+    tuned = dict(lease_seconds=3, request_timeout_seconds=1, upload_timeout_seconds=10)
+    a, b = world.sender(**tuned), world.sender(**tuned)
+    await asyncio.gather(a.start(), b.start())
+    try:
+        counts = await wait_idle(world.sessionmaker, within=20)
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+    assert counts == {"sent": 1}
+    assert a.upload_count + b.upload_count == 1 and a.failed_count + b.failed_count == 0
+    assert len(files_in(world.tg, ann["id"], "document")) == 1
+    assert texts_in(world.tg, ann["id"]) == []
