@@ -561,6 +561,8 @@ class Sender:
         return ref.key
 
     def _held(self, msg: ClaimedMessage) -> bool:
+        if not self._busy:  # the usual case: no upload under way, nothing to look at
+            return False
         key = self._key_to_resolve(msg)
         return key is not None and key in self._busy
 
