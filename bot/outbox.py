@@ -11,7 +11,8 @@ paces them under Telegram's flood limits and records each outcome:
   is held as long; when several chats are told to wait within a second, all sending pauses;
 * 5xx, timeouts, network errors: retried with exponential backoff up to `max_attempts`;
 * 400 / 403 / 404 (chat not found, bot blocked, bad request): failed at once, not retried;
-* restart: rows left `sending` whose lease expired are claimed again and resent.
+* restart: rows left `sending` whose lease expired are claimed again and resent (failed as
+  "outcome unknown" if `retry_ambiguous=False`); rows still pending are simply sent.
 
 Delivery is at least once. A send whose answer never came (timeout, connection reset after the
 request went out, a crash between sending and recording) may have reached the chat; Telegram
@@ -23,12 +24,13 @@ marked failed ("outcome unknown") instead of being resent. `dedupe_key` makes en
 idempotent (the same logical message is never queued twice).
 
 Files by reference (uploads): a row never holds bytes. A row that sends a file the bot keeps
-elsewhere (a vault item) carries a `FileRef` in its params (`params["_upload"]`: the name of an
-`UploadSource`, the method's file field, an opaque JSON ref, and the file_id when it was known
-at enqueue). At send time a row without a file_id asks its source, which answers with a
-Telegram file_id (uploaded before, perhaps by an earlier row) or a stream of the bytes; the
-bytes are uploaded in that same call, so an upload is paced, 429-held, retried and recovered
-after a restart like any send. The file_id Telegram gives the upload goes back to the source
+elsewhere (a vault item) carries a `FileRef` in its params (`params["_upload"]`: the name of
+an `UploadSource`, the method's file field, a key naming the file, an opaque JSON ref); a
+file_id known at enqueue sits in the file field as usual and is tried first. At send time a
+row whose file field is empty asks its source, which answers with a Telegram file_id
+(uploaded before, perhaps by an earlier row) or a stream of the bytes; the bytes are uploaded
+in that same call, so an upload is paced, 429-held, retried and recovered after a restart like
+any send. The file_id Telegram gives the upload goes back to the source
 (`UploadSource.uploaded`) so later rows send by file_id, and rows for a file this process is
 uploading wait for it instead of uploading it again. A file_id Telegram refuses (400) is
 dropped from the row and the bytes are uploaded instead, once. Bytes the source cannot give
@@ -37,8 +39,9 @@ while the body was still streaming provably sent nothing, so it is retried even 
 `retry_ambiguous=False` rows. Uploads get `upload_timeout_seconds` and keep their lease alive.
 
 Failures reach the row's hook too: `add_hook(name, on_sent, on_failed=...)` receives a
-`FailedMessage` with a `cause` (`source`, `unreachable`, `rejected`, `gave_up`, `unknown`), so a
-caller can tell the person what happened.
+`FailedMessage` with a `cause` (`source`, `unreachable`, `rejected`, `gave_up`, `unknown`) and
+the session of the transaction that marks the row failed, so a notice it queues (to tell the
+person what happened) is committed with the failure or not at all.
 
 Limits are per process: with N processes sharing one bot, give each 1/N of the rate.
 """
