@@ -487,8 +487,11 @@ class Sender:
         self._task = None
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=self.s.shutdown_timeout_seconds)
-        for task in list(self._in_flight):
-            task.cancel()
+        cancelled = list(self._in_flight)
+        for task in cancelled:
+            task.cancel()  # a send cancelled before its request was whole hands its row back
+        if cancelled:
+            await asyncio.wait(cancelled, timeout=5.0)
         await self._release([m.id for m in self._local])
         self._local.clear()
 
@@ -636,6 +639,7 @@ class Sender:
         ref = FileRef.of(msg.params)
         upload: _TrackedUpload | None = None
         keeper: asyncio.Task[None] | None = None
+        requested = False  # the call went out (for an upload: maybe only part of its body)
         try:
             try:
                 params, upload = await self._resolve(msg, ref)
@@ -659,6 +663,7 @@ class Sender:
             try:
                 try:
                     method = self._method(msg, params)
+                    requested = True
                     result = await self.bot(method, request_timeout=max(1, int(timeout)))
                 except Exception as exc:
                     if upload is not None and upload.error is not None:
@@ -708,6 +713,13 @@ class Sender:
                 if upload is not None and ref is not None:
                     await self._record_upload(ref, result)
                 await self._run_hooks(msg, result)
+        except asyncio.CancelledError:
+            # stopped mid-send: a row whose request never went out whole is handed back
+            # (left `sending`, an at-most-once row would be failed as "outcome unknown")
+            if not requested or (upload is not None and not upload.complete):
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._release([msg.id]))
+            raise
         finally:
             if keeper is not None and not keeper.done():
                 keeper.cancel()

@@ -427,3 +427,26 @@ async def test_a_long_upload_keeps_its_lease_from_a_second_sender(world: World) 
     assert a.upload_count + b.upload_count == 1 and a.failed_count + b.failed_count == 0
     assert len(files_in(world.tg, ann["id"], "document")) == 1
     assert texts_in(world.tg, ann["id"]) == []
+
+
+async def test_stopping_mid_upload_hands_the_row_back_for_the_next_process(world: World) -> None:
+    """Shut down while the bytes are still streaming: nothing reached Telegram whole, so the
+    row goes back to pending (not left to be failed as "outcome unknown") and is sent later."""
+    ann = world.tg.user(6201, "Ann")
+    item = await world.item("document", b"h" * 8000)
+    world.blobs.stall_reads, world.blobs.stall_seconds = 1, 6.0
+    row_id = await world.deliver(ann["id"], item)
+    first = world.sender(shutdown_timeout_seconds=1)
+    await first.start()
+    for _ in range(100):  # until the upload is under way
+        if first.upload_count:
+            break
+        await asyncio.sleep(0.05)
+    assert first.upload_count == 1
+    await first.stop()
+    (row,) = await rows(world)
+    assert row.id == row_id and row.status == OutboxStatus.pending and row.attempts == 0
+    second = world.sender()
+    assert await run(second, world) == {"sent": 1}
+    assert len(files_in(world.tg, ann["id"], "document")) == 1
+    assert texts_in(world.tg, ann["id"]) == [] and second.failed_count == 0
