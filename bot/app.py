@@ -46,7 +46,14 @@ from bot.notifier import TelegramNotifier
 from bot.outbox import Outbox, OutboxSettings, Sender
 from bot.progress import ChatProgress
 from bot.telegram_retry import RetryMiddleware
-from bot.vault_delivery import DELIVERED_HOOK, delivered_hook, register_delivery_jobs
+from bot.vault_delivery import (
+    DELIVERED_HOOK,
+    VAULT_SOURCE,
+    VaultUploadSource,
+    delivered_hook,
+    delivery_failed_hook,
+    register_delivery_jobs,
+)
 from bot.web import UpdateFeeder, build_web_app
 from bot.web_claims import ClaimRoutesConfig, add_claim_routes
 from core.backup import BackupConfig, backup_periodic_specs, register_backup_jobs
@@ -267,9 +274,17 @@ class Opsdeck:
         )
         self.dispatcher["bot_username"] = self.me.username
         # vault claims queue their answers and files in the outbox; once a queued file is
-        # sent, its hook schedules the link's auto-delete
+        # sent, its hook schedules the link's auto-delete (if it fails, the person is told);
+        # a file Telegram does not hold yet is uploaded by the sender from the blob store
         self.dispatcher["outbox"] = self.outbox
-        self.sender.add_hook(DELIVERED_HOOK, delivered_hook(self.factory))
+        self.sender.add_hook(
+            DELIVERED_HOOK,
+            delivered_hook(self.factory),
+            on_failed=delivery_failed_hook(self.outbox),
+        )
+        self.sender.add_source(
+            VAULT_SOURCE, VaultUploadSource(self.sessionmaker, self.blobs, self.clock)
+        )
         webhook_url = s.telegram.webhook_url
         webhook_path = (
             urlparse(webhook_url).path if webhook_url else ""

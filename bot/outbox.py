@@ -11,7 +11,8 @@ paces them under Telegram's flood limits and records each outcome:
   is held as long; when several chats are told to wait within a second, all sending pauses;
 * 5xx, timeouts, network errors: retried with exponential backoff up to `max_attempts`;
 * 400 / 403 / 404 (chat not found, bot blocked, bad request): failed at once, not retried;
-* restart: rows left `sending` whose lease expired are claimed again and resent.
+* restart: rows left `sending` whose lease expired are claimed again and resent (failed as
+  "outcome unknown" if `retry_ambiguous=False`); rows still pending are simply sent.
 
 Delivery is at least once. A send whose answer never came (timeout, connection reset after the
 request went out, a crash between sending and recording) may have reached the chat; Telegram
@@ -21,6 +22,26 @@ before the request was sent (connect refused/DNS) are retried freely, and caller
 "at most once" (e.g. a one-time secret) enqueue with `retry_ambiguous=False`: such a row is
 marked failed ("outcome unknown") instead of being resent. `dedupe_key` makes enqueueing
 idempotent (the same logical message is never queued twice).
+
+Files by reference (uploads): a row never holds bytes. A row that sends a file the bot keeps
+elsewhere (a vault item) carries a `FileRef` in its params (`params["_upload"]`: the name of
+an `UploadSource`, the method's file field, a key naming the file, an opaque JSON ref); a
+file_id known at enqueue sits in the file field as usual and is tried first. At send time a
+row whose file field is empty asks its source, which answers with a Telegram file_id
+(uploaded before, perhaps by an earlier row) or a stream of the bytes; the bytes are uploaded
+in that same call, so an upload is paced, 429-held, retried and recovered after a restart like
+any send. The file_id Telegram gives the upload goes back to the source
+(`UploadSource.uploaded`) so later rows send by file_id, and rows for a file this process is
+uploading wait for it instead of uploading it again. A file_id Telegram refuses (400) is
+dropped from the row and the bytes are uploaded instead, once. Bytes the source cannot give
+(`SourceUnavailable`: missing, unreadable) fail the row at once, with cause `source`. A timeout
+while the body was still streaming provably sent nothing, so it is retried even for
+`retry_ambiguous=False` rows. Uploads get `upload_timeout_seconds` and keep their lease alive.
+
+Failures reach the row's hook too: `add_hook(name, on_sent, on_failed=...)` receives a
+`FailedMessage` with a `cause` (`source`, `unreachable`, `rejected`, `gave_up`, `unknown`) and
+the session of the transaction that marks the row failed, so a notice it queues (to tell the
+person what happened) is committed with the failure or not at all.
 
 Limits are per process: with N processes sharing one bot, give each 1/N of the rate.
 """
@@ -37,8 +58,10 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 from aiogram import Bot, methods
 from aiogram.exceptions import (
@@ -54,6 +77,7 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
+from aiogram.types import InputFile
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import event
@@ -80,6 +104,8 @@ class OutboxSettings(BaseSettings):
     lease_seconds: float = 60.0
     poll_seconds: float = 1.0
     request_timeout_seconds: float = 30.0
+    # a send that uploads bytes (a file by reference with no file_id yet) may take this long
+    upload_timeout_seconds: float = 900.0
     backoff_base_seconds: float = 2.0
     backoff_cap_seconds: float = 300.0
     # this many distinct chats answered 429 within a second pause all sending
@@ -95,6 +121,110 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
             value = value.model_dump(mode="json", exclude_none=True)
         out[key] = value
     return out
+
+
+UPLOAD_PARAM = "_upload"  # params key of a row's FileRef; never sent to Telegram
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file a row sends by reference (see the module docstring): rows hold this, never bytes.
+
+    `source` names the `UploadSource` (`Sender.add_source`), `field` the method's file
+    parameter (document, photo, …), `key` the file itself (rows with one key share one upload),
+    `ref` is the source's own JSON (e.g. an item id). `refused` is a file_id Telegram refused
+    for this row: the source must not answer with it again.
+    """
+
+    source: str
+    field: str
+    key: str
+    ref: dict[str, Any] = dc_field(default_factory=dict)
+    refused: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "source": self.source,
+            "field": self.field,
+            "key": self.key,
+            "ref": self.ref,
+        }
+        if self.refused is not None:
+            out["refused"] = self.refused
+        return out
+
+    @classmethod
+    def of(cls, params: dict[str, Any]) -> FileRef | None:
+        data = params.get(UPLOAD_PARAM)
+        if not isinstance(data, dict):
+            return None
+        return cls(
+            source=str(data["source"]),
+            field=str(data["field"]),
+            key=str(data["key"]),
+            ref=dict(data.get("ref") or {}),
+            refused=data.get("refused"),
+        )
+
+
+class SourceUnavailable(Exception):
+    """An upload source cannot give the file (bytes missing or unreadable): the row fails with
+    cause `source`; retrying would not bring the bytes back."""
+
+
+class UploadSource(Protocol):
+    """Where the bytes of rows sent by reference come from (registered per process)."""
+
+    async def open(self, ref: dict[str, Any], *, refused: str | None) -> str | InputFile:
+        """The file to send now: a Telegram file_id (not `refused`), or an InputFile that
+        streams the bytes (open them lazily in `read`). Raise SourceUnavailable if neither."""
+        ...
+
+    async def uploaded(self, ref: dict[str, Any], file_id: str, file_unique_id: str | None) -> None:
+        """An upload went through: keep Telegram's file_id so later rows send by it."""
+        ...
+
+
+class _TrackedUpload(InputFile):
+    """Wraps a source's InputFile to know whether its bytes were all handed to the connection
+    (a timeout before that provably sent nothing) and whether reading them failed."""
+
+    def __init__(self, inner: InputFile) -> None:
+        super().__init__(filename=inner.filename, chunk_size=inner.chunk_size)
+        self.inner = inner
+        self.complete = False
+        self.error: BaseException | None = None
+
+    async def read(self, bot: Bot) -> Any:
+        try:
+            async for chunk in self.inner.read(bot):
+                yield chunk
+        except Exception as exc:
+            self.error = exc
+            raise
+        self.complete = True
+
+
+class FailCause(StrEnum):
+    """Why a row failed, for on_failed hooks."""
+
+    source = "source"  # the file's bytes could not be had (missing, unreadable)
+    unreachable = "unreachable"  # blocked by the user, chat not found
+    rejected = "rejected"  # Telegram refused the call itself (bad request, too large, …)
+    gave_up = "gave_up"  # transient errors until max_attempts
+    unknown = "unknown"  # the outcome of a send is unknown and the row may not be resent
+
+
+@dataclass(frozen=True)
+class FailedMessage:
+    """What an on_failed hook receives."""
+
+    row_id: int
+    chat_id: int
+    method: str
+    error: str
+    cause: FailCause
+    hook_data: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -113,6 +243,9 @@ class SentMessage:
 
 
 OnSent = Callable[[SentMessage], Awaitable[None]]
+# runs in the transaction that marks the row failed: what it queues (through the session) is
+# committed with that outcome, or not at all
+OnFailed = Callable[[FailedMessage, AsyncSession], Awaitable[None]]
 
 
 class Outbox:
@@ -144,16 +277,23 @@ class Outbox:
         retry_ambiguous: bool = True,
         hook: str | None = None,
         hook_data: dict[str, Any] | None = None,
+        file: FileRef | None = None,
         **params: Any,
     ) -> int:
         """Queue one Bot API call (`method` as Telegram names it, `params` without chat_id;
         aiogram models such as reply_markup are stored as JSON). Returns the row id — the
-        existing row's id when `dedupe_key` was queued before."""
+        existing row's id when `dedupe_key` was queued before.
+
+        `file`: the method's file parameter by reference (the bytes are read at send time);
+        a file_id known now may still be given as that parameter and is then used first."""
+        stored = _json_params(params)
+        if file is not None:
+            stored[UPLOAD_PARAM] = file.to_json()
         values = dict(
             now=self.clock.now(),
             chat_id=chat_id,
             method=method,
-            params=_json_params(params),
+            params=stored,
             dedupe_key=dedupe_key,
             not_before=not_before,
             tenant_id=tenant_id,
@@ -176,7 +316,7 @@ class Outbox:
         return await self.enqueue(chat_id, "sendMessage", text=text, **kw)
 
     async def send_document(self, chat_id: int, document: str, **kw: Any) -> int:
-        """`document` is a Telegram file_id (uploads of bytes do not go through the outbox)."""
+        """`document` is a Telegram file_id; bytes go by reference (`enqueue(file=...)`)."""
         return await self.enqueue(chat_id, "sendDocument", document=document, **kw)
 
     async def send_photo(self, chat_id: int, photo: str, **kw: Any) -> int:
@@ -282,7 +422,12 @@ class Sender:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pacer = Pacer(self.s)
         self.hooks: dict[str, OnSent] = {}
+        self.fail_hooks: dict[str, OnFailed] = {}
         self.row_hooks: dict[int, OnSent] = {}
+        self.sources: dict[str, UploadSource] = {}
+        # FileRef keys this process is resolving or uploading: rows of the same file wait
+        self._busy: set[str] = set()
+        self._upload_done = asyncio.Event()
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -295,6 +440,7 @@ class Sender:
         self.failed_count = 0
         self.retry_after_count = 0
         self.retried_count = 0
+        self.upload_count = 0  # sends that uploaded bytes
         if outbox is not None:
             outbox.add_waker(self.wake)
 
@@ -303,10 +449,18 @@ class Sender:
     def wake(self) -> None:
         self._wake.set()
 
-    def add_hook(self, name: str, fn: OnSent) -> None:
-        """Durable hook: rows enqueued with `hook=name` call `fn` after they are sent
-        (whichever process sends them). Register the same names in every process."""
+    def add_hook(self, name: str, fn: OnSent, on_failed: OnFailed | None = None) -> None:
+        """Durable hook: rows enqueued with `hook=name` call `fn` after they are sent, and
+        `on_failed(failed, session)` when they fail for good, inside the transaction that
+        records the failure (whichever process sends them). Register the same names in every
+        process."""
         self.hooks[name] = fn
+        if on_failed is not None:
+            self.fail_hooks[name] = on_failed
+
+    def add_source(self, name: str, source: UploadSource) -> None:
+        """Where rows with `FileRef(source=name)` get their bytes. Register in every process."""
+        self.sources[name] = source
 
     def on_sent(self, row_id: int, fn: OnSent) -> None:
         """In-process, one-shot hook for one row (lost on restart; prefer add_hook)."""
@@ -333,8 +487,11 @@ class Sender:
         self._task = None
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=self.s.shutdown_timeout_seconds)
-        for task in list(self._in_flight):
-            task.cancel()
+        cancelled = list(self._in_flight)
+        for task in cancelled:
+            task.cancel()  # a send cancelled before its request was whole hands its row back
+        if cancelled:
+            await asyncio.wait(cancelled, timeout=5.0)
         await self._release([m.id for m in self._local])
         self._local.clear()
 
@@ -354,37 +511,77 @@ class Sender:
     async def _step(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
         since = now - self._last_claim
-        if len(self._local) < max(1, self.s.batch_size // 2):
+        # rows waiting for an upload of their file do not count: other chats must not starve
+        active = sum(1 for m in self._local if not self._held(m))
+        room = min(self.s.batch_size - active, 2 * self.s.batch_size - len(self._local))
+        if active < max(1, self.s.batch_size // 2) and room > 0:
             due = self._wake.is_set() or since >= self.s.poll_seconds
-            if due and (not self._local or since >= 0.1):
+            if due and (not active or since >= 0.1):
                 self._wake.clear()
-                await self._claim(self.s.batch_size - len(self._local))
+                await self._claim(room)
                 self._last_claim = loop.time()
         if not self._local:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.s.poll_seconds)
             return
+        await self._hand_back_held()
+        ready_rows = [m for m in self._local if not self._held(m)]
+        if not ready_rows:  # all wait for an upload of their file in this process
+            self._upload_done.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._upload_done.wait(), 0.25)
+            return
         # the row whose chat is free the soonest (ties: oldest)
-        self._local.sort(key=lambda m: (self.pacer.chat_ready_at(m.chat_id), m.id))
-        msg = self._local[0]
+        msg = min(ready_rows, key=lambda m: (self.pacer.chat_ready_at(m.chat_id), m.id))
         now = loop.time()
         ready = max(self.pacer.chat_ready_at(msg.chat_id), self.pacer.global_ready_at(now))
         if ready > now:
             if ready - now > self._lease_left(msg) - self.s.request_timeout_seconds:
                 # would outlive its lease: give it back for later
-                self._local.pop(0)
+                self._local.remove(msg)
                 await self._defer(msg, ready - now)
                 return
             await asyncio.sleep(min(ready - now, 0.25))
             return
-        self._local.pop(0)
+        self._local.remove(msg)
         if self._lease_left(msg) < self.s.request_timeout_seconds:
-            return  # lease almost gone: another sender may take it; do not race it
+            # lease almost gone: hand it back rather than race another sender for it (left to
+            # expire, an at-most-once row would be failed as "outcome unknown" unsent)
+            await self._defer(msg, 0.0)
+            return
+        key = self._key_to_resolve(msg)
+        if key is not None:
+            self._busy.add(key)  # before the task starts: the next step must see it
         await self._slots.acquire()
         slot = self.pacer.note_send(msg.chat_id, loop.time())
-        task = asyncio.create_task(self._send(msg, slot))
+        task = asyncio.create_task(self._send(msg, slot, key))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
+
+    @staticmethod
+    def _key_to_resolve(msg: ClaimedMessage) -> str | None:
+        """The FileRef key of a row its source must be asked about (no file_id in the row)."""
+        ref = FileRef.of(msg.params)
+        if ref is None or isinstance(msg.params.get(ref.field), str):
+            return None
+        return ref.key
+
+    def _held(self, msg: ClaimedMessage) -> bool:
+        if not self._busy:  # the usual case: no upload under way, nothing to look at
+            return False
+        key = self._key_to_resolve(msg)
+        return key is not None and key in self._busy
+
+    def _release_key(self, key: str) -> None:
+        self._busy.discard(key)
+        self._upload_done.set()
+
+    async def _hand_back_held(self) -> None:
+        """Rows waiting on an upload whose lease would run out first go back to the table."""
+        margin = self.s.request_timeout_seconds + 5.0
+        for msg in [m for m in self._local if self._held(m) and self._lease_left(m) < margin]:
+            self._local.remove(msg)
+            await self._defer(msg, 1.0)
 
     def _lease_left(self, msg: ClaimedMessage) -> float:
         return (msg.lease_expires_at - self.clock.now()).total_seconds()
@@ -403,29 +600,83 @@ class Sender:
             await session.commit()
         ambiguous = [m for m in claimed if m.was_sending and not m.retry_ambiguous]
         for msg in ambiguous:
-            await self._fail(msg, "outcome unknown: a sender stopped mid-send; not resent")
+            await self._fail(
+                msg, "outcome unknown: a sender stopped mid-send; not resent", FailCause.unknown
+            )
         self._local.extend(m for m in claimed if not (m.was_sending and not m.retry_ambiguous))
 
     # ------------------------------------------------------------------ one send
 
-    def _method(self, msg: ClaimedMessage) -> methods.TelegramMethod[Any]:
+    def _method(self, msg: ClaimedMessage, params: dict[str, Any]) -> methods.TelegramMethod[Any]:
         name = msg.method[:1].upper() + msg.method[1:]
         cls = getattr(methods, name, None)
         if cls is None:
             raise ValueError(f"unknown Bot API method {msg.method!r}")
-        return cls(chat_id=msg.chat_id, **msg.params)
+        return cls(chat_id=msg.chat_id, **params)
 
-    async def _send(self, msg: ClaimedMessage, slot: list[float]) -> None:
+    async def _resolve(
+        self, msg: ClaimedMessage, ref: FileRef | None
+    ) -> tuple[dict[str, Any], _TrackedUpload | None]:
+        """The call's params, with a file by reference turned into a file_id or an upload."""
+        params = {k: v for k, v in msg.params.items() if k != UPLOAD_PARAM}
+        if ref is None or isinstance(params.get(ref.field), str):
+            return params, None
+        source = self.sources.get(ref.source)
+        if source is None:
+            raise SourceUnavailable(f"no upload source {ref.source!r} in this process")
+        got = await source.open(ref.ref, refused=ref.refused)
+        if isinstance(got, str):
+            params[ref.field] = got
+            return params, None
+        upload = _TrackedUpload(got)
+        params[ref.field] = upload
+        return params, upload
+
+    async def _send(self, msg: ClaimedMessage, slot: list[float], key: str | None = None) -> None:
+        """One row: resolve its file (if by reference), call Telegram, record the outcome.
+        `key`: the FileRef key this send holds (rows of the same file wait until released)."""
         loop = asyncio.get_running_loop()
+        ref = FileRef.of(msg.params)
+        upload: _TrackedUpload | None = None
+        keeper: asyncio.Task[None] | None = None
+        requested = False  # the call went out (for an upload: maybe only part of its body)
         try:
             try:
-                method = self._method(msg)
+                params, upload = await self._resolve(msg, ref)
+            except SourceUnavailable as exc:
+                self.pacer.note_done(msg.chat_id, slot, loop.time())
+                await self._fail(msg, f"file unavailable: {exc}", FailCause.source)
+                return
+            except Exception as exc:  # the source's own storage hiccuped (database, network)
+                self.pacer.note_done(msg.chat_id, slot, loop.time())
+                log.exception("outbox row %s: file source failed", msg.id)
+                await self._retry_or_fail(msg, f"file source: {type(exc).__name__}: {exc}")
+                return
+            if key is not None and upload is None:  # sent by file_id: the file's rows may go
+                self._release_key(key)
+                key = None
+            timeout = self.s.request_timeout_seconds
+            if upload is not None:
+                self.upload_count += 1
+                timeout = self.s.upload_timeout_seconds
+                keeper = asyncio.create_task(self._keep_lease(msg))
+            try:
                 try:
-                    result = await self.bot(
-                        method, request_timeout=int(self.s.request_timeout_seconds)
-                    )
+                    method = self._method(msg, params)
+                    requested = True
+                    result = await self.bot(method, request_timeout=max(1, int(timeout)))
+                except Exception as exc:
+                    if upload is not None and upload.error is not None:
+                        raise SourceUnavailable(
+                            f"reading the bytes failed: {upload.error}"
+                        ) from exc
+                    raise
                 finally:
                     self.pacer.note_done(msg.chat_id, slot, loop.time())
+                    if keeper is not None:
+                        keeper.cancel()
+            except SourceUnavailable as exc:
+                await self._fail(msg, f"file unavailable: {exc}", FailCause.source)
             except TelegramRetryAfter as exc:
                 await self._on_429(msg, exc.retry_after)
             except TelegramMigrateToChat as exc:
@@ -439,23 +690,81 @@ class Sender:
             except TelegramServerError as exc:
                 await self._retry_or_fail(msg, f"server error: {exc.message}")
             except TelegramNetworkError as exc:
-                if _surely_unsent(exc) or msg.retry_ambiguous:
+                # a body still streaming when the call broke off never reached Telegram whole
+                unsent = _surely_unsent(exc) or (upload is not None and not upload.complete)
+                if unsent or msg.retry_ambiguous:
                     await self._retry_or_fail(msg, f"network: {exc.message}")
                 else:
-                    await self._fail(msg, f"outcome unknown ({exc.message}); not resent")
+                    await self._fail(
+                        msg, f"outcome unknown ({exc.message}); not resent", FailCause.unknown
+                    )
             except _PERMANENT as exc:
-                await self._fail(msg, f"{type(exc).__name__}: {exc.message}")
+                if ref is not None and upload is None and _file_refused(exc) and not ref.refused:
+                    await self._upload_instead(msg, ref, exc)
+                else:
+                    await self._fail(msg, f"{type(exc).__name__}: {exc.message}", _cause(exc))
             except TelegramAPIError as exc:
                 await self._retry_or_fail(msg, f"{type(exc).__name__}: {exc.message}")
             except Exception as exc:  # a bad row (params aiogram rejects): never retried forever
                 log.exception("outbox row %s could not be sent", msg.id)
-                await self._fail(msg, f"{type(exc).__name__}: {exc}")
+                await self._fail(msg, f"{type(exc).__name__}: {exc}", FailCause.rejected)
             else:
-                await self._sent(msg, result)
+                await self._mark_sent(msg, result)
+                if upload is not None and ref is not None:
+                    await self._record_upload(ref, result)
+                await self._run_hooks(msg, result)
+        except asyncio.CancelledError:
+            # stopped mid-send: a row whose request never went out whole is handed back
+            # (left `sending`, an at-most-once row would be failed as "outcome unknown")
+            if not requested or (upload is not None and not upload.complete):
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._release([msg.id]))
+            raise
         finally:
+            if keeper is not None and not keeper.done():
+                keeper.cancel()
+            if key is not None:
+                self._release_key(key)
             self._slots.release()
 
-    async def _sent(self, msg: ClaimedMessage, result: Any) -> None:
+    async def _keep_lease(self, msg: ClaimedMessage) -> None:
+        """While an upload runs, keep the row's lease from expiring (another sender would
+        take the row and upload it a second time)."""
+        while True:
+            await asyncio.sleep(max(1.0, self.s.lease_seconds / 3))
+            try:
+                async with self.sessionmaker() as session:
+                    until = self.clock.now() + timedelta(seconds=self.s.lease_seconds)
+                    await repo.extend_lease(session, msg.id, self.owner, until=until)
+                    await session.commit()
+            except Exception:
+                log.exception("outbox row %s: extending its lease failed", msg.id)
+
+    async def _record_upload(self, ref: FileRef, result: Any) -> None:
+        """Hand the file_id of what was just uploaded back to the row's source."""
+        sent = _sent_file(result, ref.field)
+        source = self.sources.get(ref.source)
+        if sent is None or source is None:
+            log.warning("outbox: no file_id for an upload of %s in Telegram's answer", ref.key)
+            return
+        try:
+            await source.uploaded(ref.ref, sent[0], sent[1])
+        except Exception:
+            log.exception("outbox: keeping the file_id of %s failed", ref.key)
+
+    async def _upload_instead(
+        self, msg: ClaimedMessage, ref: FileRef, exc: TelegramAPIError
+    ) -> None:
+        """Telegram refused the row's file_id: send it again with the bytes, at once (once)."""
+        refused = msg.params.get(ref.field)
+        params = {k: v for k, v in msg.params.items() if k != ref.field}
+        params[UPLOAD_PARAM] = FileRef(
+            ref.source, ref.field, ref.key, ref.ref, refused=str(refused)
+        ).to_json()
+        log.warning("outbox row %s: file_id refused (%s); uploading the bytes", msg.id, exc.message)
+        await self._retry(msg, f"file_id refused: {exc.message}", 0.0, True, params=params)
+
+    async def _mark_sent(self, msg: ClaimedMessage, result: Any) -> None:
         message_id = getattr(result, "message_id", None)
         async with self.sessionmaker() as session:
             held = await repo.mark_sent(
@@ -466,6 +775,8 @@ class Sender:
             log.warning("outbox row %s was sent after its lease passed to another sender", msg.id)
         self.sent_count += 1
         self._wake.set()  # the chat's next row (if any) is claimable now
+
+    async def _run_hooks(self, msg: ClaimedMessage, result: Any) -> None:
         sent = SentMessage(msg.id, msg.chat_id, msg.method, result, msg.hook_data)
         for fn in (self.hooks.get(msg.hook or ""), self.row_hooks.pop(msg.id, None)):
             if fn is None:
@@ -484,7 +795,7 @@ class Sender:
 
     async def _retry_or_fail(self, msg: ClaimedMessage, error: str) -> None:
         if msg.attempts >= msg.max_attempts:
-            await self._fail(msg, f"gave up after {msg.attempts} tries: {error}")
+            await self._fail(msg, f"gave up after {msg.attempts} tries: {error}", FailCause.gave_up)
             return
         self.retried_count += 1
         delay = min(
@@ -499,6 +810,7 @@ class Sender:
         delay: float,
         count: bool,
         chat_id: int | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
         now = self.clock.now()
         async with self.sessionmaker() as session:
@@ -511,15 +823,27 @@ class Sender:
                 error=error,
                 count_attempt=count,
                 chat_id=chat_id,
+                params=params,
             )
             await session.commit()
         if delay <= self.s.poll_seconds:
             self._wake.set()
 
-    async def _fail(self, msg: ClaimedMessage, error: str) -> None:
-        log.warning("outbox row %s to %s failed: %s", msg.id, msg.chat_id, error)
+    async def _fail(self, msg: ClaimedMessage, error: str, cause: FailCause) -> None:
+        log.warning("outbox row %s to %s failed (%s): %s", msg.id, msg.chat_id, cause, error)
+        fn = self.fail_hooks.get(msg.hook or "")
+        failed = FailedMessage(msg.id, msg.chat_id, msg.method, error, cause, msg.hook_data)
+        now = self.clock.now()
         async with self.sessionmaker() as session:
-            await repo.mark_failed(session, msg.id, self.owner, now=self.clock.now(), error=error)
+            held = await repo.mark_failed(session, msg.id, self.owner, now=now, error=error)
+            # not held: another sender owns the row's outcome now (and its hook)
+            if held and fn is not None:
+                try:
+                    await fn(failed, session)
+                except Exception:
+                    log.exception("outbox on_failed hook failed for row %s", msg.id)
+                    await session.rollback()
+                    await repo.mark_failed(session, msg.id, self.owner, now=now, error=error)
             await session.commit()
         self.failed_count += 1
         self.row_hooks.pop(msg.id, None)
@@ -545,6 +869,30 @@ class Sender:
         async with self.sessionmaker() as session:
             await repo.release(session, self.owner, ids, now=self.clock.now())
             await session.commit()
+
+
+def _file_refused(exc: Exception) -> bool:
+    """A 400 about the file itself (wrong/expired file_id, type of file mismatch)."""
+    return isinstance(exc, TelegramBadRequest) and "file" in exc.message.lower()
+
+
+def _cause(exc: Exception) -> FailCause:
+    if isinstance(exc, TelegramForbiddenError | TelegramNotFound):
+        return FailCause.unreachable
+    if isinstance(exc, TelegramBadRequest) and "chat not found" in exc.message.lower():
+        return FailCause.unreachable
+    return FailCause.rejected
+
+
+def _sent_file(result: Any, field: str) -> tuple[str, str | None] | None:
+    """(file_id, file_unique_id) of the file Telegram stored for a message we sent."""
+    obj = getattr(result, field, None)
+    if isinstance(obj, list):  # photo: the sizes, largest last
+        obj = obj[-1] if obj else None
+    if obj is None:  # e.g. an animation also comes back as a document
+        obj = getattr(result, "document", None)
+    file_id = getattr(obj, "file_id", None)
+    return (file_id, getattr(obj, "file_unique_id", None)) if file_id else None
 
 
 async def wait_idle(

@@ -1,34 +1,50 @@
 """The one way a vault file leaves the bot in Telegram: `deliver`, and its auto-delete job.
 
-Every send of a claimed (or "send to me") file goes through `deliver`. Given an `Outbox`, a
-file Telegram already holds (a cached `file_id`) is queued there: durable, paced under the
-flood limits, 429s waited out, resent after a restart. A file with no `file_id` yet is
-uploaded directly from the blob store (outbox rows hold no bytes) and its new `file_id`
-cached, so every later delivery of it goes through the outbox.
+Every send of a claimed (or "send to me") file is one outbox row, queued by `deliver`:
+durable, paced under the flood limits like any send, 429s waited out, resent after a
+restart. The row names the item by reference (`FileRef` in its params, never bytes) and
+carries the cached `file_id` when the item has one. An item Telegram does not hold yet (bytes
+only in the blob store: restored from a backup, ingested without a file_id) is uploaded by the
+Sender at send time from `VaultUploadSource`, which streams the blob; the `file_id` Telegram
+gives that upload is cached on the item, so the rows still queued for it (and every later
+delivery) go by `file_id` — queued deliveries of one new item upload it once per process. A
+`file_id` Telegram refuses falls back to an upload of the bytes.
 
-Auto-delete: a queued delivery carries `hook=DELIVERED_HOOK`; once it is sent the hook
-queues the `vault.delete_message` job (the message id exists only then).
+Vault rows are at most once (`retry_ambiguous=False`): a delivery whose answer was lost is
+not sent again (a duplicate would escape auto-delete), and the person is told instead.
+
+Failures: the row's `on_failed` hook tells the person in plain words (`FAILED_TEXT`) — a
+missing or unreadable blob, Telegram refusing the file, retries used up, or an outcome that
+cannot be known. For a claim nothing is lost: the claimer's use stays theirs, and opening
+the link again re-delivers without spending another (DESIGN §4: the same claimer re-receives
+the file for free).
+
+Auto-delete: a delivery carries `hook=DELIVERED_HOOK`; once it is sent the hook queues the
+`vault.delete_message` job (the message id exists only then).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import InputFile, Message
+from aiogram.types import InputFile
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.outbox import Outbox, SentMessage
+from bot.outbox import FailCause, FailedMessage, FileRef, Outbox, SentMessage, SourceUnavailable
+from core.clock import Clock
 from core.jobs.context import JobContext
 from core.jobs.registry import JobRegistry
+from core.vault.claims import ClaimService
 from storage.blobs.base import BlobStore
+from storage.blobs.errors import BlobNotFound, BlobStoreError
 from storage.outbox_models import OutboxMessage, OutboxStatus
+from storage.repositories import vault as vault_repo
 from storage.vault_models import VaultItem, VaultKind, VaultLink
 
 if TYPE_CHECKING:
@@ -37,20 +53,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DELETE_MESSAGE = "vault.delete_message"
-DELIVERED_HOOK = "vault.delivered"  # outbox hook: a queued delivery was sent
+DELIVERED_HOOK = "vault.delivered"  # outbox hook: a delivery was sent (or failed for good)
+VAULT_SOURCE = "vault"  # outbox upload source: a vault item's bytes from the blob store
 CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile on the cloud Bot API
 CAPTION_LIMIT = 1024
 
-RecordFileId = Callable[[int, str, str | None], Awaitable[None]]
-
-_METHOD = {
-    VaultKind.photo: "send_photo",
-    VaultKind.video: "send_video",
-    VaultKind.audio: "send_audio",
-    VaultKind.voice: "send_voice",
-    VaultKind.animation: "send_animation",
-    VaultKind.document: "send_document",
-}
 _API_METHOD = {
     VaultKind.photo: "sendPhoto",
     VaultKind.video: "sendVideo",
@@ -60,17 +67,36 @@ _API_METHOD = {
     VaultKind.document: "sendDocument",
 }
 
-
-@dataclass(frozen=True)
-class Delivery:
-    """What `deliver` did: sent at once (`message`) or queued in the outbox (`row_id`)."""
-
-    message: Message | None = None
-    row_id: int | None = None
+_AGAIN = "Open the link again later: it will not use up another download."
+# What the person is told when a delivery fails for good, by cause; None: nothing (the chat
+# cannot be reached anyway).
+FAILED_TEXT: dict[str, dict[FailCause, str | None]] = {
+    "claim": {
+        FailCause.source: "Sorry, this file cannot be sent right now: its stored copy is "
+        "unavailable. " + _AGAIN,
+        FailCause.gave_up: "Sorry, Telegram did not accept the file after several tries. " + _AGAIN,
+        FailCause.unknown: "We could not confirm that your file arrived. If you do not see it "
+        "above, open the link again: it will not use up another download.",
+        FailCause.rejected: "Sorry, Telegram refused this file, so it cannot be sent in chat. "
+        "Ask the sender for another way to get it.",
+        FailCause.unreachable: None,
+    },
+    "operator": {
+        FailCause.source: "File #{item_id} could not be sent: its stored copy is missing or "
+        "unreadable.",
+        FailCause.gave_up: "File #{item_id} could not be sent: Telegram did not accept it after "
+        "several tries.",
+        FailCause.unknown: "File #{item_id} may not have arrived (Telegram's answer was lost). "
+        "Press Send to me again if you do not see it.",
+        FailCause.rejected: "File #{item_id} could not be sent: Telegram refused it.",
+        FailCause.unreachable: None,
+    },
+}
 
 
 class BlobInputFile(InputFile):
-    """Uploads a blob straight from the store, chunk by chunk (bounded memory)."""
+    """Uploads a blob straight from the store, chunk by chunk (bounded memory). The blob is
+    opened when the upload starts, so an upload that never starts holds nothing open."""
 
     def __init__(self, blobs: BlobStore, key: str, filename: str) -> None:
         super().__init__(filename=filename)
@@ -84,6 +110,46 @@ class BlobInputFile(InputFile):
                 yield chunk
 
 
+class VaultUploadSource:
+    """The outbox's `UploadSource` for vault items: the cached file_id, else the blob."""
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], blobs: BlobStore, clock: Clock
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.blobs = blobs
+        self.clock = clock
+
+    async def open(self, ref: dict[str, Any], *, refused: str | None) -> str | InputFile:
+        item_id = int(ref["item_id"])
+        async with self.sessionmaker() as session:
+            # a claim granted before the item was deleted is still delivered
+            item = await vault_repo.get_item(session, item_id, include_deleted=True)
+        if item is None:
+            raise SourceUnavailable(f"vault item {item_id} does not exist")
+        if item.tg_file_id and item.tg_file_id != refused:
+            return item.tg_file_id
+        if item.blob_key is None:
+            raise SourceUnavailable(
+                f"vault item {item_id} has no stored copy and no usable file_id"
+            )
+        try:
+            await self.blobs.size(item.blob_key)  # missing bytes fail here, before any upload
+        except BlobNotFound as exc:
+            raise SourceUnavailable(f"vault item {item_id}: blob missing") from exc
+        except (BlobStoreError, OSError) as exc:
+            raise SourceUnavailable(
+                f"the blob of vault item {item_id} is unreadable: {exc}"
+            ) from exc
+        return BlobInputFile(self.blobs, item.blob_key, item.name)
+
+    async def uploaded(self, ref: dict[str, Any], file_id: str, file_unique_id: str | None) -> None:
+        async with self.sessionmaker() as session:
+            await ClaimService(session, self.clock).record_file_id(
+                int(ref["item_id"]), file_id, file_unique_id
+            )
+
+
 def _kind(item: VaultItem) -> VaultKind:
     try:
         return VaultKind(item.kind)
@@ -91,77 +157,54 @@ def _kind(item: VaultItem) -> VaultKind:
         return VaultKind.document
 
 
-def _sent_file(message: Message, kind: VaultKind) -> tuple[str, str] | None:
-    """(file_id, file_unique_id) of the file Telegram stored for a message we sent."""
-    if kind is VaultKind.photo and message.photo:
-        best = message.photo[-1]
-        return best.file_id, best.file_unique_id
-    obj = getattr(message, kind.value, None) or message.document
-    return (obj.file_id, obj.file_unique_id) if obj is not None else None
-
-
 async def deliver(
-    bot: Bot,
+    outbox: Outbox,
     chat_id: int,
     item: VaultItem,
     link: VaultLink | None,
     *,
-    blobs: BlobStore,
     caption: str | None = None,
-    record_file_id: RecordFileId | None = None,
-    outbox: Outbox | None = None,
     session: AsyncSession | None = None,
     dedupe_key: str | None = None,
     auto_delete_seconds: int | None = None,
-) -> Delivery:
-    """Send `item` to `chat_id`: by cached `file_id`, else uploaded from the blob store (and
-    the new `file_id` handed to `record_file_id`). `link` decides `protect_content`.
-
-    With `outbox`, a cached `file_id` is queued instead (in `session`'s transaction when
-    given, idempotent under `dedupe_key`) and `auto_delete_seconds` is handed to the
-    DELIVERED_HOOK; the caller schedules auto-delete only for a direct send (`message`)."""
+    audience: str = "claim",
+) -> int:
+    """Queue `item` for `chat_id` in the outbox (in `session`'s transaction when given,
+    idempotent under `dedupe_key`); returns the row id. Sent by kind (photo, video, …) by the
+    cached `file_id`, or uploaded from the blob store at send time. `link` decides
+    `protect_content`; `auto_delete_seconds` is handed to the DELIVERED_HOOK. `audience`
+    (`claim` or `operator`) picks the words if the delivery fails."""
     kind = _kind(item)
-    send = getattr(bot, _METHOD[kind])
     params: dict[str, Any] = {
-        "chat_id": chat_id,
         "protect_content": bool(link and link.protect_content),
         "parse_mode": None,
     }
     if caption:
         params["caption"] = caption[:CAPTION_LIMIT]
-    if item.tg_file_id and outbox is not None:
-        queued = {k: v for k, v in params.items() if k != "chat_id"}
-        row_id = await outbox.enqueue(
-            chat_id,
-            _API_METHOD[kind],
-            session=session,
-            dedupe_key=dedupe_key,
-            tenant_id=item.tenant_id,
-            hook=DELIVERED_HOOK,
-            hook_data={
-                "tenant_id": item.tenant_id,
-                "item_id": item.id,
-                "auto_delete_seconds": auto_delete_seconds,
-            },
-            **{kind.value: item.tg_file_id},
-            **queued,
-        )
-        return Delivery(row_id=row_id)
     if item.tg_file_id:
-        try:
-            return Delivery(message=await send(**{kind.value: item.tg_file_id}, **params))
-        except TelegramBadRequest as exc:
-            if item.blob_key is None:
-                raise
-            log.warning("file_id of vault item %s refused (%s); uploading", item.id, exc.message)
-    if item.blob_key is None:
-        raise RuntimeError(f"vault item {item.id} has neither a file_id nor bytes")
-    upload = BlobInputFile(blobs, item.blob_key, item.name)
-    message = await send(**{kind.value: upload}, **params)
-    sent = _sent_file(message, kind)
-    if sent is not None and record_file_id is not None:
-        await record_file_id(item.id, sent[0], sent[1])
-    return Delivery(message=message)
+        params[kind.value] = item.tg_file_id
+    return await outbox.enqueue(
+        chat_id,
+        _API_METHOD[kind],
+        session=session,
+        dedupe_key=dedupe_key,
+        tenant_id=item.tenant_id,
+        retry_ambiguous=False,
+        hook=DELIVERED_HOOK,
+        hook_data={
+            "tenant_id": item.tenant_id,
+            "item_id": item.id,
+            "auto_delete_seconds": auto_delete_seconds,
+            "audience": audience,
+        },
+        file=FileRef(
+            source=VAULT_SOURCE,
+            field=kind.value,
+            key=f"vault.item:{item.id}",
+            ref={"item_id": item.id},
+        ),
+        **params,
+    )
 
 
 async def claim_dedupe_key(session: AsyncSession, link_id: int, user_id: int) -> str:
@@ -203,7 +246,7 @@ async def schedule_auto_delete(
 
 
 def delivered_hook(factory: ServiceFactory) -> Callable[[SentMessage], Awaitable[None]]:
-    """The outbox DELIVERED_HOOK: schedule auto-delete of a queued delivery once it is sent."""
+    """The outbox DELIVERED_HOOK: schedule auto-delete of a delivery once it is sent."""
 
     async def on_sent(sent: SentMessage) -> None:
         data = sent.hook_data or {}
@@ -214,6 +257,37 @@ def delivered_hook(factory: ServiceFactory) -> Callable[[SentMessage], Awaitable
             )
 
     return on_sent
+
+
+def delivery_failed_hook(
+    outbox: Outbox,
+) -> Callable[[FailedMessage, AsyncSession], Awaitable[None]]:
+    """The DELIVERED_HOOK's on_failed: tell the person the file did not come, and what to do
+    (queued in the transaction that marks the delivery failed)."""
+
+    async def on_failed(failed: FailedMessage, session: AsyncSession) -> None:
+        data = failed.hook_data or {}
+        texts = FAILED_TEXT.get(str(data.get("audience") or "claim"), FAILED_TEXT["claim"])
+        text = texts.get(failed.cause)
+        log.warning(
+            "vault delivery of item %s to %s failed (%s): %s",
+            data.get("item_id"),
+            failed.chat_id,
+            failed.cause,
+            failed.error,
+        )
+        if text is None:
+            return
+        await outbox.send_message(
+            failed.chat_id,
+            text.format(item_id=data.get("item_id")),
+            parse_mode=None,
+            tenant_id=data.get("tenant_id"),
+            session=session,
+            dedupe_key=f"vault:delivery-failed:{failed.row_id}",
+        )
+
+    return on_failed
 
 
 async def telegram_content(

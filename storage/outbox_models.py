@@ -3,6 +3,10 @@
 One row per Bot API call (sendMessage, sendDocument, deleteMessage, …). `bot.outbox.Sender`
 claims due rows with a lease, sends them paced under Telegram's flood limits and records the
 outcome, so a restart neither loses nor (for rows already marked sent) repeats a message.
+
+Rows never hold file bytes: a file is a Telegram file_id in `params`, or a reference under
+`params["_upload"]` (`bot.outbox.FileRef`: e.g. a vault item id) that the sender resolves at
+send time — to a file_id, or to the item's bytes streamed from the blob store and uploaded.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any
 
 from aiogram import Bot, Router
@@ -16,7 +15,7 @@ from bot.callbacks import VaultItemAct, VaultLinkNew, VaultLinks, VaultList
 from bot.handlers.jobs import edit
 from bot.outbox import Outbox
 from bot.render import vault as render
-from bot.vault_delivery import DELETE_MESSAGE, claim_dedupe_key, deliver, telegram_content
+from bot.vault_delivery import claim_dedupe_key, deliver, telegram_content
 from core.actor import Actor
 from core.errors import Conflict, InvalidInput
 from core.services.container import Services
@@ -96,18 +95,16 @@ async def ingest(message: Message, bot: Bot, actor: Actor, services: Services) -
 async def claim(
     message: Message,
     command: CommandObject,
-    bot: Bot,
     services: Services,
-    outbox: Outbox | None = None,
+    outbox: Outbox,
 ) -> None:
-    """`/start <code>`. With the outbox (the app), answers and files are queued in this
-    update's transaction: paced under the flood limits, 429s waited out, kept over a restart.
-    A file not yet on Telegram's side is uploaded at once (see `deliver`).
+    """`/start <code>`. The answer, or the file, is queued in the outbox in this update's
+    transaction: paced under the flood limits, 429s waited out, kept over a restart. A file
+    not yet on Telegram's side is uploaded by the outbox sender from the blob store.
 
     The claim (use + access-log row) and its queued answer are one transaction, committed by
     the update's unit of work: one write-lock round on SQLite instead of two, and no window in
-    which a use is spent with no answer queued. Before any direct Bot API call the claim is
-    committed first, so no transaction is held open across an HTTP round trip.
+    which a use is spent with no answer queued. No Bot API call is made here.
 
     Past `VAULT_CLAIM_FAILURE_LIMIT` malformed or unknown codes in a window, the user is told
     to wait (in minutes) and the code is not looked up."""
@@ -116,56 +113,39 @@ async def claim(
     claims = ClaimService(
         vault.session,
         vault.clock,
-        commit=outbox is None,
+        commit=False,
         failure_limit=vault.config.claim_failures,  # per user, shared by every process
     )
     result = await claims.claim(
         (command.args or "").strip(), Claimer.telegram(message.from_user.id), "telegram"
     )
     if not result.delivers or result.item is None:
-        if outbox is None:
-            await message.answer(result.reason_text, parse_mode=None)
-        else:  # keyed by the incoming message: a retried webhook update answers once
-            await outbox.send_message(
-                message.chat.id,
-                result.reason_text,
-                parse_mode=None,
-                session=services.session,
-                dedupe_key=f"vault:claim-answer:{message.chat.id}:{message.message_id}",
-            )
+        # keyed by the incoming message: a retried webhook update answers once
+        await outbox.send_message(
+            message.chat.id,
+            result.reason_text,
+            parse_mode=None,
+            session=services.session,
+            dedupe_key=f"vault:claim-answer:{message.chat.id}:{message.message_id}",
+        )
         return
     caption = result.reason_text
     if result.item.description:
         caption += "\n\n" + result.item.description
     link = result.link
-    auto_delete = link.auto_delete_seconds if link is not None else None
     dedupe_key = None
-    if outbox is not None and link is not None:
+    if link is not None:
         dedupe_key = await claim_dedupe_key(services.session, link.id, message.from_user.id)
-    if outbox is None or not result.item.tg_file_id:
-        # a direct send (upload from the blob store): commit the claim before talking to Telegram
-        await services.session.commit()
-    sent = await deliver(
-        bot,
+    await deliver(
+        outbox,
         message.chat.id,
         result.item,
         link,
-        blobs=vault.blobs,
         caption=caption,
-        record_file_id=claims.record_file_id,
-        outbox=outbox,
         session=services.session,
         dedupe_key=dedupe_key,
-        auto_delete_seconds=auto_delete,
+        auto_delete_seconds=link.auto_delete_seconds if link is not None else None,
     )
-    if sent.message is not None and link is not None and auto_delete:
-        await services.jobs.submit(
-            link.tenant_id,
-            DELETE_MESSAGE,
-            {"chat_id": sent.message.chat.id, "message_id": sent.message.message_id},
-            run_at=vault.clock.now() + timedelta(seconds=auto_delete),
-            dedupe_key=f"vault.delete:{sent.message.chat.id}:{sent.message.message_id}",
-        )
 
 
 # -- /vault and item cards ----------------------------------------------------------------------
@@ -215,10 +195,10 @@ async def full_card(vault: VaultService, actor: Actor, item_id: int):
 async def item_action(
     query: CallbackQuery,
     callback_data: VaultItemAct,
-    bot: Bot,
     actor: Actor,
     services: Services,
     state: FSMContext,
+    outbox: Outbox,
 ) -> None:
     vault = vault_of(services)
     act, item_id = callback_data.act, callback_data.id
@@ -228,16 +208,19 @@ async def item_action(
         await edit(query, text, markup)
     elif act == "send":
         item = await vault.get(actor, item_id)
-        await query.answer("Sending…")
+        # queued like a claim (paced, uploaded by the sender if Telegram lacks the file);
+        # keyed by the press, so a retried webhook update sends once
         await deliver(
-            bot,
+            outbox,
             query.from_user.id,
             item,
             None,
-            blobs=vault.blobs,
             caption=item.description,
-            record_file_id=vault.record_file_id,
+            session=services.session,
+            dedupe_key=f"vault:send:{query.id}",
+            audience="operator",
         )
+        await query.answer("Sending…")
     elif act == "rename":
         actor.require(Role.operator, "rename files")
         item = await vault.get(actor, item_id)

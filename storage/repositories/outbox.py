@@ -210,11 +210,15 @@ async def reschedule(
     error: str | None,
     count_attempt: bool = True,
     chat_id: int | None = None,
+    params: dict[str, Any] | None = None,
 ) -> bool:
-    """Back to pending until `not_before` (429, 5xx, timeout, or handed back on shutdown)."""
+    """Back to pending until `not_before` (429, 5xx, timeout, or handed back on shutdown).
+    `params` replaces the call's params (a refused file_id dropped for an upload)."""
     values: dict[str, Any] = dict(
         status=OutboxStatus.pending, not_before=not_before, updated_at=now
     )
+    if params is not None:
+        values["params"] = params
     if error is not None:
         values["last_error"] = error[:2000]
     if not count_attempt:
@@ -222,6 +226,21 @@ async def reschedule(
     if chat_id is not None:
         values["chat_id"] = chat_id
     return await _finish(session, row_id, owner, values)
+
+
+async def extend_lease(session: AsyncSession, row_id: int, owner: str, *, until: datetime) -> bool:
+    """Keep a long send (an upload) leased to `owner`; False when the lease was lost."""
+    stmt = (
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == row_id,
+            OutboxMessage.lease_owner == owner,
+            OutboxMessage.status == OutboxStatus.sending,
+        )
+        .values(lease_expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).rowcount == 1
 
 
 async def release(session: AsyncSession, owner: str, ids: Sequence[int], *, now: datetime) -> int:
