@@ -22,8 +22,20 @@ class VaultConfig:
     """`vault.expire_links` prunes access-log rows and finished links older than this."""
     blob_sweep_age_seconds: int = 6 * 3600
     """`vault.sweep_blobs` removes half-written uploads older than this."""
+    operator_max_uploads_per_hour: int = 0
+    """Files one operator may add in any sliding hour (0 = no cap). Counted in the database."""
+    operator_max_bytes_per_day: int = 0
+    """Bytes one operator may add in any sliding 24 hours (0 = no cap). Counted in the database."""
 
     @classmethod
     def from_settings(cls, vault_settings: Any) -> VaultConfig:
         """From `core.settings.VaultSettings` (or anything with the same attributes)."""
-        return cls(max_file_bytes=int(vault_settings.max_file_bytes))
+        return cls(
+            max_file_bytes=int(vault_settings.max_file_bytes),
+            operator_max_uploads_per_hour=int(
+                getattr(vault_settings, "operator_max_uploads_per_hour", 0)
+            ),
+            operator_max_bytes_per_day=int(
+                getattr(vault_settings, "operator_max_bytes_per_day", 0)
+            ),
+        )
