@@ -22,6 +22,7 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiohttp import web
 
 from bot import commands
+from bot.db_retry import ConnectionLossRetry, SentTracker
 from bot.fsm_storage import DatabaseStorage
 from bot.handlers import (
     audit,
@@ -97,6 +98,8 @@ def build_dispatcher(
     dp = Dispatcher(storage=storage)
     if observer is not None:  # first: measures and tags every update, refused ones included
         dp.update.outer_middleware(observer)
+    # outside the unit of work: a try whose DB connection died gets a fresh session
+    dp.update.outer_middleware(ConnectionLossRetry())
     dp.update.outer_middleware(middleware)
     # vault before common: `/start <code>` deep links are claims; bare /start stays common's
     for module in (errors, vault, common, jobs, queue, operators, me, audit):
@@ -151,6 +154,7 @@ class Opsdeck:
         )
         self.retry = RetryMiddleware()
         self.bot.session.middleware(self.retry)
+        self.bot.session.middleware(SentTracker())  # see bot/db_retry.py
         self.me = await self.bot.get_me()
         # The outbox sender paces and retries its own sends (429, 5xx), so it gets a Bot
         # without the sleeping RetryMiddleware.
