@@ -60,6 +60,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock, SystemClock
+from storage.db import is_connection_lost
 from storage.repositories import outbox as repo
 from storage.repositories.outbox import ClaimedMessage
 
@@ -457,11 +458,18 @@ class Sender:
 
     async def _sent(self, msg: ClaimedMessage, result: Any) -> None:
         message_id = getattr(result, "message_id", None)
-        async with self.sessionmaker() as session:
-            held = await repo.mark_sent(
-                session, msg.id, self.owner, now=self.clock.now(), message_id=message_id
-            )
-            await session.commit()
+        for attempt in range(8):  # the database connection lost mid-write: write it again,
+            try:  # or the row stays `sending` and is resent once its lease runs out
+                async with self.sessionmaker() as session:
+                    held = await repo.mark_sent(
+                        session, msg.id, self.owner, now=self.clock.now(), message_id=message_id
+                    )
+                    await session.commit()
+                break
+            except Exception as exc:
+                if attempt == 7 or not is_connection_lost(exc):
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
         if not held:
             log.warning("outbox row %s was sent after its lease passed to another sender", msg.id)
         self.sent_count += 1
