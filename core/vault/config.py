@@ -16,16 +16,16 @@ MIN_AUTO_DELETE_SECONDS = 60
 class VaultConfig:
     max_file_bytes: int = 2 * 1024**3
     """Larger files are refused at ingest, with or without bytes."""
+    operator_max_uploads_per_hour: int = 0
+    """Files one operator may add in any sliding hour (0 = no cap). Counted in the database."""
+    operator_max_bytes_per_day: int = 0
+    """Bytes one operator may add in any sliding 24 hours (0 = no cap). Counted in the database."""
     download_ttl_seconds: int = 600
     """How long a signed `/files/<token>` URL stays valid."""
     claim_log_retention_days: int = 90
     """`vault.expire_links` prunes access-log rows and finished links older than this."""
     blob_sweep_age_seconds: int = 6 * 3600
     """`vault.sweep_blobs` removes half-written uploads older than this."""
-    operator_max_uploads_per_hour: int = 0
-    """Files one operator may add in any sliding hour (0 = no cap). Counted in the database."""
-    operator_max_bytes_per_day: int = 0
-    """Bytes one operator may add in any sliding 24 hours (0 = no cap). Counted in the database."""
 
     @classmethod
     def from_settings(cls, vault_settings: Any) -> VaultConfig:
