@@ -22,6 +22,7 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiohttp import web
 
 from bot import commands
+from bot.db_retry import ConnectionLossRetry, SentTracker
 from bot.fsm_storage import DatabaseStorage
 from bot.handlers import (
     audit,
@@ -109,6 +110,8 @@ def build_dispatcher(
     dp = Dispatcher(storage=storage, disable_fsm=True)
     if observer is not None:  # first: measures and tags every update, refused ones included
         dp.update.outer_middleware(observer)
+    # outside the unit of work: a try whose DB connection died gets a fresh session
+    dp.update.outer_middleware(ConnectionLossRetry())
     dp.update.outer_middleware(middleware)
     middleware.fsm = dp.fsm
     dp.update.outer_middleware(dp.fsm)
@@ -167,6 +170,7 @@ class Opsdeck:
         )
         self.retry = RetryMiddleware()
         self.bot.session.middleware(self.retry)
+        self.bot.session.middleware(SentTracker())  # see bot/db_retry.py
         self.me = await self.bot.get_me()
         # The outbox sender paces and retries its own sends (429, 5xx), so it gets a Bot
         # without the sleeping RetryMiddleware.

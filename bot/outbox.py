@@ -84,6 +84,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock, SystemClock
+from storage.db import is_connection_lost
 from storage.repositories import outbox as repo
 from storage.repositories.outbox import ClaimedMessage
 
@@ -940,20 +941,11 @@ class _SentMarks:
             await asyncio.wait([self.flushing], timeout=10.0)
 
     async def _flush(self) -> None:
-        sender = self.sender
         try:
             while self.pending:
                 batch, self.pending = self.pending, []
                 try:
-                    async with sender.sessionmaker() as session:
-                        now = sender.clock.now()
-                        held = [
-                            await repo.mark_sent(
-                                session, row_id, sender.owner, now=now, message_id=message_id
-                            )
-                            for row_id, message_id, _ in batch
-                        ]
-                        await session.commit()
+                    held = await self._write(batch)
                 except Exception as exc:
                     for _, _, done in batch:
                         if not done.done():
@@ -964,6 +956,26 @@ class _SentMarks:
                         done.set_result(ok)
         finally:
             self.flushing = None
+
+    async def _write(self, batch: list[tuple[int, int | None, asyncio.Future[bool]]]) -> list[bool]:
+        sender = self.sender
+        for attempt in range(8):  # the database connection lost mid-write: write it again,
+            try:  # or the rows stay `sending` and are resent once their lease runs out
+                async with sender.sessionmaker() as session:
+                    now = sender.clock.now()
+                    held = [
+                        await repo.mark_sent(
+                            session, row_id, sender.owner, now=now, message_id=message_id
+                        )
+                        for row_id, message_id, _ in batch
+                    ]
+                    await session.commit()
+                return held
+            except Exception as exc:
+                if attempt == 7 or not is_connection_lost(exc):
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
 
 
 async def wait_idle(

@@ -77,6 +77,9 @@ class VaultSettings(BaseSettings):
     model_config = SettingsConfigDict(**_ENV, env_prefix="VAULT_")
 
     storage_url: str | None = None
+    # per operator, counted in the database (so every process sees the same); 0 = no cap
+    operator_max_uploads_per_hour: int = Field(default=120, ge=0)
+    operator_max_bytes_per_day: int = Field(default=20 * 1024**3, ge=0)
     s3_endpoint_url: str | None = None
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None

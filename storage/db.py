@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -15,6 +16,19 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def is_connection_lost(exc: BaseException | None) -> bool:
+    """Whether `exc` (or what caused it) is the database connection going away mid-statement
+    (server restart, `pg_terminate_backend`, a network cut). SQLAlchemy has then invalidated
+    that connection; the pool's pre-ping replaces the others, so the work can be tried again
+    on a fresh one."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def is_sqlite(url: str) -> bool:

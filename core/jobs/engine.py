@@ -33,6 +33,7 @@ from core.jobs.queue import enqueue
 from core.jobs.registry import JobKind, JobRegistry, PermanentFailure, RetryLater
 from core.notifier import Notifier, NullNotifier
 from core.settings import JobSettings
+from storage.db import is_connection_lost
 from storage.models import JobStatus
 from storage.repositories import jobs as job_repo
 from storage.repositories import tenants as tenant_repo
@@ -446,14 +447,7 @@ class JobEngine:
         while self._outcomes:
             batch, self._outcomes = self._outcomes, []
             try:
-                async with self._transaction() as session:
-                    written = [
-                        await job_repo.finish(
-                            session, job_id=job_id, worker=self.worker_id, values=values
-                        )
-                        for job_id, values, _ in batch
-                    ]
-                    due = not self._saturated and await job_repo.any_due(session, self.clock.now())
+                written, due = await self._write_batch(batch)
             except Exception as exc:
                 for _, _, future in batch:
                     if not future.done():
@@ -463,6 +457,34 @@ class JobEngine:
             for (_, _, future), ok in zip(batch, written, strict=True):
                 if not future.done():
                     future.set_result(ok)
+
+    async def _write_batch(
+        self, batch: list[tuple[int, dict[str, Any], asyncio.Future[bool]]]
+    ) -> tuple[list[bool], bool]:
+        """One transaction for `batch`; tried again on a fresh connection when the database
+        connection was lost mid-write. Giving up would leave the jobs running under a lease
+        nobody renews, so they would run a second time once it expired. The write only lands
+        while we still hold the lease, so a retry after a commit whose answer was lost changes
+        nothing (the job shows as "lost" here, and ran once)."""
+        deadline = time.monotonic() + max(5.0, self.settings.lease_seconds)
+        delay = 0.05
+        while True:
+            try:
+                async with self._transaction() as session:
+                    written = [
+                        await job_repo.finish(
+                            session, job_id=job_id, worker=self.worker_id, values=values
+                        )
+                        for job_id, values, _ in batch
+                    ]
+                    due = not self._saturated and await job_repo.any_due(session, self.clock.now())
+                return written, due
+            except Exception as exc:
+                if not is_connection_lost(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("job outcomes: database connection lost; writing them again")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     # -- periodic work ------------------------------------------------------------------------
     async def _enqueue_periodic(self, spec: PeriodicSpec) -> None:

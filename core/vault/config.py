@@ -18,6 +18,10 @@ MIN_AUTO_DELETE_SECONDS = 60
 class VaultConfig:
     max_file_bytes: int = 2 * 1024**3
     """Larger files are refused at ingest, with or without bytes."""
+    operator_max_uploads_per_hour: int = 0
+    """Files one operator may add in any sliding hour (0 = no cap). Counted in the database."""
+    operator_max_bytes_per_day: int = 0
+    """Bytes one operator may add in any sliding 24 hours (0 = no cap). Counted in the database."""
     download_ttl_seconds: int = 600
     """How long a signed `/files/<token>` URL stays valid."""
     claim_log_retention_days: int = 90
@@ -40,4 +44,10 @@ class VaultConfig:
             max_file_bytes=int(vault_settings.max_file_bytes),
             claim_failure_limit=int(vault_settings.claim_failure_limit),
             claim_failure_window_seconds=float(vault_settings.claim_failure_window_seconds),
+            operator_max_uploads_per_hour=int(
+                getattr(vault_settings, "operator_max_uploads_per_hour", 0)
+            ),
+            operator_max_bytes_per_day=int(
+                getattr(vault_settings, "operator_max_bytes_per_day", 0)
+            ),
         )

@@ -7,6 +7,7 @@ Claims live in `core.vault.claims`; the HTTP door in `core.vault.gateway`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from core.clock import Clock
 from core.crypto import hash_code, new_claim_code
 from core.errors import Conflict, InvalidInput, NotFound
 from core.services.audit import record
+from core.vault import caps
 from core.vault.claims import ClaimService
 from core.vault.config import (
     MAX_AUTO_DELETE_SECONDS,
@@ -43,6 +45,8 @@ from storage.blobs.errors import BlobTooLarge
 from storage.models import Role
 from storage.repositories import vault as repo
 from storage.vault_models import VaultClaim, VaultItem, VaultKind, VaultLink
+
+log = logging.getLogger(__name__)
 
 MAX_DESCRIPTION_CHARS = 4096
 
@@ -115,10 +119,17 @@ class VaultService:
                 await _close(source.content)
                 await self.session.commit()
                 return IngestResult(known, duplicate=True)
+        # Per-operator caps, before any byte is read: a refused file stores nothing.
+        day_rows = await self._operator_uploads(actor)
+        refusal = caps.over_cap(self.config, day_rows, source.size, self.clock.now())
+        if refusal is not None:
+            await _close(source.content)
+            await self._refuse(actor, source, refusal)
         if self.session.in_transaction():
             await self.session.commit()
 
-        values = await self._store(actor, kind, source) if source.content else None
+        day_left = caps.bytes_left(self.config, day_rows)
+        values = await self._store(actor, kind, source, day_left) if source.content else None
         if values is None:
             values = self._telegram_only_values(kind, source)
         else:
@@ -129,6 +140,20 @@ class VaultService:
                 await self._adopt_file_id(existing, kind, source)
                 await self.session.commit()
                 return IngestResult(existing, duplicate=True)
+        # Again in the transaction that adds the item (on SQLite it holds the write lock):
+        # uploads that raced this one since the first look count too.
+        refusal = caps.over_cap(
+            self.config,
+            await self._operator_uploads(actor, lock=True),
+            values["size"],
+            self.clock.now(),
+        )
+        if refusal is not None:
+            if values.get("blob_key") and not await repo.blob_in_use(
+                self.session, values["blob_key"]
+            ):
+                await self.blobs.delete(values["blob_key"])
+            await self._refuse(actor, source, refusal)
 
         now = self.clock.now()
         values.update(
@@ -169,8 +194,55 @@ class VaultService:
         await self.session.commit()
         return IngestResult(item, duplicate=False)
 
-    async def _store(self, actor: Actor, kind: VaultKind, source: IngestSource) -> dict[str, Any]:
+    async def _operator_uploads(self, actor: Actor, *, lock: bool = False) -> list[tuple[Any, int]]:
+        """The actor's uploads of the last 24 hours, when a per-operator cap is set. `lock`:
+        hold the operator's uploads until this transaction ends (the insert's re-check)."""
+        cfg = self.config
+        if not (cfg.operator_max_uploads_per_hour or cfg.operator_max_bytes_per_day):
+            return []
+        if lock:
+            await repo.lock_uploader(self.session, actor.operator_id)
+        since = self.clock.now() - caps.DAY
+        return await repo.uploads_since(self.session, actor.tenant_id, actor.user_id, since)
+
+    async def _refuse(self, actor: Actor, source: IngestSource, refusal: caps.CapRefusal) -> None:
+        """Audit and log a refusal by a per-operator cap, then raise its answer."""
+        if self.session.in_transaction():
+            await self.session.rollback()
+        details = {
+            "cap": refusal.cap,
+            "limit": refusal.limit,
+            "used": refusal.used,
+            "size": refusal.size,
+            "kind": str(source.kind),
+        }
+        log.warning(
+            "vault upload by %s refused: %s (%s used of %s, file %s bytes)",
+            actor.user_id,
+            refusal.cap,
+            refusal.used,
+            refusal.limit,
+            refusal.size,
+        )
+        await record(
+            self.session,
+            self.clock,
+            tenant_id=actor.tenant_id,
+            actor=actor,
+            action="vault.ingest_refused",
+            target=None,
+            details=details,
+        )
+        await self.session.commit()
+        raise InvalidInput(refusal.message(self.clock.now(), actor.timezone), **details)
+
+    async def _store(
+        self, actor: Actor, kind: VaultKind, source: IngestSource, day_left: int | None = None
+    ) -> dict[str, Any]:
         assert source.content is not None
+        limit = self.config.max_file_bytes
+        if day_left is not None and day_left < limit:
+            limit = day_left  # a file of unknown size stops as soon as it passes the daily cap
         head = bytearray()
 
         async def tapped() -> AsyncIterator[bytes]:
@@ -181,8 +253,13 @@ class VaultService:
                 yield chunk
 
         try:
-            stored = await self.blobs.put_stream(tapped(), max_size=self.config.max_file_bytes)
+            stored = await self.blobs.put_stream(tapped(), max_size=limit)
         except BlobTooLarge as exc:
+            if limit < self.config.max_file_bytes:
+                rows = await self._operator_uploads(actor)
+                refusal = caps.over_cap(self.config, rows, exc.size, self.clock.now())
+                if refusal is not None:
+                    await self._refuse(actor, source, refusal)
             raise self._too_large(exc.size, at_least=True) from None
         finally:
             await _close(source.content)

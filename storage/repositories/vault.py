@@ -160,6 +160,31 @@ async def totals_by_kind(session: AsyncSession, tenant_id: int) -> list[KindTota
     ]
 
 
+async def uploads_since(
+    session: AsyncSession, tenant_id: int, user_id: int, since: datetime
+) -> list[tuple[datetime, int]]:
+    """(created_at, size) of every item `user_id` added in the workspace after `since`, oldest
+    first; deleted items included (deleting a file does not give its upload back)."""
+    stmt = (
+        select(VaultItem.created_at, func.coalesce(VaultItem.size, 0))
+        .where(
+            VaultItem.tenant_id == tenant_id,
+            VaultItem.uploaded_by == user_id,
+            VaultItem.created_at > since,
+        )
+        .order_by(VaultItem.created_at, VaultItem.id)
+    )
+    return [(at, int(size)) for at, size in (await session.execute(stmt)).all()]
+
+
+async def lock_uploader(session: AsyncSession, operator_id: int) -> None:
+    """Serialise one operator's concurrent uploads until the transaction ends (PostgreSQL row
+    lock on the operator; SQLite's BEGIN IMMEDIATE already holds the database's write lock)."""
+    from storage.models import Operator
+
+    await session.execute(select(Operator.id).where(Operator.id == operator_id).with_for_update())
+
+
 async def blob_in_use(session: AsyncSession, blob_key: str) -> bool:
     """Whether any item (deleted ones included: they may be restored) refers to `blob_key`."""
     stmt = select(exists().where(VaultItem.blob_key == blob_key))

@@ -294,6 +294,20 @@ class _Token:
     scope: frozenset[str]
 
 
+class Hold:
+    """A request held by the fake (see `FakeReddit.hold`): `arrived` is set when it is in
+    the fake's hands (after Reddit carried it out, with `process=True`); `release()` lets the
+    answer go (a 504 when the request was not carried out)."""
+
+    def __init__(self, process: bool) -> None:
+        self.process = process
+        self.arrived = asyncio.Event()
+        self.released = asyncio.Event()
+
+    def release(self) -> None:
+        self.released.set()
+
+
 @dataclass
 class _Fault:
     path: str
@@ -307,6 +321,7 @@ class _Fault:
     hang: float | None = None
     process: bool = False
     times: int = 1
+    hold: Hold | None = None
 
 
 @dataclass
@@ -610,6 +625,17 @@ class FakeReddit:
             )
         )
 
+    def hold(self, path_or_action: str, *, process: bool) -> Hold:
+        """Hold the next request to a path (an alias as in `queue_error`) until released, and
+        signal its arrival: the moment to kill a client mid-request. With `process=True` the
+        request is carried out first (a submit creates its post) and only the answer waits;
+        otherwise nothing happens and the late answer is a 504 (the request never reached
+        Reddit's side). The fake's close releases every hold."""
+        held = Hold(process)
+        self.queue_error(path_or_action)
+        self._faults[-1].hold = held
+        return held
+
     def enforce_limit(self, limit: int, per_seconds: float = 60) -> None:
         """Answer 429 (HTML, `Retry-After`) once a client id made `limit` requests within any
         `per_seconds`; 429s sent are counted in `throttled` / `throttled_per_client`."""
@@ -846,7 +872,22 @@ class FakeReddit:
             self._count_throttle(token.client_id)
             return self._fault_response(fault)  # type: ignore[return-value]
         rate_headers = self._count(token.client_id)
-        if fault is not None:
+        if fault is not None and fault.hold is not None:
+            held = fault.hold
+            response = web.Response(status=504, text="")
+            if held.process:
+                response = await self._route(request, path, form, account, token)
+            held.arrived.set()
+            waits = {
+                asyncio.ensure_future(self._closing.wait()),
+                asyncio.ensure_future(held.released.wait()),
+            }
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+        elif fault is not None:
             if fault.hang:
                 if fault.process:
                     response = await self._route(request, path, form, account, token)
