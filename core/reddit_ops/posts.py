@@ -46,6 +46,7 @@ from storage.repositories import reddit as repo
 
 SUBMIT_MAX_ATTEMPTS = 6
 BODY_MAX = 40_000  # Reddit's limit for a text post
+IMAGE_MAX_BYTES = 20 * 1024 * 1024  # the largest image Reddit's media upload takes
 MAX_SUBREDDIT_GAP_MINUTES = 7 * 24 * 60
 # How far ahead pacing looks for planned posts that could clash.
 PLAN_HORIZON = timedelta(days=400)
@@ -257,6 +258,23 @@ async def plan_slot(
         subreddit=subreddit,
         tz=tz,
     )
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def image_file_problem(
+    *, mime: str | None, size: int | None, what: str = "This file"
+) -> str | None:
+    """Why a file offered as a post's picture cannot be one, judged from what Telegram says
+    before any byte is fetched (None: worth fetching; the bytes are checked after)."""
+    declared = (mime or "").split(";")[0].strip().lower()
+    if declared and declared != "application/octet-stream" and not declared.startswith("image/"):
+        return f"{what} is {declared}, not a picture."
+    if size is not None and size > IMAGE_MAX_BYTES:
+        return f"{what} is {_mb(size)}; Reddit takes pictures up to {_mb(IMAGE_MAX_BYTES)}."
+    return None
 
 
 def parse_subreddit(text: str) -> str:
@@ -563,6 +581,11 @@ class PostService:
                 )
             if not image.mime.startswith("image/"):
                 raise InvalidInput(f"Vault item #{item_id} is {image.mime}, not an image.")
+            if image.size is not None and image.size > IMAGE_MAX_BYTES:
+                raise InvalidInput(
+                    f"Vault item #{item_id} is {_mb(image.size)}; Reddit takes pictures up to "
+                    f"{_mb(IMAGE_MAX_BYTES)}."
+                )
             out["vault_item_id"] = item_id
             out.setdefault("image_name", image.name)
             out.setdefault("image_mime", image.mime)
