@@ -524,10 +524,9 @@ async def _edit_when(
             await message.answer(h(exc.message))
         return
     await state.clear()
-    text, markup = post_card(result.post, actor)
-    moved = f"\nPacing moved it: {h(result.decision.reason)}" if result.decision.moved else ""
+    text, markup = post_card(result.post, actor)  # says when, and why pacing moved it
     if message is not None:
-        await message.answer(text + moved, reply_markup=markup)
+        await message.answer(text, reply_markup=markup)
 
 
 async def use_buttons(message: Message) -> None:
@@ -602,7 +601,12 @@ async def post_button(
     elif act == "now":
         result = await posts.post_now(actor, post_id)
         view = result.post
-        await query.answer(f"Post #{post_id} goes out as soon as pacing allows.")
+        if result.decision.moved:  # not now after all: say when, and why (the card says too)
+            at = fmt(result.decision.scheduled_for, actor.timezone)
+            why = f"Post #{post_id} goes out at {at}. Pacing moved it: {result.decision.reason}"
+            await query.answer(why[:200], show_alert=True)
+        else:
+            await query.answer(f"Post #{post_id} goes out now.")
     elif act == "approve":
         view = await posts.approve(actor, post_id)
         await query.answer(f"Post #{post_id} approved.")
@@ -636,9 +640,8 @@ async def reschedule_typed(
     post_id = int((await state.get_data())["post_id"])
     result = await posts.reschedule(actor, post_id, when)
     await state.clear()
-    text, markup = post_card(result.post, actor)
-    moved = f"\nPacing moved it: {h(result.decision.reason)}" if result.decision.moved else ""
-    await message.answer(text + moved, reply_markup=markup)
+    text, markup = post_card(result.post, actor)  # says when, and why pacing moved it
+    await message.answer(text, reply_markup=markup)
 
 
 def build_router() -> Router:

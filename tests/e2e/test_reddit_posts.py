@@ -333,7 +333,7 @@ async def test_posts_buttons_reschedule_post_now_and_cancel(
     post = await the_post(rapp)
     assert post.scheduled_for - rapp.clock.now() > timedelta(hours=4, minutes=50)
     answer = await rapp.press(OPERATOR, moved, rapp.button(moved, "Post now"))
-    assert "as soon as pacing allows" in answer["text"]
+    assert answer["text"] == f"Post #{post.id} goes out now."
     await wait_post(rapp, lambda p: p.status == "published")
     assert len(reddit.posts) == 1
     # a stale Cancel on a published post changes nothing and says why
