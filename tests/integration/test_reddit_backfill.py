@@ -137,10 +137,15 @@ async def test_stats_refresh_asks_in_batches_of_100(world: RedditWorld) -> None:
     async with world.sessionmaker() as session:
         scores = set((await session.execute(select(RedditPost.score))).scalars().all())
     assert scores == {7}
-    assert [text for _, text in world.progress[-2:]] == [
+    assert [text for _, text in world.progress[-3:-1]] == [
         "u/alice stats: 100/150 posts",
         "u/alice stats: 150/150 posts",
     ]
+    # the last word: every post with Reddit's numbers, the list cut at 15
+    summary = world.progress[-1][1].splitlines()
+    assert summary[0] == "u/alice stats done: 150 posts from the last 7 days"
+    assert len(summary) == 1 + 15 + 1 and summary[-1] == "…and 135 more"
+    assert all(line.endswith(": 7 points · 3 comments · 90% upvoted") for line in summary[1:16])
 
 
 async def test_only_the_last_n_days_are_refreshed(world: RedditWorld) -> None:
