@@ -8,11 +8,13 @@ Progress goes to the optional `progress` dependency (the bot edits one message w
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.jobs.context import JobContext
-from core.reddit import InboxMessage, RedditClient, Submission
+from core.reddit import InboxMessage, RedditClient, RedditError, Submission
 from core.reddit.client import INFO_BATCH, LISTING_MAX
 from core.reddit_ops.accounts import RedditClients, fan_out
 from core.reddit_ops.common import (
@@ -71,6 +73,36 @@ async def _open(ctx: JobContext, what: str) -> tuple[RedditAccount, RedditClient
     return account, client
 
 
+Job = Callable[[JobContext], Awaitable[dict[str, Any]]]
+
+
+def _says_when_it_fails(what: str) -> Callable[[Job], Job]:
+    """A backfill that Reddit stops (down, login refused, …) says so in its progress message,
+    and whether the job engine tries again, instead of leaving the last count standing."""
+
+    def wrap(job: Job) -> Job:
+        @functools.wraps(job)
+        async def run(ctx: JobContext) -> dict[str, Any]:
+            try:
+                return await job(ctx)
+            except RedditError as exc:
+                account_id = int(ctx.payload["account_id"])
+                async with ctx.sessionmaker() as session:
+                    account = await repo.get_account(session, account_id, ctx.tenant_id)
+                who = f"u/{account.username}" if account else f"Reddit account #{account_id}"
+                again = (
+                    "it is tried again shortly"
+                    if ctx.attempt < ctx.max_attempts
+                    else "no tries left; see /jobs"
+                )
+                await report_progress(ctx, f"{who} {what}: stopped, {exc.message}; {again}.")
+                raise
+
+        return run
+
+    return wrap
+
+
 def _utc(timestamp: float | None, fallback: datetime) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC) if timestamp is not None else fallback
 
@@ -127,6 +159,7 @@ def _history_row(account: RedditAccount, post: Submission, now: datetime) -> dic
     }
 
 
+@_says_when_it_fails("history")
 async def backfill_submissions(ctx: JobContext) -> dict[str, Any]:
     """`reddit.backfill_submissions` (payload `account_id`): import the account's post history.
 
@@ -191,6 +224,7 @@ def _removal_words(category: str) -> str:
     return REMOVED_BY.get(category, f"({category.replace('_', ' ')})")
 
 
+@_says_when_it_fails("stats")
 async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
     """`reddit.refresh_stats` (payload `account_id`, optional `days`, default 7).
 
@@ -363,6 +397,7 @@ def _inbox_row(account: RedditAccount, message: InboxMessage, now: datetime) -> 
     }
 
 
+@_says_when_it_fails("inbox")
 async def inbox(ctx: JobContext) -> dict[str, Any]:
     """`reddit.inbox` (payload `account_id`): store new inbox messages and announce them once.
 

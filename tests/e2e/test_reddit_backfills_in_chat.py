@@ -6,7 +6,9 @@ viewers. Fake Telegram and fake Reddit over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from datetime import timedelta
 
 from sqlalchemy import func, select
 
@@ -233,3 +235,29 @@ async def test_stats_with_nothing_published_says_so(rapp: Harness, reddit: FakeR
     assert not reddit.requests_to("info")
     imported = [p for p in await posts_in_db(rapp) if p.fullname == old.fullname]
     assert len(imported) == 1  # it is known, only older than the window
+
+
+async def test_reddit_down_is_said_in_the_progress_message_and_the_retry_finishes(
+    rapp: Harness, reddit: FakeReddit
+) -> None:
+    setup_reddit(reddit, "opsdeck_test")
+    await add_account(rapp, "team_main")
+    reddit.add_inbox_message("team_main", author="partner_co", subject="Hi", body="Hello there")
+    # every try of the first run gets a 503 (the client retries once in these tests)
+    reddit.queue_error("inbox", status=503, times=2)
+    card = await account_card(rapp, OPERATOR)
+    since = rapp.tg.mark()
+    answer = await rapp.press(OPERATOR, card, rapp.button(card, "Inbox"))
+    job_id = int(re.search(r"job #(\d+)", answer["text"]).group(1))
+    note = await rapp.tg.wait_for_message(OPERATOR, "inbox: queued", since=since, timeout=SLOW)
+    stopped = await rapp.becomes(note, lambda m: "stopped" in m["text"], timeout=SLOW)
+    assert stopped["text"] == (
+        "u/team_main inbox: stopped, Reddit answered HTTP 503 to GET /message/inbox; "
+        "it is tried again shortly."
+    )
+    # the job engine's retry (after its backoff) reads the inbox and edits the same message
+    await rapp.wait_job(job_id, "failed")
+    rapp.clock.advance(timedelta(minutes=5))
+    done = await rapp.becomes(note, lambda m: "done" in m["text"], timeout=SLOW)
+    assert done["text"] == "u/team_main inbox done: 1 read, 1 new, 1 announced"
+    await rapp.tg.wait_for_message(OPERATOR, "📬 u/team_main has 1 new message", since=since)

@@ -60,6 +60,10 @@ async def test_history_backfill_resumes_from_its_cursor(world: RedditWorld) -> N
     ctx = world.ctx(BACKFILL_SUBMISSIONS, {"account_id": account_id}, job_id=5)
     with pytest.raises(RedditUnavailable):  # the engine would retry the job later
         await backfill_submissions(ctx)
+    # the progress message says it stopped, not the last count as if it were still going
+    assert world.progress[-1][1].startswith(
+        "u/alice history: stopped, Reddit answered HTTP 503 to GET /user/alice/submitted; "
+    )
     saved = await cursor(world, "submitted")
     assert saved is not None and saved.cursor is not None and saved.progress == 100
     assert await count_rows(world, RedditPost, source="history") == 100
