@@ -264,6 +264,13 @@ def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
+def _too_big(what: str, size: int) -> str:
+    shown, cap = _mb(size), _mb(IMAGE_MAX_BYTES)
+    if shown == cap:  # just over the limit: do not print the limit as the size
+        shown = f"over {cap}"
+    return f"{what} is {shown}; Reddit takes pictures up to {cap}."
+
+
 def image_file_problem(
     *, mime: str | None, size: int | None, what: str = "This file"
 ) -> str | None:
@@ -273,7 +280,7 @@ def image_file_problem(
     if declared and declared != "application/octet-stream" and not declared.startswith("image/"):
         return f"{what} is {declared}, not a picture."
     if size is not None and size > IMAGE_MAX_BYTES:
-        return f"{what} is {_mb(size)}; Reddit takes pictures up to {_mb(IMAGE_MAX_BYTES)}."
+        return _too_big(what, size)
     return None
 
 
@@ -582,10 +589,7 @@ class PostService:
             if not image.mime.startswith("image/"):
                 raise InvalidInput(f"Vault item #{item_id} is {image.mime}, not an image.")
             if image.size is not None and image.size > IMAGE_MAX_BYTES:
-                raise InvalidInput(
-                    f"Vault item #{item_id} is {_mb(image.size)}; Reddit takes pictures up to "
-                    f"{_mb(IMAGE_MAX_BYTES)}."
-                )
+                raise InvalidInput(_too_big(f"Vault item #{item_id}", image.size))
             out["vault_item_id"] = item_id
             out.setdefault("image_name", image.name)
             out.setdefault("image_mime", image.mime)
