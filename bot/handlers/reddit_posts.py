@@ -20,7 +20,7 @@ from bot.render.common import h, keyboard
 from bot.render.reddit import edit_menu, edited_card, post_card, preview, upcoming_list
 from core.actor import Actor
 from core.errors import Conflict, InvalidInput, OpsdeckError
-from core.reddit_ops import WHEN_PRESETS, Level, PostService, parse_when
+from core.reddit_ops import WHEN_PRESETS, Level, PostService, QueueResult, parse_when
 from core.reddit_ops.posts import image_file_problem, parse_subreddit
 from core.services.container import Services
 from core.timefmt import fmt
@@ -601,12 +601,8 @@ async def post_button(
     elif act == "now":
         result = await posts.post_now(actor, post_id)
         view = result.post
-        if result.decision.moved:  # not now after all: say when, and why (the card says too)
-            at = fmt(result.decision.scheduled_for, actor.timezone)
-            why = f"Post #{post_id} goes out at {at}. Pacing moved it: {result.decision.reason}"
-            await query.answer(why[:200], show_alert=True)
-        else:
-            await query.answer(f"Post #{post_id} goes out now.")
+        text, alert = await _post_now_answer(result, actor, services)
+        await query.answer(text[:200], show_alert=alert)
     elif act == "approve":
         view = await posts.approve(actor, post_id)
         await query.answer(f"Post #{post_id} approved.")
@@ -630,6 +626,28 @@ async def post_button(
         return
     text, markup = post_card(view, actor)
     await edit(query, text, markup)
+
+
+async def _post_now_answer(
+    result: QueueResult, actor: Actor, services: Services
+) -> tuple[str, bool]:
+    """What Post now did: now, or not now after all and why (an alert, so it is read)."""
+    view, decision = result.post, result.decision
+    account = await accounts_of(services).get(actor, view.account_id)
+    if not account.is_active:
+        state_ = account.status.replace("_", " ")
+        return (
+            f"Post #{view.id} waits: u/{account.username} is {state_}; it goes out once the "
+            "account is active again.",
+            True,
+        )
+    at = fmt(decision.scheduled_for, actor.timezone)
+    moved = f" Pacing moved it: {decision.reason}" if decision.moved else ""
+    if view.status == "pending_approval":
+        return f"Post #{view.id} goes out at {at} once an operator approves it.{moved}", True
+    if decision.moved:
+        return f"Post #{view.id} goes out at {at}.{moved}", True
+    return f"Post #{view.id} goes out now.", False
 
 
 async def reschedule_typed(

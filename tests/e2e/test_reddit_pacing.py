@@ -22,6 +22,7 @@ from tests.e2e.test_reddit_posts import (
     rapp,
     reddit,
     setup_reddit,
+    wait_post,
 )
 from tests.fakes.reddit import FakeReddit
 
@@ -242,3 +243,37 @@ def test_local_formats_like_the_bot() -> None:
     moment = datetime(2026, 1, 5, 14, 0, tzinfo=ZoneInfo("UTC"))
     assert local(moment) == "2026-01-05 09:00 EST"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d [A-Z]+", local(moment))
+
+
+async def test_post_now_says_what_holds_a_post_back(rapp: Harness, reddit: FakeReddit) -> None:
+    setup_reddit(reddit, "opsdeck_test")
+    account_id = await add_account(rapp, "team_main")
+    await set_tz(rapp, OPERATOR)
+    card = await compose(rapp, OPERATOR, "team_main", "opsdeck_test", "Needs a yes", when="+4h")
+    await queue_it(rapp, OPERATOR, card, "Send for approval")
+    post = await post_titled(rapp, "Needs a yes")
+    # waiting for approval: Post now brings the time forward, the approval is still needed
+    card = await open_card(rapp, OPERATOR, post.id)
+    answer = await rapp.press(OPERATOR, card, rapp.button(card, "Post now"))
+    post = await post_titled(rapp, "Needs a yes")
+    assert answer["text"] == (
+        f"Post #{post.id} goes out at {local(post.scheduled_for)} once an operator approves it."
+    )
+    assert post.status == "pending_approval" and answer.get("show_alert") is True
+    # a paused account: nothing goes out, and the answer says why
+    owner = await rapp.actor(OWNER)
+    async with rapp.app.sessionmaker() as session:
+        await rapp.app.factory.bind(session).extra["reddit_accounts"].pause(owner, account_id)
+    card = await rapp.becomes(card, lambda m: "Approve" in rapp.buttons_text(m))
+    await rapp.press(OPERATOR, card, rapp.button(card, "Approve"))
+    card = await rapp.becomes(card, lambda m: "Status: queued" in m["text"])
+    # its job ran, found the account paused and waits (queued again) before the next press
+    await wait_post(rapp, lambda p: p.last_error_code == "ACCOUNT_PAUSED")
+    await rapp.wait_job(post.job_id, "queued")
+    answer = await rapp.press(OPERATOR, card, rapp.button(card, "Post now"))
+    assert answer["text"] == (
+        f"Post #{post.id} waits: u/team_main is paused; it goes out once the account is "
+        "active again."
+    )
+    await asyncio.sleep(1.5)
+    assert reddit.posts == []
