@@ -254,7 +254,9 @@ async def _picture_sent(
         doc = message.document
         what, mime, size = "This file", doc.mime_type, doc.file_size
     else:
-        raise InvalidInput(f"That is {_what_it_is(message)}, not a picture." + IMAGE_AGAIN)
+        raise InvalidInput(
+            f"That is {_what_it_is(message)}, not a picture." + IMAGE_AGAIN + CANCEL_HINT
+        )
     problem = image_file_problem(mime=mime, size=size, what=what)
     if problem is not None:
         raise InvalidInput(problem + IMAGE_AGAIN + CANCEL_HINT)

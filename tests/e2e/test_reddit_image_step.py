@@ -120,6 +120,7 @@ async def test_what_is_not_a_picture_is_refused_and_the_step_stays(
 
     video = await send(rapp, "video", MP4, "not a picture")
     assert "That is a video" in video["text"] and "#12" in video["text"]
+    assert video["text"].endswith("/cancel stops.")
     gif = await send(rapp, "animation", MP4, "not a picture")
     assert "That is an animation" in gif["text"]
     pdf = await send(
