@@ -248,6 +248,10 @@ async def _picture_sent(
         raise InvalidInput(
             f"This step takes {wanted} as a message, not {_what_it_is(message)}." + CANCEL_HINT
         )
+    if message.media_group_id:  # its parts arrive as separate updates, handled at once
+        raise InvalidInput(
+            "A post has one picture: send a single photo, not an album." + IMAGE_AGAIN + CANCEL_HINT
+        )
     if message.photo:
         what, mime, size = "This photo", None, message.photo[-1].file_size
     elif message.document and not message.animation:  # Telegram sends GIFs as animations

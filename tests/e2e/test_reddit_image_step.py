@@ -56,6 +56,15 @@ async def vault_items(app: Harness) -> list[VaultItem]:
         return list((await session.scalars(select(VaultItem).order_by(VaultItem.id))).all())
 
 
+def last_id(app: Harness) -> int:
+    return max((m["message_id"] for m in app.tg.messages(OPERATOR)), default=0)
+
+
+def texts_after(app: Harness, message_id: int) -> list[dict]:
+    """The bot's messages to the operator after message `message_id`."""
+    return [m for m in app.tg.messages(OPERATOR) if m["message_id"] > message_id]
+
+
 def texts_since(app: Harness, since_index: int) -> list[str]:
     return [m.get("text", "") for m in app.tg.messages(OPERATOR)[since_index:]]
 
@@ -155,6 +164,17 @@ async def test_what_is_not_a_picture_is_refused_and_the_step_stays(
     assert pdf_item.mime == "application/pdf"
     assert f"kept in the vault as file #{pdf_item.id}" in fake["text"]
     assert await posts_in_db(rapp) == []  # still composing: nothing saved yet
+
+    # an album: its parts arrive one by one and at once; none is taken, none is kept
+    since = last_id(rapp)
+    for data in (PNG + b"1", PNG + b"2"):
+        await rapp.tg.send_file(rapp.user(OPERATOR), "photo", data, media_group_id="alb1")
+    await rapp.tg.wait_until(
+        lambda: sum("not an album" in m.get("text", "") for m in texts_after(rapp, since)) == 2,
+        SLOW,
+        "both parts of the album refused",
+    )
+    assert len(await vault_items(rapp)) == 1
 
     # still at the picture step: a real photo now goes through
     flags = await send(rapp, "photo", PNG, "NSFW or spoiler")
