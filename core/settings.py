@@ -100,6 +100,9 @@ class RedditSettings(BaseSettings):
     oauth_url: str = "https://oauth.reddit.com"
     www_url: str = "https://www.reddit.com"
     user_agent: str = "python:opsdeck:0.1.0 (by /u/opsdeck)"
+    # Where image uploads go instead of the S3 address Reddit hands out with the media lease
+    # (an S3-compatible stand-in or proxy); unset = Reddit's own address.
+    media_upload_url: str | None = None
 
 
 class JobSettings(BaseSettings):

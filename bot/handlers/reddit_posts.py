@@ -6,45 +6,45 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from bot.callbacks import RedditCompose, RedditPostAct
+from bot.handlers.compose_states import Compose
 from bot.handlers.jobs import edit
 from bot.handlers.reddit_accounts import accounts_of
+from bot.handlers.vault import end_reads, ingest_file, vault_of
 from bot.render.common import h, keyboard
 from bot.render.reddit import edit_menu, edited_card, post_card, preview, upcoming_list
 from core.actor import Actor
 from core.errors import Conflict, InvalidInput, OpsdeckError
-from core.reddit_ops import WHEN_PRESETS, Level, PostService, parse_when
-from core.reddit_ops.posts import parse_subreddit
+from core.reddit_ops import WHEN_PRESETS, Level, PostService, QueueResult, parse_when
+from core.reddit_ops.posts import image_file_problem, parse_subreddit
 from core.services.container import Services
 from core.timefmt import fmt
 from storage.models import Role
 
 CANCEL_HINT = "\n/cancel stops."
 IMAGE_ASK = (
-    "The picture: its vault number (e.g. #12). A new picture? Send it to me as a photo first: "
-    "it is kept in the vault and its card shows the number."
+    "The picture: send it here as a photo (or as an image file), or give the vault number of "
+    "one already kept (e.g. #12). A picture sent here is kept in the vault too."
+)
+IMAGE_AGAIN = " Send a photo, an image file, or a vault number like #12."
+# What a message at the picture step is, when it is not a picture (for the answer).
+_NOT_A_PICTURE = (
+    ("video", "a video"),
+    ("animation", "an animation"),
+    ("video_note", "a video message"),
+    ("audio", "an audio file"),
+    ("voice", "a voice message"),
+    ("sticker", "a sticker"),
+    ("location", "a location"),
+    ("contact", "a contact"),
+    ("poll", "a poll"),
 )
 _VAULT_NUMBER = re.compile(r"^(?:vault\s*(?:item)?\s*)?#?\s*(\d{1,12})$", re.IGNORECASE)
-
-
-class Compose(StatesGroup):
-    account = State()
-    subreddit = State()
-    kind = State()
-    title = State()
-    body = State()
-    flair = State()
-    flags = State()
-    when = State()
-    preview = State()
-    reschedule = State()
-    edit = State()  # choosing what to change in a draft or queued post
 
 
 def posts_of(services: Services) -> PostService:
@@ -230,17 +230,73 @@ async def _ask_body(target: Message | CallbackQuery, state: FSMContext) -> None:
         await _ask(target, "The text of the post (send - for none):")
 
 
+def _what_it_is(message: Message) -> str:
+    found = next((label for attr, label in _NOT_A_PICTURE if getattr(message, attr, None)), None)
+    if found is not None:  # before `document`: an animation carries one too
+        return found
+    return "a photo" if message.photo else "a file" if message.document else "that"
+
+
+async def _picture_sent(
+    message: Message, bot: Bot, actor: Actor, services: Services, kind: str | None
+) -> dict:
+    """A file sent at the body step: for an image post it goes into the vault (the same ingest
+    as any file sent to the bot: hashed, sniffed, size cap, same bytes → the item already
+    kept) and becomes the post's picture. Anything else is refused; the flow stays here."""
+    if kind != "image":
+        wanted = "the link" if kind == "link" else "the text of the post"
+        raise InvalidInput(
+            f"This step takes {wanted} as a message, not {_what_it_is(message)}." + CANCEL_HINT
+        )
+    if message.media_group_id:  # its parts arrive as separate updates, handled at once
+        raise InvalidInput(
+            "A post has one picture: send a single photo, not an album." + IMAGE_AGAIN + CANCEL_HINT
+        )
+    if message.photo:
+        what, mime, size = "This photo", None, message.photo[-1].file_size
+    elif message.document and not message.animation:  # Telegram sends GIFs as animations
+        doc = message.document
+        what, mime, size = "This file", doc.mime_type, doc.file_size
+    else:
+        raise InvalidInput(
+            f"That is {_what_it_is(message)}, not a picture." + IMAGE_AGAIN + CANCEL_HINT
+        )
+    problem = image_file_problem(mime=mime, size=size, what=what)
+    if problem is not None:
+        raise InvalidInput(problem + IMAGE_AGAIN + CANCEL_HINT)
+    try:
+        result = await ingest_file(message, bot, actor, vault_of(services))
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message + IMAGE_AGAIN + CANCEL_HINT) from None
+    item = result.item
+    try:
+        name = await posts_of(services).check_vault_image(actor, item.id)
+    except InvalidInput as exc:  # e.g. a "picture" whose bytes are a PDF
+        raise InvalidInput(
+            f"{exc.message} (It is kept in the vault as file #{item.id}.)"
+            + IMAGE_AGAIN
+            + CANCEL_HINT
+        ) from None
+    await end_reads(services)
+    kept = "Already in the vault" if result.duplicate else "Kept in the vault"
+    await message.answer(f"🖼 {kept} as file #{item.id} ({h(name or item.name)}): the picture.")
+    return {"vault_item_id": item.id, "image_name": name, "body": None, "url": None}
+
+
 async def compose_body(
-    message: Message, actor: Actor, services: Services, state: FSMContext
+    message: Message, bot: Bot, actor: Actor, services: Services, state: FSMContext
 ) -> None:
     data = await state.get_data()
     text = (message.text or "").strip()
-    if data.get("kind") == "image":
+    if message.text is None:
+        fields = await _picture_sent(message, bot, actor, services, data.get("kind"))
+    elif data.get("kind") == "image":
         found = _VAULT_NUMBER.match(text)
         if found is None:
-            raise InvalidInput("Send the picture's vault number, like #12." + CANCEL_HINT)
+            raise InvalidInput("That is not a vault number." + IMAGE_AGAIN + CANCEL_HINT)
         item_id = int(found.group(1))
         name = await posts_of(services).check_vault_image(actor, item_id)
+        await end_reads(services)
         fields = {"vault_item_id": item_id, "image_name": name, "body": None, "url": None}
     elif data.get("kind") == "link":
         if not text.lower().startswith(("http://", "https://")) or " " in text:
@@ -474,10 +530,9 @@ async def _edit_when(
             await message.answer(h(exc.message))
         return
     await state.clear()
-    text, markup = post_card(result.post, actor)
-    moved = f"\nPacing moved it: {h(result.decision.reason)}" if result.decision.moved else ""
+    text, markup = post_card(result.post, actor)  # says when, and why pacing moved it
     if message is not None:
-        await message.answer(text + moved, reply_markup=markup)
+        await message.answer(text, reply_markup=markup)
 
 
 async def use_buttons(message: Message) -> None:
@@ -552,7 +607,8 @@ async def post_button(
     elif act == "now":
         result = await posts.post_now(actor, post_id)
         view = result.post
-        await query.answer(f"Post #{post_id} goes out as soon as pacing allows.")
+        text, alert = await _post_now_answer(result, actor, services)
+        await query.answer(text[:200], show_alert=alert)
     elif act == "approve":
         view = await posts.approve(actor, post_id)
         await query.answer(f"Post #{post_id} approved.")
@@ -578,6 +634,28 @@ async def post_button(
     await edit(query, text, markup)
 
 
+async def _post_now_answer(
+    result: QueueResult, actor: Actor, services: Services
+) -> tuple[str, bool]:
+    """What Post now did: now, or not now after all and why (an alert, so it is read)."""
+    view, decision = result.post, result.decision
+    account = await accounts_of(services).get(actor, view.account_id)
+    if not account.is_active:
+        state_ = account.status.replace("_", " ")
+        return (
+            f"Post #{view.id} waits: u/{account.username} is {state_}; it goes out once the "
+            "account is active again.",
+            True,
+        )
+    at = fmt(decision.scheduled_for, actor.timezone)
+    moved = f" Pacing moved it: {decision.reason}" if decision.moved else ""
+    if view.status == "pending_approval":
+        return f"Post #{view.id} goes out at {at} once an operator approves it.{moved}", True
+    if decision.moved:
+        return f"Post #{view.id} goes out at {at}.{moved}", True
+    return f"Post #{view.id} goes out now.", False
+
+
 async def reschedule_typed(
     message: Message, actor: Actor, services: Services, state: FSMContext
 ) -> None:
@@ -586,9 +664,8 @@ async def reschedule_typed(
     post_id = int((await state.get_data())["post_id"])
     result = await posts.reschedule(actor, post_id, when)
     await state.clear()
-    text, markup = post_card(result.post, actor)
-    moved = f"\nPacing moved it: {h(result.decision.reason)}" if result.decision.moved else ""
-    await message.answer(text + moved, reply_markup=markup)
+    text, markup = post_card(result.post, actor)  # says when, and why pacing moved it
+    await message.answer(text, reply_markup=markup)
 
 
 def build_router() -> Router:

@@ -12,6 +12,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from bot.callbacks import VaultItemAct, VaultLinkNew, VaultLinks, VaultList
+from bot.handlers.compose_states import Compose
 from bot.handlers.jobs import edit
 from bot.outbox import Outbox
 from bot.render import vault as render
@@ -20,7 +21,14 @@ from core.actor import Actor
 from core.errors import Conflict, InvalidInput
 from core.services.container import Services
 from core.settings import Settings
-from core.vault import Claimer, ClaimService, IngestSource, VaultKind, VaultService
+from core.vault import (
+    Claimer,
+    ClaimService,
+    IngestResult,
+    IngestSource,
+    VaultKind,
+    VaultService,
+)
 from storage.models import Role
 
 FILE_KINDS = ("animation", "document", "photo", "video", "audio", "voice")  # animation first
@@ -62,17 +70,30 @@ def parse_duration(text: str) -> int:
 
 
 # -- ingest -------------------------------------------------------------------------------------
-async def ingest(message: Message, bot: Bot, actor: Actor, services: Services) -> None:
+def file_of(message: Message) -> tuple[str, Any] | None:
+    """(kind, Telegram file object) of a message carrying a file the vault can keep."""
+    kind = next((k for k in FILE_KINDS if getattr(message, k, None)), None)
+    if kind is None:
+        return None
+    return kind, message.photo[-1] if kind == "photo" else getattr(message, kind)  # type: ignore[index]
+
+
+async def ingest_file(
+    message: Message, bot: Bot, actor: Actor, vault: VaultService
+) -> IngestResult:
+    """The message's file into the vault (hashed, sniffed, size cap, same bytes → that item).
+    Also the /post picture step's way in, so a picture sent there is kept like any other."""
     actor.require(Role.operator, "add files to the vault")
-    kind = next(k for k in FILE_KINDS if getattr(message, k, None))
-    obj: Any = message.photo[-1] if kind == "photo" else getattr(message, kind)  # type: ignore[index]
-    vault = vault_of(services)
+    found = file_of(message)
+    if found is None:
+        raise InvalidInput("That message carries no file.")
+    kind, obj = found
     size = getattr(obj, "file_size", None)
-    cap = vault.config.max_file_bytes
     content = None
-    if size is None or size <= cap:  # a file over the cap is refused by ingest without fetching
+    if size is None or size <= vault.config.max_file_bytes:
+        # a file over the cap is refused by ingest without fetching
         content = await telegram_content(bot, obj.file_id, size)
-    result = await vault.ingest(
+    return await vault.ingest(
         actor,
         IngestSource(
             kind=VaultKind(kind),
@@ -85,6 +106,10 @@ async def ingest(message: Message, bot: Bot, actor: Actor, services: Services) -
             content=content,
         ),
     )
+
+
+async def ingest(message: Message, bot: Bot, actor: Actor, services: Services) -> None:
+    result = await ingest_file(message, bot, actor, vault_of(services))
     await message.reply(
         render.item_card(result.item, duplicate=result.duplicate),
         reply_markup=render.item_buttons(result.item, actor),
@@ -369,7 +394,8 @@ def build_router() -> Router:
     router.message.register(rename_value, StateFilter(VaultForm.rename))
     router.message.register(vault_command, Command("vault"))
     router.message.register(links_command, Command("links"))
-    router.message.register(ingest, HasVaultFile())
+    # A file sent at /post's picture step is that post's picture: the compose flow takes it.
+    router.message.register(ingest, HasVaultFile(), ~StateFilter(Compose.body))
     router.callback_query.register(item_action, VaultItemAct.filter())
     router.callback_query.register(link_wizard, VaultLinkNew.filter())
     router.callback_query.register(vault_page, VaultList.filter())

@@ -135,7 +135,7 @@ def post_text(p: PostView, tz: str) -> str:
     if p.scheduled_for is not None and p.status not in ("published", "cancelled"):
         lines.append(f"When: {fmt(p.scheduled_for, tz)}")
     if p.pacing_note:
-        lines.append(f"Pacing: {h(p.pacing_note)}")
+        lines.append(f"⏩ Moved by pacing: {h(p.pacing_note)}")
     if p.permalink:
         dry = " (dry run: nothing was sent)" if p.dry_run else ""
         lines.append(f"Published: {h(p.permalink)}{dry}")

@@ -35,9 +35,9 @@ def build_user_agent(platform: str, app_id: str, version: str, username: str) ->
 class RedditConfig:
     """Where Reddit is and how patiently to talk to it.
 
-    `media_upload_url` replaces the S3 upload address Reddit hands out (`https:` + `args.action`);
-    only tests set it, to point uploads at a fake. The submitted image URL is still built from
-    Reddit's action, as Reddit expects.
+    `media_upload_url` (`REDDIT_MEDIA_UPLOAD_URL`) replaces the S3 upload address Reddit hands
+    out (`https:` + `args.action`): an S3-compatible stand-in, a proxy, or the fake in tests.
+    The submitted image URL is still built from Reddit's action, as Reddit expects.
     """
 
     user_agent: str

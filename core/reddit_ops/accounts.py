@@ -63,6 +63,7 @@ def config_from_settings(settings: RedditSettings, **overrides: Any) -> RedditCo
         "user_agent": settings.user_agent,
         "oauth_url": settings.oauth_url,
         "www_url": settings.www_url,
+        "media_upload_url": (settings.media_upload_url or "").strip() or None,
     }
     values.update(overrides)
     return RedditConfig(**values)

@@ -8,11 +8,13 @@ Progress goes to the optional `progress` dependency (the bot edits one message w
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.jobs.context import JobContext
-from core.reddit import InboxMessage, RedditClient, Submission
+from core.reddit import InboxMessage, RedditClient, RedditError, Submission
 from core.reddit.client import INFO_BATCH, LISTING_MAX
 from core.reddit_ops.accounts import RedditClients, fan_out
 from core.reddit_ops.common import (
@@ -49,21 +51,56 @@ REMOVED_BY = {
     "content_takedown": "after a content takedown",
 }
 INBOX_SHOWN = 5
+STATS_SHOWN = 15
 
 
-async def _open(
-    ctx: JobContext,
-) -> tuple[RedditAccount, RedditClient] | dict[str, Any]:
+async def _open(ctx: JobContext, what: str) -> tuple[RedditAccount, RedditClient] | dict[str, Any]:
+    """The account and its client, or why the backfill `what` has nothing to do (also said in
+    the progress message, which would otherwise keep saying "queued…")."""
     account_id = int(ctx.payload["account_id"])
     async with ctx.sessionmaker() as session:
         account = await repo.get_account(session, account_id, ctx.tenant_id)
     if account is None:
-        return {"skipped": "the account was removed"}
+        why = "the account was removed"
+        await report_progress(ctx, f"Reddit account #{account_id} {what}: skipped, {why}.")
+        return {"skipped": why}
     clients: RedditClients = ctx.dep(DEP_CLIENTS)
     client = await clients.client(account)
     if client is None:
-        return {"skipped": "a dry-run account without credentials has nothing on Reddit"}
+        why = "a dry-run account without credentials has nothing on Reddit"
+        await report_progress(ctx, f"u/{account.username} {what}: skipped, {why}.")
+        return {"skipped": why}
     return account, client
+
+
+Job = Callable[[JobContext], Awaitable[dict[str, Any]]]
+
+
+def _says_when_it_fails(what: str) -> Callable[[Job], Job]:
+    """A backfill that Reddit stops (down, login refused, …) says so in its progress message,
+    and whether the job engine tries again, instead of leaving the last count standing."""
+
+    def wrap(job: Job) -> Job:
+        @functools.wraps(job)
+        async def run(ctx: JobContext) -> dict[str, Any]:
+            try:
+                return await job(ctx)
+            except RedditError as exc:
+                account_id = int(ctx.payload["account_id"])
+                async with ctx.sessionmaker() as session:
+                    account = await repo.get_account(session, account_id, ctx.tenant_id)
+                who = f"u/{account.username}" if account else f"Reddit account #{account_id}"
+                again = (
+                    "it is tried again shortly"
+                    if ctx.attempt < ctx.max_attempts
+                    else "no tries left; see /jobs"
+                )
+                await report_progress(ctx, f"{who} {what}: stopped, {exc.message}; {again}.")
+                raise
+
+        return run
+
+    return wrap
 
 
 def _utc(timestamp: float | None, fallback: datetime) -> datetime:
@@ -122,6 +159,7 @@ def _history_row(account: RedditAccount, post: Submission, now: datetime) -> dic
     }
 
 
+@_says_when_it_fails("history")
 async def backfill_submissions(ctx: JobContext) -> dict[str, Any]:
     """`reddit.backfill_submissions` (payload `account_id`): import the account's post history.
 
@@ -129,7 +167,7 @@ async def backfill_submissions(ctx: JobContext) -> dict[str, Any]:
     stopped half-way continues where it stopped. Once a full pass is done, later runs start
     from the newest post and stop at the first page that holds nothing new.
     """
-    opened = await _open(ctx)
+    opened = await _open(ctx, "history")
     if isinstance(opened, dict):
         return opened
     account, client = opened
@@ -186,6 +224,7 @@ def _removal_words(category: str) -> str:
     return REMOVED_BY.get(category, f"({category.replace('_', ' ')})")
 
 
+@_says_when_it_fails("stats")
 async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
     """`reddit.refresh_stats` (payload `account_id`, optional `days`, default 7).
 
@@ -193,7 +232,7 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
     score, comments, upvote ratio and `removed_by_category`. A newly removed post raises one
     alert; a post deleted on Reddit has its title, text, link and image wiped from our copy.
     """
-    opened = await _open(ctx)
+    opened = await _open(ctx, "stats")
     if isinstance(opened, dict):
         return opened
     account, client = opened
@@ -205,6 +244,7 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
     updated = 0
     wiped = 0
     to_alert: list[int] = []
+    lines: list[str] = []  # what the operator reads at the end, newest post first
     for start in range(0, total, INFO_BATCH):
         batch = posts[start : start + INFO_BATCH]
         fresh = {s.fullname: s for s in await client.info([p.fullname or "" for p in batch])}
@@ -221,7 +261,9 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
                 ):
                     await _wipe(session, ctx, post, live, now)
                     wiped += 1
+                    lines.append(f"• r/{post.subreddit} post {post.fullname}: deleted on Reddit")
                     continue
+                lines.append(_stats_line(post, live))
                 stats.append(
                     {
                         "id": post.id,
@@ -243,6 +285,7 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
             ctx, f"u/{account.username} stats: {min(start + INFO_BATCH, total)}/{total} posts"
         )
     alerted = await _alert_removals(ctx, account, to_alert)
+    await report_progress(ctx, _stats_summary(account, days, lines))
     return {
         "account_id": account.id,
         "posts": total,
@@ -250,6 +293,28 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
         "wiped": wiped,
         "removal_alerts": alerted,
     }
+
+
+def _stats_line(post: RedditPost, live: Submission) -> str:
+    parts = [
+        f"{live.score} point{'s' if live.score != 1 else ''}",
+        f"{live.num_comments} comment{'s' if live.num_comments != 1 else ''}",
+    ]
+    if live.upvote_ratio is not None:
+        parts.append(f"{round(live.upvote_ratio * 100)}% upvoted")
+    if live.removed_by_category:
+        parts.insert(0, f"removed {_removal_words(live.removed_by_category)}")
+    return f"• r/{post.subreddit} “{short(post.title, 50)}”: " + " · ".join(parts)
+
+
+def _stats_summary(account: RedditAccount, days: int, lines: list[str]) -> str:
+    span = f"the last {days} day{'s' if days != 1 else ''}"
+    if not lines:
+        return f"u/{account.username} stats: no published posts from {span} to refresh."
+    count = len(lines)
+    head = f"u/{account.username} stats done: {count} post{'s' if count != 1 else ''} from {span}"
+    more = [f"…and {count - STATS_SHOWN} more"] if count > STATS_SHOWN else []
+    return "\n".join([head, *lines[:STATS_SHOWN], *more])
 
 
 async def _wipe(
@@ -332,6 +397,7 @@ def _inbox_row(account: RedditAccount, message: InboxMessage, now: datetime) -> 
     }
 
 
+@_says_when_it_fails("inbox")
 async def inbox(ctx: JobContext) -> dict[str, Any]:
     """`reddit.inbox` (payload `account_id`): store new inbox messages and announce them once.
 
@@ -339,7 +405,7 @@ async def inbox(ctx: JobContext) -> dict[str, Any]:
     is still unread on Reddit; later runs read from the newest message down to the first one
     already stored and announce everything new.
     """
-    opened = await _open(ctx)
+    opened = await _open(ctx, "inbox")
     if isinstance(opened, dict):
         return opened
     account, client = opened
@@ -382,6 +448,8 @@ async def inbox(ctx: JobContext) -> dict[str, Any]:
             break
         after = page.after
     announced = await _announce(ctx, account, to_announce)
+    told = f", {announced} announced" if announced else ""
+    await report_progress(ctx, f"u/{account.username} inbox done: {seen} read, {stored} new{told}")
     return {"account_id": account.id, "read": seen, "stored": stored, "announced": announced}
 
 

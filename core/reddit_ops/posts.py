@@ -46,6 +46,7 @@ from storage.repositories import reddit as repo
 
 SUBMIT_MAX_ATTEMPTS = 6
 BODY_MAX = 40_000  # Reddit's limit for a text post
+IMAGE_MAX_BYTES = 20 * 1024 * 1024  # the largest image Reddit's media upload takes
 MAX_SUBREDDIT_GAP_MINUTES = 7 * 24 * 60
 # How far ahead pacing looks for planned posts that could clash.
 PLAN_HORIZON = timedelta(days=400)
@@ -257,6 +258,30 @@ async def plan_slot(
         subreddit=subreddit,
         tz=tz,
     )
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _too_big(what: str, size: int) -> str:
+    shown, cap = _mb(size), _mb(IMAGE_MAX_BYTES)
+    if shown == cap:  # just over the limit: do not print the limit as the size
+        shown = f"over {cap}"
+    return f"{what} is {shown}; Reddit takes pictures up to {cap}."
+
+
+def image_file_problem(
+    *, mime: str | None, size: int | None, what: str = "This file"
+) -> str | None:
+    """Why a file offered as a post's picture cannot be one, judged from what Telegram says
+    before any byte is fetched (None: worth fetching; the bytes are checked after)."""
+    declared = (mime or "").split(";")[0].strip().lower()
+    if declared and declared != "application/octet-stream" and not declared.startswith("image/"):
+        return f"{what} is {declared}, not a picture."
+    if size is not None and size > IMAGE_MAX_BYTES:
+        return _too_big(what, size)
+    return None
 
 
 def parse_subreddit(text: str) -> str:
@@ -563,6 +588,8 @@ class PostService:
                 )
             if not image.mime.startswith("image/"):
                 raise InvalidInput(f"Vault item #{item_id} is {image.mime}, not an image.")
+            if image.size is not None and image.size > IMAGE_MAX_BYTES:
+                raise InvalidInput(_too_big(f"Vault item #{item_id}", image.size))
             out["vault_item_id"] = item_id
             out.setdefault("image_name", image.name)
             out.setdefault("image_mime", image.mime)

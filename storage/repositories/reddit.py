@@ -424,11 +424,12 @@ class VaultImage:
     blob_key: str | None
     mime: str
     name: str
+    size: int | None = None
 
 
 async def vault_image(session: AsyncSession, tenant_id: int, item_id: int) -> VaultImage | None:
     """The bytes reference of a (not deleted) vault item of the workspace."""
-    stmt = select(VaultItem.blob_key, VaultItem.mime, VaultItem.name).where(
+    stmt = select(VaultItem.blob_key, VaultItem.mime, VaultItem.name, VaultItem.size).where(
         VaultItem.id == item_id, VaultItem.tenant_id == tenant_id, VaultItem.deleted_at.is_(None)
     )
     row = (await session.execute(stmt)).one_or_none()

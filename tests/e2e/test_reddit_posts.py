@@ -28,17 +28,20 @@ SLOW = 30.0  # generous waits: these tests run on loaded machines too
 
 @pytest.fixture
 async def rapp(start_app, reddit: FakeReddit) -> Harness:
-    settings = RedditSettings(_env_file=None, oauth_url=reddit.oauth_url, www_url=reddit.www_url)
-    harness = await start_app(reddit=settings)
-    # A short Reddit timeout so the "no answer after sending" case takes seconds, not 30.
-    clients = harness.app.reddit_clients
-    # Image uploads go to the fake's S3 stand-in, and the new image post is looked for quickly.
-    clients.config = dataclasses.replace(
-        clients.config,
-        timeout=1.5,
-        max_retries=1,
+    # Image uploads go to the fake's S3 stand-in through the setting production uses.
+    settings = RedditSettings(
+        _env_file=None,
+        oauth_url=reddit.oauth_url,
+        www_url=reddit.www_url,
         media_upload_url=reddit.media_upload_url,
-        image_lookup_delay=0.2,
+    )
+    harness = await start_app(reddit=settings)
+    clients = harness.app.reddit_clients
+    assert clients.config.media_upload_url == reddit.media_upload_url
+    # A short Reddit timeout so the "no answer after sending" case takes seconds, not 30, and
+    # the new image post is looked for quickly.
+    clients.config = dataclasses.replace(
+        clients.config, timeout=1.5, max_retries=1, image_lookup_delay=0.2
     )
     return harness
 
@@ -330,7 +333,7 @@ async def test_posts_buttons_reschedule_post_now_and_cancel(
     post = await the_post(rapp)
     assert post.scheduled_for - rapp.clock.now() > timedelta(hours=4, minutes=50)
     answer = await rapp.press(OPERATOR, moved, rapp.button(moved, "Post now"))
-    assert "as soon as pacing allows" in answer["text"]
+    assert answer["text"] == f"Post #{post.id} goes out now."
     await wait_post(rapp, lambda p: p.status == "published")
     assert len(reddit.posts) == 1
     # a stale Cancel on a published post changes nothing and says why

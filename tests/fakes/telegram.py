@@ -1113,6 +1113,22 @@ class FakeTelegram:
             content["media_group_id"] = media_group_id
         return await self.send_update({"message": self._user_message(user, content)})
 
+    async def send_sticker(self, user: Json, emoji: str = "\U0001f44d") -> Json:
+        """The user sends a (static, regular) sticker; returns the update."""
+        self._file_seq += 1
+        sticker = {
+            "file_id": "CAACAgIAAxkBAAI" + secrets.token_urlsafe(48)[:56],
+            "file_unique_id": "AgAD" + secrets.token_urlsafe(9)[:12],
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+            "emoji": emoji,
+            "file_size": 18_000,
+        }
+        return await self.send_update({"message": self._user_message(user, {"sticker": sticker})})
+
     async def press(
         self, user: Json, message: Json, callback_data: str, *, forged: bool = False
     ) -> str:

@@ -60,6 +60,10 @@ async def test_history_backfill_resumes_from_its_cursor(world: RedditWorld) -> N
     ctx = world.ctx(BACKFILL_SUBMISSIONS, {"account_id": account_id}, job_id=5)
     with pytest.raises(RedditUnavailable):  # the engine would retry the job later
         await backfill_submissions(ctx)
+    # the progress message says it stopped, not the last count as if it were still going
+    assert world.progress[-1][1].startswith(
+        "u/alice history: stopped, Reddit answered HTTP 503 to GET /user/alice/submitted; "
+    )
     saved = await cursor(world, "submitted")
     assert saved is not None and saved.cursor is not None and saved.progress == 100
     assert await count_rows(world, RedditPost, source="history") == 100
@@ -137,10 +141,15 @@ async def test_stats_refresh_asks_in_batches_of_100(world: RedditWorld) -> None:
     async with world.sessionmaker() as session:
         scores = set((await session.execute(select(RedditPost.score))).scalars().all())
     assert scores == {7}
-    assert [text for _, text in world.progress[-2:]] == [
+    assert [text for _, text in world.progress[-3:-1]] == [
         "u/alice stats: 100/150 posts",
         "u/alice stats: 150/150 posts",
     ]
+    # the last word: every post with Reddit's numbers, the list cut at 15
+    summary = world.progress[-1][1].splitlines()
+    assert summary[0] == "u/alice stats done: 150 posts from the last 7 days"
+    assert len(summary) == 1 + 15 + 1 and summary[-1] == "…and 135 more"
+    assert all(line.endswith(": 7 points · 3 comments · 90% upvoted") for line in summary[1:16])
 
 
 async def test_only_the_last_n_days_are_refreshed(world: RedditWorld) -> None:

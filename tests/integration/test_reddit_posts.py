@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from core.errors import Conflict, Forbidden, InvalidInput
 from core.reddit_ops import SUBMIT
+from core.reddit_ops.posts import IMAGE_MAX_BYTES, image_file_problem
 from core.reddit_ops.submit import submit_post
 from storage.models import AuditEntry, JobStatus
 from storage.reddit_models import PostStatus
@@ -290,3 +291,55 @@ async def test_preflight_reads_the_subreddit_through_the_account(world: RedditWo
     assert [f.text for f in facts.flairs or []] == ["Discussion"]
     assert [f.code for f in missing.errors] == ["SUBREDDIT_NOEXIST"]
     assert world.fake.requests_to("submit") == []
+
+
+async def test_a_vault_image_must_be_an_image_reddit_takes(world: RedditWorld) -> None:
+    from storage.vault_models import VaultItem
+
+    account_id = await world.add_account("alice")
+    rows = {
+        "big": ("image/png", IMAGE_MAX_BYTES + 1, "blobs/big"),
+        "pdf": ("application/pdf", 1000, "blobs/pdf"),
+        "remote": ("image/png", 1000, None),  # Telegram holds the only copy
+        "fine": ("image/png", IMAGE_MAX_BYTES, "blobs/fine"),
+    }
+    ids = {}
+    async with world.sessionmaker() as session:
+        for name, (mime, size, key) in rows.items():
+            item = VaultItem(
+                tenant_id=world.tenant_id,
+                sha256=None,
+                size=size,
+                mime=mime,
+                kind="document",
+                name=f"{name}.bin",
+                blob_key=key,
+                nsfw=False,
+                created_at=world.vt.now(),
+            )
+            session.add(item)
+            await session.flush()
+            ids[name] = item.id
+        await session.commit()
+    for name, words in (
+        ("big", "Reddit takes pictures up to 20.0 MB"),
+        ("pdf", "is application/pdf, not an image"),
+        ("remote", "no stored copy"),
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            await world.draft(account_id, kind="image", vault_item_id=ids[name])
+        assert words in caught.value.message, name
+    post_id = await world.draft(account_id, kind="image", vault_item_id=ids["fine"])
+    assert (await world.post(post_id)).vault_item_id == ids["fine"]
+
+
+def test_image_file_problem_judges_what_telegram_declares() -> None:
+    assert image_file_problem(mime="image/jpeg", size=10) is None
+    assert image_file_problem(mime=None, size=None) is None  # unknown: fetch and sniff
+    assert image_file_problem(mime="application/octet-stream", size=10) is None
+    assert image_file_problem(mime="video/mp4", size=10) == "This file is video/mp4, not a picture."
+    assert image_file_problem(mime="image/png", size=IMAGE_MAX_BYTES) is None
+    too_big = image_file_problem(mime="image/png", size=IMAGE_MAX_BYTES + 1, what="This photo")
+    assert too_big == "This photo is over 20.0 MB; Reddit takes pictures up to 20.0 MB."
+    bigger = image_file_problem(mime=None, size=25 * 1024 * 1024)
+    assert bigger == "This file is 25.0 MB; Reddit takes pictures up to 20.0 MB."
