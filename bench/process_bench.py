@@ -647,6 +647,12 @@ async def single_row_baseline(sessions: Any, tenant_id: int, rows: int) -> float
 def claims_table(results: list[Claims], base: list[float]) -> None:
     print()
     print(f"single-row UPDATE baseline before / after: {base[0]:,.0f} / {base[1]:,.0f} tx/s")
+    # rounds run 1, 2, 2, 1, 1, 2, …: each neighbouring pair is measured within a minute or so
+    pairs = [results[i : i + 2] for i in range(0, len(results) - 1, 2)]
+    rates = [{r.processes: r.rate for r in pair} for pair in pairs]
+    paired = [rate[2] / rate[1] for rate in rates if set(rate) == {1, 2}]
+    if paired:
+        print("2 vs 1 process, neighbouring rounds: " + ", ".join(f"{x:.2f}×" for x in paired))
     print("| processes | jobs/s, median (min–max) | vs 1 process | vs baseline "
           "| worker CPU per job | transactions per job | split between workers "
           "| each job once |")  # fmt: skip
