@@ -457,6 +457,7 @@ class Sender:
         self._local: list[ClaimedMessage] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self._marks = _SentMarks(self)
+        self._claiming: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(self.s.max_in_flight)
         self._last_claim = 0.0
         # counters for metrics and benchmarks
@@ -509,6 +510,8 @@ class Sender:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(self._task, self.s.shutdown_timeout_seconds)
         self._task = None
+        if self._claiming is not None:  # its rows join _local, handed back below
+            await asyncio.wait([self._claiming], timeout=self.s.shutdown_timeout_seconds)
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=self.s.shutdown_timeout_seconds)
         cancelled = list(self._in_flight)
@@ -541,11 +544,19 @@ class Sender:
         room = min(self.s.batch_size - active, 2 * self.s.batch_size - len(self._local))
         if active < max(1, self.s.batch_size // 2) and room > 0:
             due = self._wake.is_set() or since >= self.s.poll_seconds
-            if due and (not active or since >= 0.1):
+            if due and (not active or since >= 0.1) and self._claiming is None:
                 self._wake.clear()
-                await self._claim(room)
-                self._last_claim = loop.time()
+                if active:
+                    # rows are ready to go: claim more meanwhile rather than stop sending
+                    # while the claim waits for the database (behind a claim storm's writes)
+                    self._claiming = asyncio.create_task(self._claim_aside(room))
+                else:
+                    await self._claim(room)
+                    self._last_claim = loop.time()
         if not self._local:
+            if self._claiming is not None:  # rows are on their way
+                await asyncio.wait([self._claiming], timeout=self.s.poll_seconds)
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.s.poll_seconds)
             return
@@ -608,6 +619,15 @@ class Sender:
             self._local.remove(msg)
             await self._defer(msg, 1.0)
 
+    async def _claim_aside(self, limit: int) -> None:
+        try:
+            await self._claim(limit)
+        except Exception:
+            log.exception("outbox sender: claiming rows failed; retrying shortly")
+        finally:
+            self._last_claim = asyncio.get_running_loop().time()
+            self._claiming = None
+
     def _lease_left(self, msg: ClaimedMessage) -> float:
         return (msg.lease_expires_at - self.clock.now()).total_seconds()
 
@@ -665,6 +685,7 @@ class Sender:
         upload: _TrackedUpload | None = None
         keeper: asyncio.Task[None] | None = None
         requested = False  # the call went out (for an upload: maybe only part of its body)
+        in_flight = _Once(self._slots.release)
         try:
             try:
                 params, upload = await self._resolve(msg, ref)
@@ -700,6 +721,9 @@ class Sender:
                     self.pacer.note_done(msg.chat_id, slot, loop.time())
                     if keeper is not None:
                         keeper.cancel()
+                    # the in-flight bound is about Telegram: the outcome's bookkeeping below
+                    # (a database write that may queue behind others) must not hold a slot
+                    in_flight.release()
             except SourceUnavailable as exc:
                 await self._fail(msg, f"file unavailable: {exc}", FailCause.source)
             except TelegramRetryAfter as exc:
@@ -750,7 +774,7 @@ class Sender:
                 keeper.cancel()
             if key is not None:
                 self._release_key(key)
-            self._slots.release()
+            in_flight.release()
 
     async def _keep_lease(self, msg: ClaimedMessage) -> None:
         """While an upload runs, keep the row's lease from expiring (another sender would
@@ -913,6 +937,20 @@ def _sent_file(result: Any, field: str) -> tuple[str, str | None] | None:
         obj = getattr(result, "document", None)
     file_id = getattr(obj, "file_id", None)
     return (file_id, getattr(obj, "file_unique_id", None)) if file_id else None
+
+
+class _Once:
+    """Calls `fn` the first time it is called, never again."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn: Callable[[], object] | None = fn
+
+    def release(self) -> None:
+        fn, self.fn = self.fn, None
+        if fn is not None:
+            fn()
 
 
 class _SentMarks:
