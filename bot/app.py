@@ -316,6 +316,7 @@ class Opsdeck:
                 download_limit=s.vault.http_download_limit,
                 download_window_seconds=s.vault.http_download_window_seconds,
                 public_base_url=s.public_base_url,
+                trusted_proxy_hops=s.http.trusted_proxy_hops,
             ),
         )
         app.router.add_get("/metrics", self.metrics.handle)

@@ -65,6 +65,10 @@ class HttpSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # Reverse proxies in front of the web server that append to X-Forwarded-For (nginx,
+    # a load balancer): claims and downloads are rate-limited per client address, which
+    # only the proxy knows. 0 trusts no header (the socket's peer is the client).
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
 
 
 class PublicSettings(BaseSettings):

@@ -54,6 +54,34 @@ async def test_http_claim_guesses_are_rate_limited_per_address(app: Harness) -> 
     print(f"\nHTTP claim guesses: 20 answered 404, then 429 (per address): {statuses}")
 
 
+async def test_behind_a_proxy_the_limit_counts_the_client_not_the_proxy(
+    start_app, monkeypatch
+) -> None:
+    """HTTP_TRUSTED_PROXY_HOPS=1: every request comes from the proxy's address; the client is
+    the last X-Forwarded-For entry (the one the proxy appended). What a client writes into
+    the header itself is not trusted."""
+    monkeypatch.setenv("HTTP_TRUSTED_PROXY_HOPS", "1")
+    app = await start_app()
+    base = app.app.settings.public_base_url
+
+    async def guesses(forwarded_for: str, n: int) -> list[int]:
+        out = []
+        async with aiohttp.ClientSession() as http:
+            for _ in range(n):
+                url = f"{base}/claim/{secrets.token_urlsafe(32)}"
+                headers = {"X-Forwarded-For": forwarded_for}
+                async with http.get(url, allow_redirects=False, headers=headers) as resp:
+                    out.append(resp.status)
+        return out
+
+    first = await guesses("203.0.113.7", 21)
+    assert first == [404] * 20 + [429]
+    # another client behind the same proxy has its own allowance
+    assert await guesses("198.51.100.9", 3) == [404] * 3
+    # the first client claiming to be someone else in front of the proxy is still itself
+    assert await guesses("192.0.2.1, 203.0.113.7", 2) == [429, 429]
+
+
 async def test_telegram_start_guesses_are_rate_limited_per_user(app: Harness) -> None:
     """`/start <code>` guesses are each refused, and past the per-user limit of failed claims
     (counted in the database, so shared by every process) the code is not even looked up."""
