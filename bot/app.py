@@ -55,7 +55,7 @@ from bot.vault_delivery import (
     delivery_failed_hook,
     register_delivery_jobs,
 )
-from bot.web import UpdateFeeder, build_web_app
+from bot.web import MAX_IN_HANDLING, UpdateFeeder, build_web_app
 from bot.web_claims import ClaimRoutesConfig, add_claim_routes
 from core.backup import BackupConfig, backup_periodic_specs, register_backup_jobs
 from core.backup import service_builder as backup_service_builder
@@ -341,7 +341,13 @@ class Opsdeck:
             await self.bot.delete_webhook(drop_pending_updates=False)
             self._polling = asyncio.create_task(
                 self.dispatcher.start_polling(
-                    self.bot, handle_signals=False, close_bot_session=False, allowed_updates=allowed
+                    self.bot,
+                    handle_signals=False,
+                    close_bot_session=False,
+                    allowed_updates=allowed,
+                    # as the webhook's UpdateFeeder: a backlog waits instead of exhausting
+                    # the database pool
+                    tasks_concurrency_limit=MAX_IN_HANDLING,
                 )
             )
             log.info("receiving updates by long polling")
@@ -381,6 +387,11 @@ class Opsdeck:
                 await self.dispatcher.stop_polling()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._polling, grace)
+            # updates fetched before the stop run as tasks aiogram does not wait for: finish
+            # them before their database and Bot session close under them
+            in_flight = set(self.dispatcher._handle_update_tasks)
+            if in_flight:
+                await asyncio.wait(in_flight, timeout=grace)
         if self.feeder is not None:
             await self.feeder.drain(grace)
         await self.engine.stop()
