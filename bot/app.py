@@ -89,7 +89,12 @@ from core.vault import (
 )
 from storage import migrate
 from storage.blobs import blob_store_from_url
-from storage.db import create_engine, create_sessionmaker, hold_startup_lock
+from storage.db import (
+    create_engine,
+    create_read_engine,
+    create_sessionmaker,
+    hold_startup_lock,
+)
 from storage.identity import IdentityReader
 from storage.repositories import operators as op_repo
 
@@ -155,6 +160,7 @@ class Opsdeck:
         self.db = create_engine(s.database_url, echo=s.database.echo)
         await migrate.upgrade(self.db)
         self.sessionmaker = create_sessionmaker(self.db)
+        self.read_db = create_read_engine(s.database_url)  # SQLite: lock-free claim lookups
         self.identities = IdentityReader(self.db)
         async with self.sessionmaker() as session:
             await hold_startup_lock(session)  # processes starting together take turns
@@ -281,6 +287,8 @@ class Opsdeck:
         # sent, its hook schedules the link's auto-delete (if it fails, the person is told);
         # a file Telegram does not hold yet is uploaded by the sender from the blob store
         self.dispatcher["outbox"] = self.outbox
+        if self.read_db is not None:
+            self.dispatcher["read_sessionmaker"] = create_sessionmaker(self.read_db)
         self.sender.add_hook(
             DELIVERED_HOOK,
             delivered_hook(self.factory),
@@ -403,5 +411,7 @@ class Opsdeck:
         await self.blobs.aclose()
         await self.reddit_clients.aclose()
         await self.identities.close()
+        if self.read_db is not None:
+            await self.read_db.dispose()
         await self.db.dispose()
         log.info("Opsdeck stopped")

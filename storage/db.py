@@ -59,6 +59,33 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     )
 
 
+def create_read_engine(url: str) -> AsyncEngine | None:
+    """SQLite only (None otherwise): an engine for lock-free reads beside `create_engine`'s.
+
+    Its connections never begin a transaction: each SELECT runs in autocommit and reads the
+    latest committed snapshot (WAL) without SQLite's write lock, which every transaction of
+    the main engine takes (BEGIN IMMEDIATE). For reads whose result a later write re-checks
+    atomically anyway (a claim looks its link up here; spending the use is one conditional
+    UPDATE), so they need not queue behind every writer. `query_only`: it cannot write.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    engine = create_async_engine(
+        url, hide_parameters=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # the driver never BEGINs; SQLAlchemy does not either
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA query_only=1")
+        cur.close()
+
+    return engine
+
+
 def _tune_sqlite(engine: AsyncEngine) -> None:
     sync_engine = engine.sync_engine
 

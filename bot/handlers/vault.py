@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -10,6 +11,7 @@ from aiogram.filters import Command, CommandObject, CommandStart, Filter, StateF
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.callbacks import VaultItemAct, VaultLinkNew, VaultLinks, VaultList
 from bot.handlers.compose_states import Compose
@@ -122,6 +124,7 @@ async def claim(
     command: CommandObject,
     services: Services,
     outbox: Outbox,
+    read_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
 ) -> None:
     """`/start <code>`. The answer, or the file, is queued in the outbox in this update's
     transaction: paced under the flood limits, 429s waited out, kept over a restart. A file
@@ -135,15 +138,19 @@ async def claim(
     to wait (in minutes) and the code is not looked up."""
     assert message.from_user is not None
     vault = vault_of(services)
-    claims = ClaimService(
-        vault.session,
-        vault.clock,
-        commit=False,
-        failure_limit=vault.config.claim_failures,  # per user, shared by every process
-    )
-    result = await claims.claim(
-        (command.args or "").strip(), Claimer.telegram(message.from_user.id), "telegram"
-    )
+    # SQLite: the lookups run outside the write lock (storage.db.create_read_engine)
+    reads = read_sessionmaker() if read_sessionmaker is not None else None
+    async with reads or contextlib.nullcontext():
+        claims = ClaimService(
+            vault.session,
+            vault.clock,
+            commit=False,
+            failure_limit=vault.config.claim_failures,  # per user, shared by every process
+            reads=reads,
+        )
+        result = await claims.claim(
+            (command.args or "").strip(), Claimer.telegram(message.from_user.id), "telegram"
+        )
     if not result.delivers or result.item is None:
         # keyed by the incoming message: a retried webhook update answers once
         await outbox.send_message(

@@ -46,8 +46,13 @@ class ClaimService:
         *,
         commit: bool = True,
         failure_limit: Limit | None = None,
+        reads: AsyncSession | None = None,
     ) -> None:
         self.session = session
+        # the lookups before the use is spent; on SQLite a session outside any transaction
+        # (storage.db.create_read_engine), so they do not hold the write lock: what they
+        # found is re-checked by the conditional UPDATE that spends the use
+        self.reads = reads or session
         self.clock = clock
         self.commit = commit
         self.failures = (
@@ -72,14 +77,14 @@ class ClaimService:
         channel = str(channel or claimer.kind)
         subject = f"{claimer.kind}:{claimer.id}"
         if self.failures is not None:
-            wait = await self.failures.blocked_in(self.session, subject)
+            wait = await self.failures.blocked_in(self.reads, subject)
             if wait is not None:
                 refused = await self._log_only(ClaimOutcome.denied_rate_limited, claimer, channel)
                 return dataclasses.replace(refused, reason_text=rate_limited_text(wait))
         if not is_well_formed(code):
             await self._count_failure(subject)
             return await self._log_only(ClaimOutcome.denied_malformed, claimer, channel)
-        link = await repo.link_by_code_hash(self.session, hash_code(code))
+        link = await repo.link_by_code_hash(self.reads, hash_code(code))
         if link is None:
             await self._count_failure(subject)
             return await self._log_only(ClaimOutcome.denied_unknown, claimer, channel)
@@ -88,21 +93,23 @@ class ClaimService:
         if await self._received_before(link, claimer):
             return await self._redeliver(link, claimer, channel, require_blob)
 
+        # read before the use is spent: the spend re-checks that it is not deleted
+        item = await repo.get_item(self.reads, link.item_id, include_deleted=True)
         now = self.clock.now()
         spent = await repo.spend_use(
             self.session, link_id=link_id, now=now, require_blob=require_blob
         )
         if spent is None:
             # Read the link as it is now: a concurrent claim may have taken the last use.
-            link = await repo.get_link(self.session, link_id, fresh=True) or link
-            item = await repo.get_item(self.session, link.item_id, include_deleted=True)
+            link = await repo.get_link(self.reads, link_id, fresh=True) or link
+            item = await repo.get_item(self.reads, link.item_id, include_deleted=True)
             outcome = self._why_not(link, item, require_blob) or ClaimOutcome.denied_used_up
             return await self._finish(outcome, link, item, claimer, channel)
         try:
             return await self._finish(
                 ClaimOutcome.delivered,
                 spent,
-                await repo.get_item(self.session, spent.item_id),
+                item,
                 claimer,
                 channel,
             )
@@ -139,7 +146,7 @@ class ClaimService:
 
     async def _received_before(self, link: VaultLink, claimer: Claimer) -> bool:
         return await repo.has_delivered(
-            self.session,
+            self.reads,
             link_id=link.id,
             claimer_kind=str(claimer.kind),
             claimer_id=claimer.id,

@@ -33,6 +33,7 @@ from core.vault import (
 )
 from core.vault.jobs import EXPIRE_LINKS, SWEEP_BLOBS
 from storage.blobs import LocalBlobStore
+from storage.db import create_read_engine, create_sessionmaker
 from storage.vault_models import VaultClaim, VaultItem, VaultLink
 
 OWNER = 1001
@@ -235,6 +236,33 @@ async def test_thousand_concurrent_claims_on_fifty_uses_deliver_fifty(world: Wor
             ).all()
         )
     assert logged == {"delivered": 50, "denied:used_up": 950}
+
+
+async def test_claim_lookups_outside_the_write_lock_still_deliver_exactly_fifty(
+    world: World, db_url: str
+) -> None:
+    """The app's SQLite path: link, item and "received before" are read on the lock-free read
+    engine; only the conditional spend and the log row take the write lock. 300 concurrent
+    claimers on 50 uses still get exactly 50 files, and a re-claimer spends nothing."""
+    read_engine = create_read_engine(db_url)
+    if read_engine is None:
+        pytest.skip("the read engine is SQLite's (PostgreSQL reads inside the transaction)")
+    reads = create_sessionmaker(read_engine)
+    new = await world.link(max_uses=50, content=content())
+    gate = asyncio.Semaphore(16)
+
+    async def one(claimer: Claimer) -> str:
+        async with gate, world.sessionmaker() as session, reads() as read_session:
+            service = ClaimService(session, world.clock, reads=read_session)
+            return (await service.claim(new.code, claimer)).outcome.value
+
+    try:
+        claimers = [Claimer.telegram(i) for i in range(300)] + [Claimer.telegram(7)] * 5
+        outcomes = Counter(await asyncio.gather(*(one(c) for c in claimers)))
+    finally:
+        await read_engine.dispose()
+    assert outcomes == {"delivered": 50, "denied:used_up": 250, "redelivered": 5}, outcomes
+    assert await world.used(new.link.id) == 50
 
 
 async def test_one_claimer_tapping_many_times_at_once_spends_one_use(world: World) -> None:
