@@ -89,6 +89,10 @@ async def check_reddit_connection(
         raise NotFound("That Reddit account does not exist in your workspace.")
     name = f"u/{account.username}"
     client = await clients.client(account)
+    # End the read before talking to Reddit: on SQLite an open transaction holds the write
+    # lock for the whole HTTP call, and the shared rate budget takes its slot on a connection
+    # of its own (it would wait out the busy timeout behind this one).
+    await session.commit()
     if client is None:
         return f"{name}: no credentials stored — a dry-run account, nothing to test."
     try:
