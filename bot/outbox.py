@@ -268,7 +268,12 @@ class Outbox:
         for wake in self._wakers:
             wake()
 
-    async def enqueue(
+    async def enqueue(self, chat_id: int, method: str = "sendMessage", **kw: Any) -> int:
+        """Queue one Bot API call; the row id (see `enqueue_new`)."""
+        row_id, _ = await self.enqueue_new(chat_id, method, **kw)
+        return row_id
+
+    async def enqueue_new(
         self,
         chat_id: int,
         method: str = "sendMessage",
@@ -283,10 +288,10 @@ class Outbox:
         hook_data: dict[str, Any] | None = None,
         file: FileRef | None = None,
         **params: Any,
-    ) -> int:
+    ) -> tuple[int, bool]:
         """Queue one Bot API call (`method` as Telegram names it, `params` without chat_id;
-        aiogram models such as reply_markup are stored as JSON). Returns the row id — the
-        existing row's id when `dedupe_key` was queued before.
+        aiogram models such as reply_markup are stored as JSON). Returns the row id and
+        whether it is new: with a `dedupe_key` queued before, the existing row's id and False.
 
         `file`: the method's file parameter by reference (the bytes are read at send time);
         a file_id known now may still be given as that parameter and is then used first."""
@@ -307,14 +312,14 @@ class Outbox:
             hook_data=hook_data,
         )
         if session is not None:
-            row_id, _ = await repo.insert(session, **values)
+            row_id, created = await repo.insert(session, **values)
             event.listen(session.sync_session, "after_commit", lambda _s: self.wake(), once=True)
-            return row_id
+            return row_id, created
         async with self.sessionmaker() as own:
-            row_id, _ = await repo.insert(own, **values)
+            row_id, created = await repo.insert(own, **values)
             await own.commit()
         self.wake()
-        return row_id
+        return row_id, created
 
     async def send_message(self, chat_id: int, text: str, **kw: Any) -> int:
         return await self.enqueue(chat_id, "sendMessage", text=text, **kw)

@@ -168,9 +168,10 @@ async def deliver(
     dedupe_key: str | None = None,
     auto_delete_seconds: int | None = None,
     audience: str = "claim",
-) -> int:
+) -> tuple[int, bool]:
     """Queue `item` for `chat_id` in the outbox (in `session`'s transaction when given,
-    idempotent under `dedupe_key`); returns the row id. Sent by kind (photo, video, …) by the
+    idempotent under `dedupe_key`); returns the row id and whether it is new (False: the
+    same delivery was already queued under `dedupe_key`). Sent by kind (photo, video, …) by the
     cached `file_id`, or uploaded from the blob store at send time. `link` decides
     `protect_content`; `auto_delete_seconds` is handed to the DELIVERED_HOOK. `audience`
     (`claim` or `operator`) picks the words if the delivery fails."""
@@ -183,7 +184,7 @@ async def deliver(
         params["caption"] = caption[:CAPTION_LIMIT]
     if item.tg_file_id:
         params[kind.value] = item.tg_file_id
-    return await outbox.enqueue(
+    return await outbox.enqueue_new(
         chat_id,
         _API_METHOD[kind],
         session=session,

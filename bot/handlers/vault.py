@@ -52,6 +52,9 @@ class HasVaultFile(Filter):
         return any(getattr(message, kind, None) for kind in FILE_KINDS)
 
 
+ON_ITS_WAY = "Your file is on its way: it is being sent for your earlier tap."
+
+
 def vault_of(services: Services) -> VaultService:
     return services.extra["vault"]
 
@@ -168,7 +171,7 @@ async def claim(
     dedupe_key = None
     if link is not None:
         dedupe_key = await claim_dedupe_key(services.session, link.id, message.from_user.id)
-    await deliver(
+    _, queued = await deliver(
         outbox,
         message.chat.id,
         result.item,
@@ -178,6 +181,14 @@ async def claim(
         dedupe_key=dedupe_key,
         auto_delete_seconds=link.auto_delete_seconds if link is not None else None,
     )
+    if not queued:  # a tap while the earlier tap's file is still on its way: say so
+        await outbox.send_message(
+            message.chat.id,
+            ON_ITS_WAY,
+            parse_mode=None,
+            session=services.session,
+            dedupe_key=f"vault:claim-answer:{message.chat.id}:{message.message_id}",
+        )
 
 
 # -- /vault and item cards ----------------------------------------------------------------------

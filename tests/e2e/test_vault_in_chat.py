@@ -6,11 +6,14 @@ import asyncio
 import re
 
 import aiohttp
+from sqlalchemy import select
 
 from bot.callbacks import VaultItemAct, VaultLinkNew
+from bot.outbox import wait_idle
 from core.vault import VaultConfig, service_builder
 from storage.models import Role
 from storage.repositories import tenants as tenant_repo
+from storage.vault_models import VaultLink
 from tests.e2e.conftest import OPERATOR, OWNER, STRANGER, VIEWER, Harness
 
 PNG = bytes.fromhex(
@@ -175,7 +178,9 @@ async def test_stranger_claims_again_then_used_up_and_revoked(app: Harness) -> N
     got = await app.tg.wait_for_message(STRANGER, "Here is your file", since=since)
     assert "photo" in got and got.get("has_protected_content") is True
     assert "holiday" in got["caption"]
-    # again: delivered again, no use spent
+    # again, once the first delivery is recorded as sent: delivered again, no use spent
+    # (a tap while it is still on its way is a double tap: test_a_double_tap_gets_one_file)
+    await wait_idle(app.app.sessionmaker)
     since = app.tg.mark()
     await app.tg.send_text(app.user(STRANGER), f"/start {code}")
     again = await app.tg.wait_for_message(STRANGER, "again", since=since)
@@ -190,6 +195,28 @@ async def test_stranger_claims_again_then_used_up_and_revoked(app: Harness) -> N
     await app.press(OPERATOR, opened, app.button(opened, "#"))
     full = await app.becomes(opened, lambda m: "Recent access" in m["text"])
     assert "delivered again" in full["text"] and "no uses left" in full["text"]
+
+
+async def test_a_double_tap_gets_one_file_and_a_word_that_it_is_coming(app: Harness) -> None:
+    card = await upload(app, OPERATOR, "document", b"double tap", file_name="d.txt")
+    code, _, _ = await make_link(app, card, uses="10")
+    app.tg.delay_next("sendDocument", 1.5)  # the first file is still on its way
+    since = app.tg.mark()
+    await app.tg.send_text(app.user(STRANGER), f"/start {code}")
+    for _ in range(750):  # until the first delivery reaches Telegram (held there 1.5 s)
+        if app.tg.calls("sendDocument"):
+            break
+        await asyncio.sleep(0.02)
+    assert app.tg.calls("sendDocument"), "the first delivery never started"
+    await app.tg.send_text(app.user(STRANGER), f"/start {code}")
+    coming = await app.tg.wait_for_message(STRANGER, "on its way", since=since)
+    assert "document" not in coming
+    await wait_idle(app.app.sessionmaker)
+    files = [m for m in app.tg.messages(STRANGER) if "document" in m]
+    assert len(files) == 1, files
+    async with app.app.sessionmaker() as session:
+        link = (await session.execute(select(VaultLink))).scalars().one()
+    assert link.used_count == 1
 
 
 async def test_revoke_from_links_and_revoke_twice(app: Harness) -> None:

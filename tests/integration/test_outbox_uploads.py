@@ -174,7 +174,8 @@ class World:
 
     async def deliver(self, chat_id: int, item: VaultItem, **kw: Any) -> int:
         link = kw.pop("link", None)
-        return await deliver(self.outbox, chat_id, item, link, **kw)
+        row_id, _ = await deliver(self.outbox, chat_id, item, link, **kw)
+        return row_id
 
 
 @pytest.fixture
