@@ -21,7 +21,7 @@ from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 from aiohttp import web
 
-from bot import commands
+from bot import aiogram_models, commands
 from bot.db_retry import ConnectionLossRetry, SentTracker
 from bot.fsm_storage import DatabaseStorage
 from bot.handlers import (
@@ -168,6 +168,7 @@ class Opsdeck:
             await session.commit()
 
         # Telegram client
+        aiogram_models.warm_up()
         api = TelegramAPIServer.from_base(s.telegram.api_url, is_local=s.telegram.api_is_local)
         self.bot = Bot(
             token,

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+import bot  # noqa: F401 - first, so aiogram's models are deferred as in production
 from storage import migrate
 from storage.db import create_engine, create_sessionmaker
 
