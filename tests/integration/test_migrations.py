@@ -7,8 +7,10 @@ production). Then the migrated schema must be exactly what the models describe.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import pkgutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,56 @@ def test_revisions_form_one_line() -> None:
     script = ScriptDirectory.from_config(migrate.alembic_config())
     assert len(script.get_heads()) == 1, f"more than one head: {script.get_heads()}"
     assert script.get_current_head() == revisions[-1]
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert script.get_current_head() == migrate.HEAD_REVISION, (
+        "a new migration: set storage.migrate.HEAD_REVISION to its revision"
+    )
+
+
+_UPGRADE_AND_REPORT = """
+import asyncio, sys
+from storage import migrate
+from storage.db import create_engine
+
+async def main():
+    engine = create_engine(sys.argv[1])
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    print("alembic loaded" if "alembic" in sys.modules else "alembic not loaded")
+
+asyncio.run(main())
+"""
+
+
+async def test_upgrade_of_a_database_at_head_does_not_load_alembic(db_url: str) -> None:
+    """Start-up on a migrated database reads the stamped revision and stops there; a database
+    one revision behind is still migrated to head."""
+    engine = create_engine(db_url)
+    try:
+        await migrate.upgrade(engine, migrate.revisions()[-2])
+        behind = await _run_upgrade_process(db_url)
+        assert await migrate.current_revision(engine) == migrate.HEAD_REVISION
+        at_head = await _run_upgrade_process(db_url)
+    finally:
+        await engine.dispose()
+    assert behind == "alembic loaded"
+    assert at_head == "alembic not loaded"
+
+
+async def _run_upgrade_process(db_url: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _UPGRADE_AND_REPORT, db_url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=Path(storage.__file__).parent.parent,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode().strip()
 
 
 def _tables(conn: Connection) -> set[str]:
