@@ -12,11 +12,12 @@ import hmac
 import json
 import secrets
 import time
-from typing import Any
-
-from cryptography.fernet import Fernet, InvalidToken
+from typing import TYPE_CHECKING, Any
 
 from core.errors import Forbidden
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 
 def derive_key(master: bytes, purpose: str) -> bytes:
@@ -24,15 +25,29 @@ def derive_key(master: bytes, purpose: str) -> bytes:
 
 
 class SecretBox:
-    """Encrypts small secrets (passwords, tokens) for storage; `reveal` only where they are used."""
+    """Encrypts small secrets (passwords, tokens) for storage; `reveal` only where they are used.
+
+    `cryptography` (~7 MB of RSS) loads on the first seal or reveal, so a process that never
+    touches a stored secret does not carry it."""
 
     def __init__(self, master: bytes) -> None:
-        self._fernet = Fernet(base64.urlsafe_b64encode(derive_key(master, "secrets-at-rest")))
+        self._key = base64.urlsafe_b64encode(derive_key(master, "secrets-at-rest"))
+        self._fernet_instance: Fernet | None = None
+
+    @property
+    def _fernet(self) -> Fernet:
+        if self._fernet_instance is None:
+            from cryptography.fernet import Fernet
+
+            self._fernet_instance = Fernet(self._key)
+        return self._fernet_instance
 
     def seal(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
 
     def reveal(self, token: str) -> str:
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
