@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import upsert
 from storage.models import FsmRecord
 
 
@@ -19,10 +19,8 @@ async def load(session: AsyncSession, key: str) -> FsmRecord | None:
 
 async def save(session: AsyncSession, key: str, now: datetime, **values: Any) -> None:
     """Set `state` and/or `data` for `key`, creating the row when needed (one statement)."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     row = {"storage_key": key, "state": None, "data": {}, "updated_at": now, **values}
-    stmt = insert(FsmRecord.__table__).values(**row)
+    stmt = upsert.insert(session, FsmRecord.__table__).values(**row)
     stmt = stmt.on_conflict_do_update(
         index_elements=["storage_key"], set_={**values, "updated_at": now}
     )

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, String, and_, bindparam, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import upsert
 from storage.models import Job, JobStatus, Tenant
 from storage.types import UTCDateTime
 
@@ -35,12 +35,11 @@ class ClaimedJob:
 
 async def insert(session: AsyncSession, values: dict[str, Any]) -> int | None:
     """Insert a job; with a dedupe_key already taken, insert nothing and return None."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
     if values.get("dedupe_key") is None:
         result = await session.execute(Job.__table__.insert().values(**values).returning(Job.id))
         return result.scalar_one()
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Job.__table__)
-    stmt = ins.values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    stmt = upsert.insert(session, Job.__table__).values(**values)
+    stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
     result = await session.execute(stmt.returning(Job.id))
     return result.scalar_one_or_none()
 

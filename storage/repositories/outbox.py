@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from storage import upsert
 from storage.outbox_models import OutboxMessage, OutboxStatus
 
 UNSENT = (OutboxStatus.pending, OutboxStatus.sending)
@@ -64,9 +64,7 @@ async def insert(
         created_at=now,
         updated_at=now,
     )
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    ins = (postgresql if dialect == "postgresql" else sqlite).insert(OutboxMessage)
-    stmt = ins.values(**values)
+    stmt = upsert.insert(session, OutboxMessage).values(**values)
     if dedupe_key is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
     new_id = (await session.execute(stmt.returning(OutboxMessage.id))).scalar_one_or_none()

@@ -9,15 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, case, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import upsert
 from storage.ratelimit_models import RateCounter, RedditRateBudget, RedditRateSlot
-
-
-def _insert(session: AsyncSession, table: Any) -> Any:
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 # -- fixed-window counters ---------------------------------------------------------------------
@@ -28,7 +23,7 @@ async def hit(session: AsyncSession, key: str, *, now_ms: int, window_ms: int) -
     table = RateCounter.__table__
     ended = table.c.resets_at_ms <= now_ms
     stmt = (
-        _insert(session, table)
+        upsert.insert(session, table)
         .values(key=key, hits=1, resets_at_ms=now_ms + window_ms)
         .on_conflict_do_update(
             index_elements=["key"],
@@ -62,12 +57,12 @@ async def prune_counters(session: AsyncSession, *, now_ms: int) -> int:
 async def ensure_budget(session: AsyncSession, client_id: str, slots: int, *, now_ms: int) -> None:
     """Create the budget row and `slots` free slots for `client_id` if they are missing."""
     await session.execute(
-        _insert(session, RedditRateBudget.__table__)
+        upsert.insert(session, RedditRateBudget.__table__)
         .values(client_id=client_id, updated_ms=now_ms)
         .on_conflict_do_nothing(index_elements=["client_id"])
     )
     await session.execute(
-        _insert(session, RedditRateSlot.__table__)
+        upsert.insert(session, RedditRateSlot.__table__)
         .values([{"client_id": client_id, "slot": n, "busy_until_ms": 0} for n in range(slots)])
         .on_conflict_do_nothing(index_elements=["client_id", "slot"])
     )

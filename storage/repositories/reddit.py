@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import upsert
 from storage.models import Job, JobStatus
 from storage.reddit_models import (
     PostSource,
@@ -32,11 +32,6 @@ from storage.vault_models import VaultItem
 PLANNED = (PostStatus.pending_approval, PostStatus.queued)
 UPCOMING = (PostStatus.pending_approval, PostStatus.queued, PostStatus.publishing)
 EDITABLE = (PostStatus.draft, PostStatus.pending_approval, PostStatus.queued, PostStatus.failed)
-
-
-def _insert(session: AsyncSession, table: Any) -> Any:
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 # == accounts ====================================================================================
@@ -369,7 +364,7 @@ async def import_history(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
     if not fresh:
         return 0
     stmt = (
-        _insert(session, RedditPost.__table__)
+        upsert.insert(session, RedditPost.__table__)
         .on_conflict_do_nothing(index_elements=["account_id", "fullname"])
         .returning(RedditPost.id)
     )
@@ -448,7 +443,7 @@ async def insert_inbox(session: AsyncSession, rows: Sequence[dict[str, Any]]) ->
     if not fresh:
         return {}
     stmt = (
-        _insert(session, RedditInboxMessage.__table__)
+        upsert.insert(session, RedditInboxMessage.__table__)
         .on_conflict_do_nothing(index_elements=["account_id", "fullname"])
         .returning(RedditInboxMessage.fullname, RedditInboxMessage.id)
     )
@@ -558,7 +553,7 @@ async def save_cursor(
         "updated_at": now,
     }
     stmt = (
-        _insert(session, RedditCursor.__table__)
+        upsert.insert(session, RedditCursor.__table__)
         .values(tenant_id=tenant_id, account_id=account_id, kind=kind, **values)
         .on_conflict_do_update(index_elements=["account_id", "kind"], set_=values)
     )
@@ -595,7 +590,7 @@ async def set_subreddit_pacing(
         "updated_at": now,
     }
     stmt = (
-        _insert(session, SubredditPacing.__table__)
+        upsert.insert(session, SubredditPacing.__table__)
         .values(tenant_id=tenant_id, subreddit_key=subreddit.lower(), **values)
         .on_conflict_do_update(index_elements=["tenant_id", "subreddit_key"], set_=values)
     )
