@@ -172,6 +172,11 @@ class StoredFile:
     mime_type: str | None = None
     meta: Json = field(default_factory=dict)  # width, height, duration, ...
     photo_sizes: list[Json] | None = None  # shared by all sizes of one photo
+    disk_path: Path | None = None  # local mode: the bytes stay in this file (``data`` is empty)
+
+    @property
+    def size(self) -> int:
+        return self.disk_path.stat().st_size if self.disk_path is not None else len(self.data)
 
 
 class ApiError(Exception):
@@ -831,6 +836,8 @@ class FakeTelegram:
             return web.json_response(ApiError(404, "Not Found").body(), status=404)
         self.downloads.append(path)
         self._notify()
+        if stored.disk_path is not None:
+            return web.FileResponse(stored.disk_path)
         return web.Response(
             body=stored.data, content_type=stored.mime_type or "application/octet-stream"
         )
@@ -1113,6 +1120,26 @@ class FakeTelegram:
             content["media_group_id"] = media_group_id
         return await self.send_update({"message": self._user_message(user, content)})
 
+    async def send_local_file(
+        self,
+        user: Json,
+        path: Path,
+        file_name: str | None = None,
+        mime_type: str | None = None,
+        caption: str | None = None,
+    ) -> Json:
+        """Local mode: the user sends the file at ``path`` as a document; the fake keeps only
+        the path (``getFile`` answers it, as a local ``telegram-bot-api`` answers the path in
+        its working directory), so a file of any size costs no memory. Returns the update."""
+        if not self.local_mode:
+            raise ValueError("send_local_file needs local_mode=True")
+        stored = self.register_file("document", b"", file_name or path.name, mime_type)
+        stored.disk_path = Path(path)
+        content = self._media_content(stored)
+        if caption:
+            content["caption"] = caption
+        return await self.send_update({"message": self._user_message(user, content)})
+
     async def send_sticker(self, user: Json, emoji: str = "\U0001f44d") -> Json:
         """The user sends a (static, regular) sticker; returns the update."""
         self._file_seq += 1
@@ -1380,7 +1407,7 @@ class FakeTelegram:
             obj["file_name"] = stored.file_name
         if stored.mime_type:
             obj["mime_type"] = stored.mime_type
-        obj["file_size"] = len(stored.data)
+        obj["file_size"] = stored.size
         return obj
 
     def _media_content(self, stored: StoredFile) -> Json:
@@ -1527,11 +1554,13 @@ class FakeTelegram:
         stored = self.files.get(str(p.get("file_id") or ""))
         if stored is None:
             raise ApiError(400, "Bad Request: invalid file_id")
-        if len(stored.data) > DOWNLOAD_LIMIT and not self.local_mode:
+        if stored.size > DOWNLOAD_LIMIT and not self.local_mode:
             raise ApiError(400, "Bad Request: file is too big")
         result = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
-                  "file_size": len(stored.data), "file_path": stored.file_path}  # fmt: skip
-        if self._files_dir is not None:  # local server: an absolute path the bot reads from disk
+                  "file_size": stored.size, "file_path": stored.file_path}  # fmt: skip
+        if stored.disk_path is not None:
+            result["file_path"] = str(stored.disk_path)
+        elif self._files_dir is not None:  # local server: an absolute path the bot reads from disk
             path = self._files_dir / self.token / stored.file_path
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(stored.data)

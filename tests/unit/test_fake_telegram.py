@@ -397,6 +397,28 @@ async def test_get_file_limit_in_cloud_and_local_mode(fake: FakeTelegram, bot: B
         await local_bot.session.close()
 
 
+async def test_local_mode_file_kept_on_disk(tmp_path: Path) -> None:
+    source = tmp_path / "report.pdf"
+    source.write_bytes(b"%PDF-1.4 on disk")
+    async with FakeTelegram() as cloud:
+        with pytest.raises(ValueError, match="local_mode"):
+            await cloud.send_local_file(cloud.user(ANN), source)
+    async with FakeTelegram(local_mode=True) as local:
+        local_bot = make_bot(local, is_local=True)
+        raw = await local.send_local_file(local.user(ANN), source, caption="Q3")
+        document = raw["message"]["document"]
+        assert (document["file_name"], document["file_size"]) == ("report.pdf", 16)
+        assert raw["message"]["caption"] == "Q3"
+        file = await local_bot.get_file(document["file_id"])
+        assert file.file_path == str(source) and file.file_size == 16  # no copy is made
+        stored_path = local.files[document["file_id"]].file_path
+        async with aiohttp.ClientSession() as http:
+            url = f"{local.base_url}/file/bot{local.token}/{stored_path}"
+            async with http.get(url) as response:
+                assert await response.read() == b"%PDF-1.4 on disk"
+        await local_bot.session.close()
+
+
 # ------------------------------------------------------------------------------- updates
 
 
