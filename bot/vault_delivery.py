@@ -56,6 +56,9 @@ DELETE_MESSAGE = "vault.delete_message"
 DELIVERED_HOOK = "vault.delivered"  # outbox hook: a delivery was sent (or failed for good)
 VAULT_SOURCE = "vault"  # outbox upload source: a vault item's bytes from the blob store
 CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile on the cloud Bot API
+# A local Bot API server's file is read from disk in a worker thread: 1 MiB a hop (the blob
+# store's write buffer) instead of 64 KiB makes 16x fewer thread round trips.
+LOCAL_READ_CHUNK = 1024 * 1024
 CAPTION_LIMIT = 1024
 
 _API_METHOD = {
@@ -308,7 +311,7 @@ async def telegram_content(
     if file.file_path is None:
         return None
     if api.is_local:
-        return _read_local(api.wrap_local_file.to_local(file.file_path), chunk_size)
+        return _read_local(api.wrap_local_file.to_local(file.file_path), LOCAL_READ_CHUNK)
     url = api.file_url(bot.token, file.file_path)
     return bot.session.stream_content(
         url=url, timeout=300, chunk_size=chunk_size, raise_for_status=True
@@ -316,6 +319,7 @@ async def telegram_content(
 
 
 async def _read_local(path: Any, chunk_size: int) -> AsyncIterator[bytes]:
+    """A local Bot API server's file, read in a worker thread a chunk at a time."""
     import asyncio
 
     with open(path, "rb") as f:  # noqa: ASYNC230 - chunks are read in a thread below

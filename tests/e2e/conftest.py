@@ -57,6 +57,7 @@ def make_settings(
             **env,
             bot_token=fake.token,
             api_url=fake.base_url,
+            api_is_local=fake.local_mode,
             webhook_url=f"http://127.0.0.1:{port}/telegram/webhook" if webhook else None,
             webhook_secret="e2e-secret-token" if webhook else None,
         ),
