@@ -11,8 +11,9 @@ rather than absolute speeds of one shared machine:
   `tests/fakes/telegram.py` started here (long polling, as on a laptop):
 
   - `python -c pass` — the interpreter alone;
-  - `import deps` — `python -c "import aiogram, aiohttp, sqlalchemy, …"`: every library the
-    bot loads at start-up, nothing run;
+  - `import deps` — `python -c "import bot, aiogram, aiohttp, sqlalchemy, …"`: every library
+    the bot loads at start-up, nothing run (`bot` first: its `__init__` defers aiogram's model
+    builds, as in the bot — see bot/aiogram_models.py);
   - `import bot.app` — the same plus Opsdeck's own modules, nothing run;
   - `aiogram minimal` — the *baseline bot*: `python -m bench.process_bench minimal-bot`, an
     aiogram Dispatcher with one `/start` handler, polling the fake, with an aiohttp server
@@ -20,7 +21,9 @@ rather than absolute speeds of one shared machine:
   - `opsdeck fresh` — `python -m bot run` on the embedded defaults (SQLite and the vault in
     `./data`, long polling) in an empty directory: creates the database, runs every
     migration, generates the secret key;
-  - `opsdeck restart` — the same again on the directory `opsdeck fresh` left (a restart).
+  - `opsdeck restart` — the same again on the directory `opsdeck fresh` left (a restart);
+  - `aiogram minimal, deferred` — the baseline bot with aiogram's model builds deferred the
+    way Opsdeck defers them (`minimal-bot --deferred`), for what the deferral alone is worth.
 
   Start-up = process spawned → `/readyz` answers 200 (polled every 20 ms); for the import-only
   subjects, → the line they print after importing. Idle RSS = median `VmRSS` of
@@ -63,10 +66,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OWNER = 1001
-# What `python -m bot run` imports before it does anything (aiobotocore only with S3 storage).
+# What `python -m bot run` imports before it does anything on a migrated SQLite database
+# (Alembic only when there is something to migrate, cryptography at the first stored secret,
+# asyncpg only on PostgreSQL, aiobotocore only with S3 storage).
 DEPS = (
-    "aiogram, aiohttp, sqlalchemy, sqlalchemy.ext.asyncio, aiosqlite, asyncpg, alembic, "
-    "apscheduler, httpx, pydantic_settings, cryptography.fernet, prometheus_client"
+    "bot, aiogram, aiohttp, sqlalchemy, sqlalchemy.ext.asyncio, aiosqlite, apscheduler, "
+    "httpx, pydantic_settings, prometheus_client"
 )
 SETTING_PREFIXES = (
     "TELEGRAM_",
@@ -156,6 +161,11 @@ def subjects(workdir: Path) -> list[Subject]:
         Subject("opsdeck fresh", [py, "-m", "bot", "run"], serves=True, data_dir=str(opsdeck_dir)),
         Subject(
             "opsdeck restart", [py, "-m", "bot", "run"], serves=True, data_dir=str(opsdeck_dir)
+        ),
+        Subject(
+            "aiogram minimal, deferred",
+            [py, "-m", "bench.process_bench", "minimal-bot", "--deferred"],
+            serves=True,
         ),
     ]
 
@@ -274,13 +284,13 @@ async def part_startup(args: argparse.Namespace) -> tuple[list[Start], bool]:
             order = list(all_subjects)
             if rnd % 2:
                 # reversed, but a restart still needs the directory a fresh start left
-                order = [order[4], order[5], order[3], order[2], order[1], order[0]]
+                order = [order[4], order[5], order[6], order[3], order[2], order[1], order[0]]
             for subject in order:
                 try:
                     r = await measure_start(subject, args.settle if subject.serves else 2.0, work)
                 except Exception as exc:
                     ok = False
-                    print(f"  round {rnd + 1} {subject.name:<16} FAILED: {exc}", flush=True)
+                    print(f"  round {rnd + 1} {subject.name:<25} FAILED: {exc}", flush=True)
                     continue
                 results.append(r)
                 if r.exit_code != 0:
@@ -289,7 +299,7 @@ async def part_startup(args: argparse.Namespace) -> tuple[list[Start], bool]:
                     f" answer {r.answer * 1000:6.0f} ms" if r.answer is not None else " " * 18
                 ) + f"  SIGTERM→exit {r.stop:5.2f} s code {r.exit_code}"
                 print(
-                    f"  round {rnd + 1} {r.subject:<16} start {r.startup:6.2f} s"
+                    f"  round {rnd + 1} {r.subject:<25} start {r.startup:6.2f} s"
                     f" (CPU {r.cpu_ready:5.2f} s)  idle CPU {r.idle_cpu:4.1f} %"
                     f"  RSS {r.rss_mb:6.1f} MB  peak {r.hwm_mb:6.1f} MB"
                     f"  threads {r.threads:3d}{extra}",
@@ -682,7 +692,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("minimal-bot", help="(internal) the baseline aiogram bot")
+    minimal = sub.add_parser("minimal-bot", help="(internal) the baseline aiogram bot")
+    minimal.add_argument("--deferred", action="store_true", help="defer aiogram's model builds")
     w = sub.add_parser("worker", help="(internal) a claiming worker process")
     w.add_argument("--url", required=True)
     w.add_argument("--worker-id", required=True)
@@ -736,6 +747,8 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "minimal-bot":
+        if args.deferred:
+            import bot  # noqa: F401 - its __init__ defers aiogram's model builds
         asyncio.run(minimal_bot())
         return 0
     if args.command == "worker":
