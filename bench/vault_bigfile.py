@@ -1,61 +1,66 @@
-"""Vault: a 1 GB file through ingest from disk and HTTP download (issue 3's bench line).
+"""Vault: a 1 GB file through ingest from disk and HTTP download, in the real bot process
+(issue 3's bench line).
 
-    python -m bench.vault_bigfile                          # 1024 MB, source file under /tmp
+    python -m bench.vault_bigfile                          # 1024 MiB, source file under /tmp
     python -m bench.vault_bigfile --size-mb 64             # quick smoke run
-    python -m bench.vault_bigfile --size-mb 1024 --dir /tmp/opsdeck-bigfile
+    python -m bench.vault_bigfile --fresh                  # the bot migrates its database itself
 
 Measured in one run, on the same file:
 
-1. **baseline** — `sha256sum <file>` in a subprocess, wall time → MB/s. The file was just
-   written or read, so the page cache is warm for the baseline and the ingest alike.
-2. **ingest from disk** — `VaultService.ingest` of an `IngestSource(kind="document")` whose
-   content is `read_local` below — a copy of `bot.vault_delivery._read_local`, the iterator
-   the bot uses when a local Bot API server hands over a file path (64 KiB reads in a worker
-   thread); copied because importing that module loads aiogram (~190 MB RSS by itself,
-   ~150 MB more than everything ingest and the claim routes import) — into a
-   `LocalBlobStore` on production defaults (1 MiB write buffer, fsync on), SQLite on disk.
-3. **HTTP download** — the claim routes (`add_claim_routes`, production `ClaimRoutesConfig`)
-   served by aiohttp on 127.0.0.1; a link is created, and a *separate client process*
-   (this module with `--client`) does `GET /claim/<code>` (303 → `/files/<token>`), streams
-   the body with aiohttp and hashes it; the hash must equal the ingested sha256.
-4. **peak RSS** — of the process that ingests and serves: `/proc/self/status` sampled every
-   20 ms per phase, plus `VmHWM` (the kernel's high-water mark) for the whole process; and
-   of the client process (its own `VmHWM`; not `ru_maxrss`, which Linux carries over from
-   the parent through vfork + exec). The client runs apart so the server's
-   numbers are not mixed with the client's buffers.
+1. **baselines** — `sha256sum <file>` in a subprocess (after one warm-up read, so the page
+   cache is as warm for the baseline as for the bot), and Python's `hashlib.sha256`.
+2. **the bot** — `python -m bot run` on the embedded defaults (SQLite and the local vault in a
+   fresh data dir, long polling) against `tests/fakes/telegram.py` in local mode, as behind a
+   local `telegram-bot-api` server: `getFile` answers the file's absolute path and the bot
+   reads it from disk. The database is migrated first by `python -m bot migrate`, as the
+   compose example's migrate step does (`--fresh` leaves that to the bot's start-up).
+3. **ingest from disk** — the owner sends the file as a document; timed from the update
+   being queued to the bot's item card (read from disk, hashed, sniffed, written through a
+   temp file + fsync into the blob store, the row committed).
+4. **a claim link** made in chat with the card's buttons, as an operator does.
+5. **HTTP download** — a *separate client process* (this module with `--client`) does
+   `GET /claim/<code>` (303 → `/files/<token>`) on the bot's own web server, streams the body
+   and hashes it; the hash must equal the baseline's.
+6. **peak RSS of the bot process** — `/proc/<pid>/status` sampled every 20 ms per phase by
+   this process, and the kernel's high-water mark `VmHWM` for the bot's whole life (start-up
+   included), read just before SIGTERM; the bot must then exit with code 0.
 
-Nothing is asserted apart from the hash (exit code 1 on a mismatch); the numbers go to
-bench/README.md by hand, with the load average of the machine at the time.
+Nothing is asserted apart from the hashes and the clean exit (exit code 1 otherwise); the
+numbers go to bench/README.md by hand, with the load average of the machine at the time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
-import resource
+import re
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 MB = 1024 * 1024
 OWNER = 1001
 SOURCE_NAME = "vault-bigfile-{size_mb}MB.bin"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+HTTP_LINK = re.compile(r"(http://127\.0\.0\.1:\d+/claim/[A-Za-z0-9_-]{43})")
 
 
 # -- memory --------------------------------------------------------------------------------------
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
+def status_kb(field: str, pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
@@ -63,10 +68,10 @@ def _status_kb(field: str) -> int:
 
 
 class RssSampler:
-    """Samples this process's VmRSS every `interval` seconds; peak per named phase."""
+    """Samples a process's VmRSS every `interval` seconds; peak per named phase."""
 
-    def __init__(self, interval: float = 0.02) -> None:
-        self.interval = interval
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid, self.interval = pid, interval
         self.peaks: dict[str, int] = {}
         self._phase: str | None = None
         self._stop = threading.Event()
@@ -79,26 +84,28 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
 
+    def _sample(self, phase: str) -> None:
+        with contextlib.suppress(OSError):  # the process may be gone
+            self.peaks[phase] = max(self.peaks.get(phase, 0), status_kb("VmRSS", self.pid))
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            phase = self._phase
-            if phase is not None:
-                rss = _status_kb("VmRSS")
-                self.peaks[phase] = max(self.peaks.get(phase, 0), rss)
+            if (phase := self._phase) is not None:
+                self._sample(phase)
             self._stop.wait(self.interval)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        self.peaks[name] = _status_kb("VmRSS")
+        self._sample(name)
         self._phase = name
         try:
             yield
         finally:
-            self.peaks[name] = max(self.peaks[name], _status_kb("VmRSS"))
+            self._sample(name)
             self._phase = None
 
 
-# -- the source file -----------------------------------------------------------------------------
+# -- the source file and the baselines -----------------------------------------------------------
 
 
 def ensure_source(directory: Path, size_mb: int) -> tuple[Path, bool]:
@@ -119,13 +126,6 @@ def sha256sum(path: Path) -> tuple[str, float]:
     started = time.perf_counter()
     out = subprocess.run(["sha256sum", str(path)], check=True, capture_output=True, text=True)
     return out.stdout.split()[0], time.perf_counter() - started
-
-
-async def read_local(path: Path, chunk_size: int) -> AsyncIterator[bytes]:
-    """Same as `bot.vault_delivery._read_local`."""
-    with open(path, "rb") as f:  # noqa: ASYNC230 - chunks are read in a thread below
-        while chunk := await asyncio.to_thread(f.read, chunk_size):
-            yield chunk
 
 
 def hashlib_sha256(path: Path) -> tuple[str, float]:
@@ -168,149 +168,169 @@ async def client_main(url: str, chunk_size: int) -> None:
                 "sha256": digest.hexdigest(),
                 "seconds": elapsed,
                 "first_byte_seconds": first_byte,
-                "hwm_kb": _status_kb("VmHWM"),
+                "hwm_kb": status_kb("VmHWM"),
             }
         )
     )
 
 
-# -- the server side ------------------------------------------------------------------------------
+# -- the bot process -----------------------------------------------------------------------------
+
+
+def button(tg: Any, message: dict, text_part: str) -> str:
+    for text, data in tg.buttons(message):
+        if text_part in text:
+            return data
+    raise RuntimeError(f"no button {text_part!r} in {tg.buttons(message)}")
+
+
+async def becomes(tg: Any, message: dict, predicate: Any, timeout: float = 30) -> dict:
+    chat_id, message_id = message["chat"]["id"], message["message_id"]
+
+    def current() -> dict | None:
+        found = [m for m in tg.messages(chat_id) if m["message_id"] == message_id]
+        return found[0] if found and predicate(found[0]) else None
+
+    return await tg.wait_until(current, timeout, f"message {message_id} to change")
+
+
+async def press(tg: Any, owner: dict, message: dict, text_part: str) -> None:
+    qid = await tg.press(owner, message, button(tg, message, text_part))
+    await tg.wait_answer(qid, timeout=30)
+
+
+async def make_link(tg: Any, owner: dict, card: dict) -> str:
+    """Create link → 24h → 10 uses → Create link, with the card's buttons; the HTTP link."""
+    await press(tg, owner, card, "Create link")
+    step = await becomes(tg, card, lambda m: "How long" in m["text"])
+    await press(tg, owner, step, "24h")
+    step = await becomes(tg, card, lambda m: "How many uses" in m["text"])
+    await press(tg, owner, step, "10")
+    step = await becomes(tg, card, lambda m: "Protect content" in m["text"])
+    await press(tg, owner, step, "Create link")
+    done = await becomes(tg, card, lambda m: "t.me/" in m["text"])
+    found = HTTP_LINK.search(done["text"])
+    if found is None:
+        raise RuntimeError(f"no HTTP claim link in {done['text']!r}")
+    return found.group(1)
+
+
+async def download(url: str) -> dict:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.vault_bigfile", "--client", url,
+        stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return json.loads(out.decode().strip().splitlines()[-1])
 
 
 async def run(args: argparse.Namespace) -> int:
-    from aiohttp import web
+    from bench.process_bench import clean_env, free_port, wait_ready_http
+    from tests.fakes.telegram import FakeTelegram
 
-    from bot.web_claims import ClaimRoutesConfig, add_claim_routes
-    from core.clock import SystemClock
-    from core.services.operators import OperatorService, bootstrap_owners
-    from core.vault import IngestSource, VaultConfig, VaultGateway, VaultService
-    from storage import migrate
-    from storage.blobs import LocalBlobStore
-    from storage.db import create_engine, create_sessionmaker
-
-    sampler = RssSampler()
-    sampler.start()
     size_mb = args.size_mb
     directory = Path(args.dir)
     load_before = os.getloadavg()
-
-    with sampler.phase("generate"):
-        gen_started = time.perf_counter()
-        source, reused = ensure_source(directory, size_mb)
-        gen_seconds = time.perf_counter() - gen_started
+    started = time.perf_counter()
+    source, reused = ensure_source(directory, size_mb)
+    how = "reused" if reused else f"written in {time.perf_counter() - started:.1f} s"
     size = source.stat().st_size
-    how = "reused" if reused else f"written in {gen_seconds:.1f} s"
     print(f"source {source} ({size_mb} MiB, {how})", flush=True)
 
-    # Warm the page cache once, then the baseline proper.
-    sha256sum(source)
+    sha256sum(source)  # warm the page cache, then the baseline proper
     expected, base_s = sha256sum(source)
     print(f"sha256sum: {base_s:.2f} s", flush=True)
     py_hash, py_s = await asyncio.to_thread(hashlib_sha256, source)
     assert py_hash == expected
     print(f"hashlib: {py_s:.2f} s", flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="opsdeck-bigfile-", dir=directory) as data:
-        engine = create_engine(f"sqlite+aiosqlite:///{Path(data) / 'opsdeck.db'}")
-        await migrate.upgrade(engine)
-        sessions = create_sessionmaker(engine)
-        clock = SystemClock()
-        blobs = LocalBlobStore(Path(data) / "blobs")
-        async with sessions() as session:
-            await bootstrap_owners(session, clock, [OWNER])
-            await session.commit()
-            actor = await OperatorService(session, clock).resolve(OWNER)
-        assert actor is not None
-        rss_ready_kb = _status_kb("VmRSS")
-
-        # -- ingest from disk
-        with sampler.phase("ingest"):
-            started = time.perf_counter()
-            async with sessions() as session:
-                result = await VaultService(session, clock, blobs).ingest(
-                    actor,
-                    IngestSource(
-                        kind="document",
-                        name=source.name,
-                        size=size,
-                        file_id="BIGFILE",
-                        file_unique_id="BIGFILE-U",
-                        content=read_local(source, 65536),
-                    ),
-                )
-                item = result.item
-                new = await VaultService(session, clock, blobs).create_link(
-                    actor, item.id, lifetime_seconds=3600, max_uses=5
-                )
-            ingest_s = time.perf_counter() - started
-        print(f"ingest: {ingest_s:.2f} s (includes create_link)", flush=True)
-        ingest_ok = item.sha256 == expected and item.size == size
-        if not ingest_ok:
-            print(f"INGEST HASH MISMATCH: {item.sha256} / {item.size} vs {expected} / {size}")
-
-        # -- HTTP download through a separate client process
-        gateway = VaultGateway(
-            sessionmaker=sessions,
-            clock=clock,
-            blobs=blobs,
-            secret_key=b"bench-secret-key-0123456789abcdef",
-            config=VaultConfig(),
+    data = Path(tempfile.mkdtemp(prefix="opsdeck-bigfile-data-", dir=directory))
+    async with FakeTelegram(local_mode=True) as tg:
+        port = free_port()
+        env = clean_env(
+            TELEGRAM_BOT_TOKEN=tg.token,
+            TELEGRAM_API_URL=tg.base_url,
+            TELEGRAM_API_IS_LOCAL="true",
+            OPSDECK_OWNER_IDS=str(OWNER),
+            OPSDECK_DATA_DIR=str(data),
+            HTTP_PORT=str(port),
+            PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         )
-        app = web.Application()
-        add_claim_routes(app, gateway, ClaimRoutesConfig())
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        url = f"http://127.0.0.1:{port}/claim/{new.code}"
+        if not args.fresh:
+            migrate = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "migrate", env=env, cwd=data,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            if await migrate.wait() != 0:
+                print("python -m bot migrate failed")
+                return 1
+        owner = tg.user(OWNER, "Olga")
+        log_path = data / "bot.log"
+        with log_path.open("wb") as log:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", env=env, cwd=data, stdout=log, stderr=log
+            )
+        sampler = RssSampler(proc.pid)
+        sampler.start()
         try:
-            with sampler.phase("serve"):
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "bench.vault_bigfile",
-                    "--client",
-                    url,
-                    stdout=asyncio.subprocess.PIPE,
-                    cwd=REPO_ROOT,
-                )
-                out, _ = await proc.communicate()
-        finally:
-            await runner.cleanup()
-            await engine.dispose()
-        client = json.loads(out.decode().strip().splitlines()[-1])
-        download_ok = client["sha256"] == expected and client["bytes"] == size
+            with sampler.phase("start"):
+                await wait_ready_http(port, proc, timeout=120)
+            with sampler.phase("idle"):
+                await asyncio.sleep(2)
 
-    sampler.stop()
+            with sampler.phase("ingest"):
+                since = tg.mark()
+                started = time.perf_counter()
+                await tg.send_local_file(owner, source, file_name="bigfile.bin")
+                card = await tg.wait_for_message(OWNER, "file #", timeout=1800, since=since)
+                ingest_s = time.perf_counter() - started
+            print(f"ingest: {ingest_s:.2f} s", flush=True)
+            short_hash = expected[:12]
+            ingest_ok = short_hash in card["text"]
+            if not ingest_ok:
+                print(f"INGEST: the card does not show sha256 {short_hash}…:\n{card['text']}")
+
+            with sampler.phase("link"):
+                url = await make_link(tg, owner, card)
+
+            with sampler.phase("download"):
+                client = await download(url)
+            download_ok = client["sha256"] == expected and client["bytes"] == size
+            print(f"download: {client['seconds']:.2f} s", flush=True)
+
+            hwm_kb = status_kb("VmHWM", proc.pid)
+            threads = status_kb("Threads", proc.pid)
+        finally:
+            sampler.stop()
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                code = await asyncio.wait_for(proc.wait(), 60)
+            except TimeoutError:
+                proc.kill()
+                code = await proc.wait()
     load_after = os.getloadavg()
-    hwm_kb = _status_kb("VmHWM")
-    maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     mbps = lambda seconds: size / MB / seconds  # noqa: E731
-    base = mbps(base_s)
+    base, py = mbps(base_s), mbps(py_s)
+    ok = {True: "yes", False: "NO"}
+    peak = lambda phase: f"{sampler.peaks.get(phase, 0) / 1024:.1f} MB"  # noqa: E731
     print()
     print(f"file {size_mb} MiB, sha256 {expected[:16]}…, {os.cpu_count()} cores")
     print(
         f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
         f", after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
     )
+    print("database:", "migrated by the bot at start-up" if args.fresh else "python -m bot migrate")
     print()
-    py = mbps(py_s)
-    ok = {True: "yes", False: "NO"}
     rows = [
         ("sha256sum (baseline)", base_s, "-", ""),
         ("hashlib sha256", py_s, "-", ""),
-        ("ingest from disk", ingest_s, f"{sampler.peaks['ingest'] / 1024:.1f} MB", ok[ingest_ok]),
-        (
-            "HTTP download",
-            client["seconds"],
-            f"{sampler.peaks['serve'] / 1024:.1f} MB",
-            ok[download_ok],
-        ),
+        ("ingest from disk", ingest_s, peak("ingest"), ok[ingest_ok]),
+        ("HTTP download", client["seconds"], peak("download"), ok[download_ok]),
     ]
-    print("| step | seconds | MB/s | vs sha256sum | vs hashlib | server peak RSS | ok |")
-    print("|------|---------|------|--------------|------------|-----------------|----|")
+    print("| step | seconds | MB/s | vs sha256sum | vs hashlib | bot peak RSS | hash ok |")
+    print("|------|---------|------|--------------|------------|--------------|---------|")
     for name, seconds, rss, good in rows:
         speed = mbps(seconds)
         print(
@@ -319,21 +339,30 @@ async def run(args: argparse.Namespace) -> int:
         )
     print()
     print(
-        f"server process: VmHWM {hwm_kb / 1024:.1f} MB, ru_maxrss {maxrss_kb / 1024:.1f} MB "
-        f"(after setup, before ingest: VmRSS {rss_ready_kb / 1024:.1f} MB; "
-        f"while generating: {sampler.peaks['generate'] / 1024:.1f} MB)"
+        f"bot process: VmHWM {hwm_kb / 1024:.1f} MB over its whole life; peak VmRSS while "
+        f"starting {peak('start')}, idle {peak('idle')}, making the link {peak('link')}; "
+        f"{threads} threads; SIGTERM → exit code {code}"
     )
     print(
         f"client process: VmHWM {client['hwm_kb'] / 1024:.1f} MB; status {client['status']}"
         f" via {client['redirects']}; first byte after {client['first_byte_seconds'] * 1000:.0f} ms"
     )
-    return 0 if ingest_ok and download_ok else 1
+    if code == 0:
+        import shutil
+
+        shutil.rmtree(data, ignore_errors=True)
+    else:
+        print(f"the bot's log: {log_path}")
+    return 0 if ingest_ok and download_ok and code == 0 else 1
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "opsdeck-bigfile"))
+    parser.add_argument(
+        "--fresh", action="store_true", help="let the bot migrate its database at start-up"
+    )
     parser.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--client-chunk", type=int, default=256 * 1024, help=argparse.SUPPRESS)
     args = parser.parse_args()
