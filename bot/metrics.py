@@ -135,7 +135,7 @@ class _DatabaseCollector(Collector):
         yield jobs
         claims = CounterMetricFamily(
             "opsdeck_vault_claims",
-            "Claim attempts in the access log, by outcome (delivered, redelivered, denied:…)",
+            "Access log rows by outcome (delivered, redelivered, denied:…, undelivered:…)",
             labels=["outcome"],
         )
         for outcome, n in sorted(self.claims.items()):

@@ -41,11 +41,12 @@ from core.clock import Clock
 from core.jobs.context import JobContext
 from core.jobs.registry import JobRegistry
 from core.vault.claims import ClaimService
+from core.vault.types import Claimer
 from storage.blobs.base import BlobStore
 from storage.blobs.errors import BlobNotFound, BlobStoreError
 from storage.outbox_models import OutboxMessage, OutboxStatus
 from storage.repositories import vault as vault_repo
-from storage.vault_models import VaultItem, VaultKind, VaultLink
+from storage.vault_models import ClaimOutcome, VaultItem, VaultKind, VaultLink
 
 if TYPE_CHECKING:
     from core.services.container import ServiceFactory
@@ -73,6 +74,14 @@ _API_METHOD = {
 _AGAIN = "Open the link again later: it will not use up another download."
 # What the person is told when a delivery fails for good, by cause; None: nothing (the chat
 # cannot be reached anyway).
+# How a failed claim delivery reads in the access log.
+UNDELIVERED: dict[FailCause, ClaimOutcome] = {
+    FailCause.source: ClaimOutcome.undelivered_source,
+    FailCause.unreachable: ClaimOutcome.undelivered_unreachable,
+    FailCause.rejected: ClaimOutcome.undelivered_rejected,
+    FailCause.gave_up: ClaimOutcome.undelivered_gave_up,
+    FailCause.unknown: ClaimOutcome.undelivered_unknown,
+}
 FAILED_TEXT: dict[str, dict[FailCause, str | None]] = {
     "claim": {
         FailCause.source: "Sorry, this file cannot be sent right now: its stored copy is "
@@ -171,13 +180,15 @@ async def deliver(
     dedupe_key: str | None = None,
     auto_delete_seconds: int | None = None,
     audience: str = "claim",
+    claimer_user_id: int | None = None,
 ) -> tuple[int, bool]:
     """Queue `item` for `chat_id` in the outbox (in `session`'s transaction when given,
     idempotent under `dedupe_key`); returns the row id and whether it is new (False: the
     same delivery was already queued under `dedupe_key`). Sent by kind (photo, video, …) by the
     cached `file_id`, or uploaded from the blob store at send time. `link` decides
     `protect_content`; `auto_delete_seconds` is handed to the DELIVERED_HOOK. `audience`
-    (`claim` or `operator`) picks the words if the delivery fails."""
+    (`claim` or `operator`) picks the words if the delivery fails; with `link` and
+    `claimer_user_id`, a failure is also written to the link's access log."""
     kind = _kind(item)
     params: dict[str, Any] = {
         "protect_content": bool(link and link.protect_content),
@@ -200,6 +211,8 @@ async def deliver(
             "item_id": item.id,
             "auto_delete_seconds": auto_delete_seconds,
             "audience": audience,
+            "link_id": link.id if link is not None else None,
+            "claimer_user_id": claimer_user_id,
         },
         file=FileRef(
             source=VAULT_SOURCE,
@@ -264,13 +277,20 @@ def delivered_hook(factory: ServiceFactory) -> Callable[[SentMessage], Awaitable
 
 
 def delivery_failed_hook(
-    outbox: Outbox,
+    outbox: Outbox, clock: Clock
 ) -> Callable[[FailedMessage, AsyncSession], Awaitable[None]]:
-    """The DELIVERED_HOOK's on_failed: tell the person the file did not come, and what to do
-    (queued in the transaction that marks the delivery failed)."""
+    """The DELIVERED_HOOK's on_failed: tell the person the file did not come, and what to do,
+    and for a claim write it to the link's access log (both in the transaction that marks the
+    delivery failed)."""
 
     async def on_failed(failed: FailedMessage, session: AsyncSession) -> None:
         data = failed.hook_data or {}
+        if data.get("link_id") and data.get("claimer_user_id"):
+            await ClaimService(session, clock).record_undelivered(
+                int(data["link_id"]),
+                Claimer.telegram(int(data["claimer_user_id"])),
+                UNDELIVERED[failed.cause],
+            )
         texts = FAILED_TEXT.get(str(data.get("audience") or "claim"), FAILED_TEXT["claim"])
         text = texts.get(failed.cause)
         log.warning(

@@ -43,6 +43,13 @@ class ClaimOutcome(enum.StrEnum):
     denied_deleted = "denied:deleted"
     denied_telegram_only = "denied:telegram_only"  # HTTP asked for a file we hold no bytes of
     denied_rate_limited = "denied:rate_limited"  # too many failed attempts; code not looked up
+    # Written after a `delivered` / `redelivered` row when the file then did not reach the
+    # person (the outbox gave up on the send); the use stays theirs, a re-claim is free.
+    undelivered_source = "undelivered:source"  # the stored copy could not be read
+    undelivered_unreachable = "undelivered:unreachable"  # bot blocked, chat gone
+    undelivered_rejected = "undelivered:rejected"  # Telegram refused the file
+    undelivered_gave_up = "undelivered:gave_up"  # Telegram kept failing
+    undelivered_unknown = "undelivered:unknown"  # sent, but the answer was lost
 
     @property
     def delivers(self) -> bool:

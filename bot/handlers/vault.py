@@ -180,6 +180,7 @@ async def claim(
         session=services.session,
         dedupe_key=dedupe_key,
         auto_delete_seconds=link.auto_delete_seconds if link is not None else None,
+        claimer_user_id=message.from_user.id,
     )
     if not queued:  # a tap while the earlier tap's file is still on its way: say so
         await outbox.send_message(

@@ -139,6 +139,31 @@ class ClaimService:
             )
             await self.session.commit()
 
+    async def record_undelivered(
+        self, link_id: int, claimer: Claimer, outcome: ClaimOutcome, channel: str = "telegram"
+    ) -> bool:
+        """A delivery this link granted did not reach `claimer`: say so in the access log (in
+        the caller's transaction; nothing is committed here). The `delivered` row stays — the
+        use is theirs and claiming again is free. False when the link is gone."""
+        link = await repo.get_link(self.session, link_id)
+        if link is None:
+            return False
+        await repo.add_claim(
+            self.session,
+            {
+                "tenant_id": link.tenant_id,
+                "link_id": link.id,
+                "item_id": link.item_id,
+                "claimer_kind": str(claimer.kind),
+                "claimer_id": claimer.id,
+                "channel": channel,
+                "outcome": outcome.value,
+                "at": self.clock.now(),
+            },
+        )
+        log.info("vault claim: link %s item %s %s", link.id, link.item_id, outcome.value)
+        return True
+
     # -- steps -------------------------------------------------------------------------------
     async def _count_failure(self, subject: str) -> None:
         if self.failures is not None:  # in the claim's transaction: committed with its log row

@@ -39,6 +39,11 @@ OPERATOR_TEXT: dict[ClaimOutcome, str] = {
     ClaimOutcome.denied_deleted: "refused: file deleted",
     ClaimOutcome.denied_telegram_only: "refused over HTTP: the file is Telegram-only",
     ClaimOutcome.denied_rate_limited: "refused: too many failed attempts (code not checked)",
+    ClaimOutcome.undelivered_source: "not delivered: the stored copy could not be read",
+    ClaimOutcome.undelivered_unreachable: "not delivered: they blocked the bot or left the chat",
+    ClaimOutcome.undelivered_rejected: "not delivered: Telegram refused the file",
+    ClaimOutcome.undelivered_gave_up: "not delivered: Telegram kept failing",
+    ClaimOutcome.undelivered_unknown: "sent, but the answer was lost: it may not have arrived",
 }
 
 

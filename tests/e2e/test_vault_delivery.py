@@ -14,7 +14,7 @@ from bot.outbox import wait_idle
 from core.crypto import hash_code
 from core.vault import IngestSource
 from storage.outbox_models import OutboxMessage
-from storage.vault_models import VaultItem, VaultLink
+from storage.vault_models import VaultClaim, VaultItem, VaultLink
 from tests.e2e.conftest import OPERATOR, STRANGER, VIEWER, Harness
 from tests.e2e.test_vault_in_chat import files_sent, make_link, upload, wait_delete_job
 
@@ -144,6 +144,16 @@ async def used_count(app: Harness, code: str) -> int:
         return link.used_count
 
 
+async def access_log(app: Harness, code: str) -> list[tuple[str, str]]:
+    """(claimer, outcome) of the link's access log, oldest first."""
+    async with app.app.sessionmaker() as session:
+        link = await session.scalar(select(VaultLink).where(VaultLink.code_hash == hash_code(code)))
+        rows = await session.scalars(
+            select(VaultClaim).where(VaultClaim.link_id == link.id).order_by(VaultClaim.id)
+        )
+        return [(row.claimer_id, row.outcome) for row in rows]
+
+
 def uploads(app: Harness, method: str) -> list:
     return [c for c in app.tg.calls(method) if c.files]
 
@@ -192,6 +202,10 @@ async def test_missing_blob_tells_the_claimer_and_keeps_the_use(app: Harness) ->
     await wait_idle(app.app.sessionmaker, within=15)
     assert files_sent(app, STRANGER) == [] and app.tg.calls("sendDocument") == []
     assert await used_count(app, code) == 1
+    assert await access_log(app, code) == [
+        (str(STRANGER), "delivered"),
+        (str(STRANGER), "undelivered:source"),
+    ]
     # somebody else cannot take the use meanwhile
     assert "used as many times" in (await app.say(VIEWER, f"/start {code}"))["text"]
     await app.app.blobs.put_bytes(data)  # the bytes are restored (same content, same key)
@@ -200,6 +214,33 @@ async def test_missing_blob_tells_the_claimer_and_keeps_the_use(app: Harness) ->
     again = await app.tg.wait_for_message(STRANGER, "again", timeout=15, since=since)
     assert "document" in again
     assert await used_count(app, code) == 1
+    assert (await access_log(app, code))[-1] == (str(STRANGER), "redelivered")
+
+
+async def test_a_delivery_to_someone_who_blocked_the_bot_is_logged_as_not_delivered(
+    app: Harness,
+) -> None:
+    """The claim spends the use and queues the file; the send then fails for good (403). The
+    access log says so after the `delivered` row, the operator's card reads it in plain words,
+    and the use stays the claimer's: unblocked, they get the file again without spending one."""
+    card = await upload(app, OPERATOR, "document", b"%PDF-1.4 blocked", file_name="b.pdf")
+    code, _, _ = await make_link(app, card, uses="1")
+    app.tg.block(STRANGER)
+    await app.tg.send_text(app.user(STRANGER), f"/start {code}")
+    await app.tg.wait_for("sendDocument", lambda c: str(c.params.get("chat_id")) == str(STRANGER))
+    await wait_idle(app.app.sessionmaker, within=15)
+    assert await access_log(app, code) == [
+        (str(STRANGER), "delivered"),
+        (str(STRANGER), "undelivered:unreachable"),
+    ]
+    opened = await app.say(OPERATOR, "/vault", "Vault")
+    await app.press(OPERATOR, opened, app.button(opened, "#"))
+    shown = await app.becomes(opened, lambda m: "Recent access" in m["text"])
+    assert "not delivered: they blocked the bot or left the chat" in shown["text"], shown["text"]
+
+    app.tg.block(STRANGER, blocked=False)
+    again = await app.say(STRANGER, f"/start {code}", "again")
+    assert "document" in again and await used_count(app, code) == 1
 
 
 async def test_concurrent_claims_of_a_new_item_upload_it_once(app: Harness) -> None:

@@ -150,7 +150,8 @@ class World:
         async def on_sent(_sent) -> None:
             return None
 
-        sender.add_hook(DELIVERED_HOOK, on_sent, on_failed=delivery_failed_hook(self.outbox))
+        on_failed = delivery_failed_hook(self.outbox, self.clock)
+        sender.add_hook(DELIVERED_HOOK, on_sent, on_failed=on_failed)
         return sender
 
     async def item(self, kind: str, data: bytes, name: str = "f") -> VaultItem:
