@@ -2,7 +2,7 @@
 
 ``aiogram.types`` ends with a loop that calls ``model_rebuild()`` on each of its ~440 models,
 which builds every validator and serializer although the models say ``defer_build=True``. That
-loop costs ~110 MB of RSS and ~3 s of CPU at start-up; a bot touches a few dozen of the models.
+loop costs ~110 MB of RSS and ~4 s of CPU at start-up; a bot touches a few dozen of the models.
 
 ``defer_model_builds()`` wraps ``BaseModel.model_rebuild`` so that, for aiogram's models only:
 the import-time loop's calls keep the namespace they pass (the ``TYPE_CHECKING`` names the
