@@ -148,12 +148,21 @@ class ClaimService:
         link = await repo.get_link(self.session, link_id)
         if link is None:
             return False
+        await self._log(outcome, claimer, channel, link)
+        log.info("vault claim: link %s item %s %s", link.id, link.item_id, outcome.value)
+        return True
+
+    # -- steps -------------------------------------------------------------------------------
+    async def _log(
+        self, outcome: ClaimOutcome, claimer: Claimer, channel: str, link: VaultLink | None
+    ) -> None:
+        """One access-log row; no link for codes that match none (no workspace either)."""
         await repo.add_claim(
             self.session,
             {
-                "tenant_id": link.tenant_id,
-                "link_id": link.id,
-                "item_id": link.item_id,
+                "tenant_id": link.tenant_id if link is not None else None,
+                "link_id": link.id if link is not None else None,
+                "item_id": link.item_id if link is not None else None,
                 "claimer_kind": str(claimer.kind),
                 "claimer_id": claimer.id,
                 "channel": channel,
@@ -161,10 +170,7 @@ class ClaimService:
                 "at": self.clock.now(),
             },
         )
-        log.info("vault claim: link %s item %s %s", link.id, link.item_id, outcome.value)
-        return True
 
-    # -- steps -------------------------------------------------------------------------------
     async def _count_failure(self, subject: str) -> None:
         if self.failures is not None:  # in the claim's transaction: committed with its log row
             await self.failures.hit_in(self.session, subject)
@@ -217,19 +223,7 @@ class ClaimService:
         claimer: Claimer,
         channel: str,
     ) -> ClaimResult:
-        await repo.add_claim(
-            self.session,
-            {
-                "tenant_id": link.tenant_id,
-                "link_id": link.id,
-                "item_id": link.item_id,
-                "claimer_kind": str(claimer.kind),
-                "claimer_id": claimer.id,
-                "channel": channel,
-                "outcome": outcome.value,
-                "at": self.clock.now(),
-            },
-        )
+        await self._log(outcome, claimer, channel, link)
         if self.commit:
             await self.session.commit()
         if outcome.delivers:
@@ -237,19 +231,7 @@ class ClaimService:
         return ClaimResult(outcome, item, link, claimer_text(outcome))
 
     async def _log_only(self, outcome: ClaimOutcome, claimer: Claimer, channel: str) -> ClaimResult:
-        await repo.add_claim(
-            self.session,
-            {
-                "tenant_id": None,
-                "link_id": None,
-                "item_id": None,
-                "claimer_kind": str(claimer.kind),
-                "claimer_id": claimer.id,
-                "channel": channel,
-                "outcome": outcome.value,
-                "at": self.clock.now(),
-            },
-        )
+        await self._log(outcome, claimer, channel, None)
         if self.commit:
             await self.session.commit()
         return ClaimResult(outcome, None, None, claimer_text(outcome))
