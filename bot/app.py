@@ -293,7 +293,7 @@ class Opsdeck:
         self.sender.add_hook(
             DELIVERED_HOOK,
             delivered_hook(self.factory),
-            on_failed=delivery_failed_hook(self.outbox, self.clock),
+            on_failed=delivery_failed_hook(self.outbox, self.clock, self.notifier),
         )
         self.sender.add_source(
             VAULT_SOURCE, VaultUploadSource(self.sessionmaker, self.blobs, self.clock)

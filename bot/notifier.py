@@ -61,6 +61,23 @@ class TelegramNotifier:
             # "&" in them is shown as written instead of failing the send.
             await self._send(op.telegram_user_id, text, None, tenant_id, plain=True)
 
+    async def tell_operators_once(
+        self, session: AsyncSession, tenant_id: int, text: str, dedupe_key: str
+    ) -> None:
+        """`tell_operators` in `session`'s transaction, at most once per `dedupe_key` and
+        operator (a repeated cause — a thousand claims of one broken file — is one message)."""
+        if self.outbox is None:
+            raise RuntimeError("tell_operators_once needs the outbox")
+        for op in await op_repo.to_notify(session, tenant_id):
+            await self.outbox.send_message(
+                op.telegram_user_id,
+                text,
+                parse_mode=None,
+                tenant_id=tenant_id,
+                session=session,
+                dedupe_key=f"{dedupe_key}:{op.telegram_user_id}",
+            )
+
     async def _send(
         self,
         chat_id: int,

@@ -49,6 +49,7 @@ from storage.repositories import vault as vault_repo
 from storage.vault_models import ClaimOutcome, VaultItem, VaultKind, VaultLink
 
 if TYPE_CHECKING:
+    from bot.notifier import TelegramNotifier
     from core.services.container import ServiceFactory
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,12 @@ _API_METHOD = {
 _AGAIN = "Open the link again later: it will not use up another download."
 # What the person is told when a delivery fails for good, by cause; None: nothing (the chat
 # cannot be reached anyway).
+UNREADABLE_ALERT = (
+    "⚠️ File #{item_id} could not be sent to someone who claimed it: its stored copy is "
+    "missing or unreadable ({error}). They were told to try later and keep their use. "
+    "Check the vault storage (VAULT_STORAGE_URL). This message comes at most once an hour "
+    "per file."
+)
 # How a failed claim delivery reads in the access log.
 UNDELIVERED: dict[FailCause, ClaimOutcome] = {
     FailCause.source: ClaimOutcome.undelivered_source,
@@ -277,11 +284,12 @@ def delivered_hook(factory: ServiceFactory) -> Callable[[SentMessage], Awaitable
 
 
 def delivery_failed_hook(
-    outbox: Outbox, clock: Clock
+    outbox: Outbox, clock: Clock, notifier: TelegramNotifier | None = None
 ) -> Callable[[FailedMessage, AsyncSession], Awaitable[None]]:
-    """The DELIVERED_HOOK's on_failed: tell the person the file did not come, and what to do,
-    and for a claim write it to the link's access log (both in the transaction that marks the
-    delivery failed)."""
+    """The DELIVERED_HOOK's on_failed: tell the person the file did not come, and what to do;
+    for a claim write it to the link's access log; when the stored copy could not be read,
+    tell the workspace's operators, once an hour per file (all in the transaction that marks
+    the delivery failed)."""
 
     async def on_failed(failed: FailedMessage, session: AsyncSession) -> None:
         data = failed.hook_data or {}
@@ -290,6 +298,16 @@ def delivery_failed_hook(
                 int(data["link_id"]),
                 Claimer.telegram(int(data["claimer_user_id"])),
                 UNDELIVERED[failed.cause],
+            )
+        tenant_id, item_id = data.get("tenant_id"), data.get("item_id")
+        claim = str(data.get("audience") or "claim") == "claim"
+        if notifier is not None and claim and failed.cause is FailCause.source and tenant_id:
+            hour = clock.now().strftime("%Y%m%d%H")
+            await notifier.tell_operators_once(
+                session,
+                int(tenant_id),
+                UNREADABLE_ALERT.format(item_id=item_id, error=failed.error[:200]),
+                dedupe_key=f"vault:unreadable:{item_id}:{hour}",
             )
         texts = FAILED_TEXT.get(str(data.get("audience") or "claim"), FAILED_TEXT["claim"])
         text = texts.get(failed.cause)

@@ -15,7 +15,7 @@ from core.crypto import hash_code
 from core.vault import IngestSource
 from storage.outbox_models import OutboxMessage
 from storage.vault_models import VaultClaim, VaultItem, VaultLink
-from tests.e2e.conftest import OPERATOR, STRANGER, VIEWER, Harness
+from tests.e2e.conftest import OPERATOR, OWNER, STRANGER, VIEWER, Harness
 from tests.e2e.test_vault_in_chat import files_sent, make_link, upload, wait_delete_job
 
 
@@ -241,6 +241,31 @@ async def test_a_delivery_to_someone_who_blocked_the_bot_is_logged_as_not_delive
     app.tg.block(STRANGER, blocked=False)
     again = await app.say(STRANGER, f"/start {code}", "again")
     assert "document" in again and await used_count(app, code) == 1
+
+
+async def test_an_unreadable_stored_copy_alerts_the_operators_once(app: Harness) -> None:
+    """Two people claim a file whose stored copy is gone: both are told and keep their use;
+    every operator who takes notifications hears of it once, not once per claim."""
+    item = await ingest_without_file_id(app, "document", b"%PDF-1.4 lost " * 30, "lost.pdf")
+    code = await new_link(app, item.id, uses=5)
+    await app.app.blobs.delete(item.blob_key)
+    for who in (STRANGER, VIEWER):
+        await app.say(who, f"/start {code}", "stored copy is unavailable")
+    await wait_idle(app.app.sessionmaker, within=15)
+    for operator in (OWNER, OPERATOR):
+        alerts = [
+            m
+            for m in app.tg.messages(operator)
+            if f"File #{item.id} could not be sent" in m.get("text", "")
+        ]
+        assert len(alerts) == 1, app.tg.messages(operator)
+        assert "VAULT_STORAGE_URL" in alerts[0]["text"]
+    assert [outcome for _, outcome in await access_log(app, code)] == [
+        "delivered",
+        "undelivered:source",
+        "delivered",
+        "undelivered:source",
+    ]
 
 
 async def test_concurrent_claims_of_a_new_item_upload_it_once(app: Harness) -> None:
