@@ -308,7 +308,9 @@ async def test_claim_killed_before_telegram_handled_the_file(
         assert "will not use up another download" in note["text"]
         since = tg.mark()
         await tg.send_text(h.user(STRANGER), f"/start {code}")  # as the note says
-        expected = {"outbox": ["failed", "sent"], "outcomes": {"delivered": 1, "redelivered": 1}}
+        # the access log says the first delivery may not have arrived, then the free re-claim
+        outcomes = {"delivered": 1, "undelivered:unknown": 1, "redelivered": 1}
+        expected = {"outbox": ["failed", "sent"], "outcomes": outcomes}
     else:
         expected = {"outbox": ["sent"], "outcomes": {"delivered": 1}}
     got = await tg.wait_for_message(STRANGER, "Here is your file", since=since, timeout=SLOW)
@@ -340,13 +342,15 @@ async def test_claim_killed_after_telegram_handled_the_file(
         await tg.wait_for_message(STRANGER, UNCONFIRMED, since=since, timeout=SLOW)
         await settled(bot, tg, 1)
         copies, rows = 1, ["failed"]
+        outcomes = {"delivered": 1, "undelivered:unknown": 1}
     else:
         await tg.wait_for_message(STRANGER, "Here is your file", since=since, timeout=SLOW)
         await settled(bot, tg, 1)
         copies, rows = 2, ["sent"]
+        outcomes = {"delivered": 1}
     assert len(files_sent(h, STRANGER)) == copies
     state = claim_state(bot)
-    assert state["used"] == 1 and state["outcomes"] == {"delivered": 1}, state
+    assert state["used"] == 1 and state["outcomes"] == outcomes, state
     assert [s for s, _ in state["outbox"]] == rows, state
 
 
