@@ -55,11 +55,6 @@ class ClaimOutcome(enum.StrEnum):
     def delivers(self) -> bool:
         return self in (ClaimOutcome.delivered, ClaimOutcome.redelivered)
 
-    @property
-    def after_delivery(self) -> bool:
-        """Written once a granted send failed; never the answer to a claim."""
-        return self.value.startswith("undelivered:")
-
 
 class VaultItem(Base):
     """One file. `blob_key` None means Telegram holds the only copy (sent by `tg_file_id`)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.vault_delivery import UNDELIVERED
 from bot.web_claims import REFUSAL_STATUS
 from core.crypto import new_claim_code
 from core.vault.codes import CODE_LENGTH, deep_link, http_link, is_well_formed
@@ -48,7 +49,7 @@ def test_every_outcome_has_words_and_every_refusal_a_status() -> None:
     for outcome in ClaimOutcome:
         assert OPERATOR_TEXT[outcome]
         assert operator_text(outcome.value) == OPERATOR_TEXT[outcome]
-        if outcome.after_delivery:
+        if outcome in UNDELIVERED.values():
             # Written after a granted send failed: operators read it, no claimer is answered.
             assert outcome not in CLAIMER_TEXT and outcome not in REFUSAL_STATUS
             assert not outcome.delivers
