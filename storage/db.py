@@ -104,7 +104,9 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn):  # type: ignore[no-untyped-def]
         # IMMEDIATE takes the write lock up front, so a read-then-write transaction waits
         # (busy_timeout) instead of failing with "database is locked" at its first write.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # An AUTOCOMMIT connection (storage.uow's reads) begins nothing.
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 # pg_advisory_xact_lock key held while a process migrates and bootstraps ("OPSDECK").

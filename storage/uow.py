@@ -1,0 +1,124 @@
+"""The unit of work: one short write transaction at a time, reads that never take a lock.
+
+DESIGN.md §9: a transaction never spans a network call. Everything that touches the database
+goes through one of two doors:
+
+* `uow.read()` — a session whose statements each run on their own, outside any transaction
+  (SQLite: the lock-free, `query_only` read engine in WAL mode; PostgreSQL: AUTOCOMMIT). It
+  holds no write lock and no snapshot, so it may stay open across a network call.
+* `uow.write()` — one transaction (SQLite: BEGIN IMMEDIATE, the file's write lock), committed
+  when the block ends; then the after-commit hooks run (wake the engine, kick the outbox
+  sender). Keep the block short and free of network calls: `storage.txguard` fails a test
+  that talks to a peer from inside one.
+
+A `write()` inside a `write()` of the same task joins it (one transaction, hooks run after
+the outer commit); a `read()` inside a `write()` reads through the write session, so it sees
+what the transaction wrote. Repositories never commit: this module does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage.db import create_read_engine
+
+log = logging.getLogger(__name__)
+
+AfterCommit = Callable[[], Awaitable[None] | None]
+
+
+@dataclass
+class _Write:
+    session: AsyncSession
+    uow: UnitOfWork
+    hooks: list[AfterCommit] = field(default_factory=list)
+
+
+_CURRENT: ContextVar[_Write | None] = ContextVar("opsdeck_uow_write", default=None)
+
+
+class NoWriteOpen(RuntimeError):
+    """`after_commit` was called outside `uow.write()`."""
+
+
+class UnitOfWork:
+    """Short write transactions and lock-free reads over one database (see module doc)."""
+
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
+        self.engine = engine
+        self._writes = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._owns_read_engine = read_engine is None
+        self.read_engine = read_engine if read_engine is not None else _read_view(engine)
+        self._reads = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        current = _CURRENT.get()
+        if current is not None and current.uow is self:
+            yield current.session  # see what this transaction wrote
+            return
+        async with self._reads() as session:
+            yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        current = _CURRENT.get()
+        if current is not None and current.uow is self:
+            yield current.session  # joined: the outer block commits
+            return
+        state: _Write | None = None
+        async with self._writes() as session:
+            state = _Write(session, self)
+            token = _CURRENT.set(state)
+            try:
+                async with session.begin():
+                    yield session
+            finally:
+                _CURRENT.reset(token)
+        await _run_hooks(state.hooks)
+
+    @staticmethod
+    def after_commit(hook: AfterCommit) -> None:
+        """Run `hook` once the enclosing `write()` has committed (never if it rolls back)."""
+        current = _CURRENT.get()
+        if current is None:
+            raise NoWriteOpen("after_commit() needs an open uow.write()")
+        current.hooks.append(hook)
+
+    @staticmethod
+    def in_write() -> bool:
+        return _CURRENT.get() is not None
+
+    async def dispose(self) -> None:
+        """Close the read engine this unit of work made (the write engine is the caller's)."""
+        if self._owns_read_engine and self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+
+
+def _read_view(engine: AsyncEngine) -> AsyncEngine:
+    """Where reads run: no transaction, no lock held (see the module doc)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            # one in-memory database per connection: reads share the writers' connection
+            return engine
+        read = create_read_engine(url.render_as_string(hide_password=False))
+        assert read is not None
+        return read
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def _run_hooks(hooks: list[AfterCommit]) -> None:
+    for hook in hooks:
+        try:
+            result = hook()
+            if result is not None:
+                await result
+        except Exception:  # a hook's failure must not undo or hide the committed work
+            log.exception("after-commit hook %r failed", hook)
