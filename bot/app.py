@@ -87,7 +87,7 @@ from core.vault import (
     service_builder,
     vault_periodic_specs,
 )
-from storage import migrate
+from storage import migrate, txguard
 from storage.blobs import blob_store_from_url
 from storage.db import (
     create_engine,
@@ -97,6 +97,7 @@ from storage.db import (
 )
 from storage.identity import IdentityReader
 from storage.repositories import operators as op_repo
+from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,8 @@ class Opsdeck:
         await migrate.upgrade(self.db)
         self.sessionmaker = create_sessionmaker(self.db)
         self.read_db = create_read_engine(s.database_url)  # SQLite: lock-free claim lookups
+        txguard.watch(self.db)
+        self.uow = UnitOfWork(self.db, self.read_db)
         self.identities = IdentityReader(self.db)
         async with self.sessionmaker() as session:
             await hold_startup_lock(session)  # processes starting together take turns
@@ -260,6 +263,7 @@ class Opsdeck:
             clock=self.clock,
             notifier=self.notifier,
             owner_ids=frozenset(s.opsdeck.owner_ids),
+            uow=self.uow,
             engine=self.engine,
             builders={
                 "backup": backup_service_builder(self.backup_config),

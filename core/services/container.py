@@ -12,6 +12,7 @@ from core.notifier import Notifier
 from core.services.audit import AuditService
 from core.services.jobs import JobService
 from core.services.operators import OperatorService
+from storage.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from core.jobs.engine import JobEngine
@@ -46,6 +47,7 @@ class ServiceFactory:
     clock: Clock
     notifier: Notifier
     owner_ids: frozenset[int]
+    uow: UnitOfWork  # services move onto this (DESIGN §9); the per-update session goes then
     engine: JobEngine | None = None
     # name -> callable(session, factory) for feature services added by later modules
     builders: dict[str, Any] = field(default_factory=dict)
