@@ -44,7 +44,7 @@ from bot.logs import REDACTOR
 from bot.metrics import Metrics, bind_job_context
 from bot.middlewares.context import ContextMiddleware
 from bot.notifier import TelegramNotifier
-from bot.outbox import Outbox, OutboxSettings, Sender
+from bot.outbox import Outbox, Sender
 from bot.progress import ChatProgress
 from bot.telegram_retry import RetryMiddleware
 from bot.vault_delivery import (
@@ -194,7 +194,7 @@ class Opsdeck:
             self.sender_bot,
             self.sessionmaker,
             clock=self.clock,
-            settings=OutboxSettings(),
+            settings=s.outbox,
             outbox=self.outbox,
             owner=self.worker_id,
         )

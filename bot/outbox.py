@@ -79,42 +79,16 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InputFile
 from pydantic import BaseModel
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock, SystemClock
+from core.settings import OutboxSettings
 from storage.db import is_connection_lost
 from storage.repositories import outbox as repo
 from storage.repositories.outbox import ClaimedMessage
 
 log = logging.getLogger(__name__)
-
-
-class OutboxSettings(BaseSettings):
-    """Sender tuning; env OUTBOX_* (e.g. OUTBOX_GLOBAL_PER_SECOND=20)."""
-
-    model_config = SettingsConfigDict(env_prefix="OUTBOX_", extra="ignore")
-
-    global_per_second: int = 30
-    per_chat_per_second: float = 1.0
-    # slack added to every pacing wait so network jitter never lets the server count one more
-    pacing_margin_seconds: float = 0.03
-    # rows claimed at a time, the next batch when half are sent: 5 s of sends at 30/s, so a
-    # claim that waits for the database (SQLite's write lock during a claim storm: ~0.3 s)
-    # never lets the sender run dry (60 did: 0.79x of the limit; 150: 0.94x, bench/README)
-    batch_size: int = 150
-    max_in_flight: int = 16
-    lease_seconds: float = 60.0
-    poll_seconds: float = 1.0
-    request_timeout_seconds: float = 30.0
-    # a send that uploads bytes (a file by reference with no file_id yet) may take this long
-    upload_timeout_seconds: float = 900.0
-    backoff_base_seconds: float = 2.0
-    backoff_cap_seconds: float = 300.0
-    # this many distinct chats answered 429 within a second pause all sending
-    global_pause_after_chats: int = 3
-    shutdown_timeout_seconds: float = 10.0
 
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -136,6 +136,35 @@ class BackupSettings(BaseSettings):
     dir: Path | None = None  # default: <data dir>/backups
 
 
+class OutboxSettings(BaseSettings):
+    """The paced sender of `bot.outbox`. The rates belong to the bot token: every process on
+    one database shares them (the budget lives in the database), so each process is given the
+    whole of them, never a share."""
+
+    model_config = SettingsConfigDict(**_ENV, env_prefix="OUTBOX_")
+
+    # Telegram's limits for one bot: ~30 messages/s overall, 1/s per chat
+    global_per_second: int = Field(default=30, ge=1, le=1000)
+    per_chat_per_second: float = Field(default=1.0, gt=0, le=100)
+    # slack added to every pacing step so network jitter never lets Telegram count one more
+    pacing_margin_seconds: float = Field(default=0.03, ge=0, le=1)
+    # rows claimed at a time, the next batch when half are sent: 5 s of sends at 30/s, so a
+    # claim that waits for the database (SQLite's write lock during a claim storm: ~0.3 s)
+    # never lets the sender run dry (60 did: 0.79x of the limit; 150: 0.94x, bench/README)
+    batch_size: int = Field(default=150, ge=1)
+    max_in_flight: int = Field(default=16, ge=1)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    poll_seconds: float = Field(default=1.0, gt=0)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    # a send that uploads bytes (a file by reference with no file_id yet) may take this long
+    upload_timeout_seconds: float = Field(default=900.0, gt=0)
+    backoff_base_seconds: float = Field(default=2.0, ge=0)
+    backoff_cap_seconds: float = Field(default=300.0, ge=0)
+    # this many distinct chats answered 429 within a second pause all sending
+    global_pause_after_chats: int = Field(default=3, ge=1)
+    shutdown_timeout_seconds: float = Field(default=10.0, ge=0)
+
+
 class Settings(BaseModel):
     """Everything the factory needs, with derived defaults filled in."""
 
@@ -148,6 +177,7 @@ class Settings(BaseModel):
     reddit: RedditSettings
     jobs: JobSettings
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **overrides: BaseSettings) -> Settings:
@@ -162,6 +192,7 @@ class Settings(BaseModel):
             "reddit": RedditSettings,
             "jobs": JobSettings,
             "backup": BackupSettings,
+            "outbox": OutboxSettings,
         }
         parts: dict[str, BaseSettings] = {}
         for name, kind in kinds.items():
