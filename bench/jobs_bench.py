@@ -64,6 +64,7 @@ from storage import migrate
 from storage.db import create_engine, create_sessionmaker
 from storage.models import Job, JobStatus
 from storage.repositories import jobs as job_repo
+from storage.uow import over_session
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -376,7 +377,7 @@ async def bench_lateness(
     async def submit_one(due: float) -> None:
         run_at = start_wall + timedelta(seconds=due)
         async with sessions() as session:
-            job_id = await JobService(session, clock, NullNotifier(), engine).submit(
+            job_id = await JobService(over_session(session), clock, NullNotifier(), engine).submit(
                 tenant_id, "noop", run_at=run_at
             )
         assert job_id is not None

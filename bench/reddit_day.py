@@ -74,6 +74,7 @@ from storage.reddit_models import PostStatus, RedditInboxMessage, RedditPost
 from storage.repositories import jobs as job_repo
 from storage.repositories import tenants as tenant_repo
 from storage.repositories.jobs import ClaimedJob
+from storage.uow import over_session
 from tests.fakes.reddit import FakeReddit, VirtualTime
 
 APP = "opsdeck-bench-app"
@@ -291,7 +292,7 @@ async def main(args: argparse.Namespace) -> int:
     # -- 00:00: accounts, pacing, 200 posts composed with pre-flight and queued --------------
     account_ids: dict[str, int] = {}
     async with sessionmaker() as session:
-        jobs = JobService(session, vt.clock, notifier)
+        jobs = JobService(over_session(session), vt.clock, notifier)
         accounts = AccountService(session, vt.clock, box, jobs=jobs, clients=clients)
         posts = PostService(session, vt.clock, jobs, clients=clients)
         for name in ACCOUNTS:
@@ -314,7 +315,9 @@ async def main(args: argparse.Namespace) -> int:
 
     post_ids: list[int] = []
     async with sessionmaker() as session:
-        posts = PostService(session, vt.clock, JobService(session, vt.clock, notifier))
+        posts = PostService(
+            session, vt.clock, JobService(over_session(session), vt.clock, notifier)
+        )
         for n in range(args.posts):
             name = ACCOUNTS[n % 3]
             view = await posts.create_draft(
@@ -334,7 +337,10 @@ async def main(args: argparse.Namespace) -> int:
         nonlocal preflight_errors
         async with sessionmaker() as session:
             service = PostService(
-                session, vt.clock, JobService(session, vt.clock, notifier), clients=clients
+                session,
+                vt.clock,
+                JobService(over_session(session), vt.clock, notifier),
+                clients=clients,
             )
             report = await service.preflight(actor, post_id)
             preflight_errors += len(report.errors)
@@ -349,7 +355,9 @@ async def main(args: argparse.Namespace) -> int:
 
     moved = 0
     async with sessionmaker() as session:
-        posts = PostService(session, vt.clock, JobService(session, vt.clock, notifier))
+        posts = PostService(
+            session, vt.clock, JobService(over_session(session), vt.clock, notifier)
+        )
         for post_id in post_ids:
             wanted = START + timedelta(minutes=rng.randrange(0, 18 * 60))
             result = await posts.queue(actor, post_id, wanted)

@@ -236,6 +236,7 @@ class Opsdeck:
             clock=self.clock,
             notifier=self.notifier,
             worker_id=self.worker_id,
+            uow=self.uow,
             deps={
                 "bot": self.bot,
                 "blobs": self.blobs,
@@ -372,12 +373,16 @@ class Opsdeck:
             session,
             factory.clock,
             SecretBox(self.settings.secret_key()),
-            jobs=JobService(session, factory.clock, factory.notifier, factory.engine),
+            jobs=JobService(
+                factory.uow.over(session), factory.clock, factory.notifier, factory.engine
+            ),
             clients=self.reddit_clients,
         )
 
     def _reddit_posts(self, session, factory: ServiceFactory) -> PostService:
-        jobs = JobService(session, factory.clock, factory.notifier, factory.engine)
+        jobs = JobService(
+            factory.uow.over(session), factory.clock, factory.notifier, factory.engine
+        )
         return PostService(session, factory.clock, jobs, clients=self.reddit_clients)
 
     async def _publish_commands(self) -> None:

@@ -23,6 +23,7 @@ from core.settings import Settings
 from storage import migrate
 from storage.db import create_engine, create_sessionmaker
 from storage.repositories import operators as op_repo
+from storage.uow import over_session
 
 SECRET_ENV = {
     "client_secret": "REDDIT_CLIENT_SECRET",
@@ -97,7 +98,7 @@ async def add_account(settings: Settings, args: argparse.Namespace) -> int:
                 session,
                 clock,
                 SecretBox(settings.secret_key()),
-                jobs=JobService(session, clock, NullNotifier()),
+                jobs=JobService(over_session(session), clock, NullNotifier()),
             )
             view = await service.add(
                 actor,

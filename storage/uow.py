@@ -100,6 +100,59 @@ class UnitOfWork:
         if self._owns_read_engine and self.read_engine is not self.engine:
             await self.read_engine.dispose()
 
+    def over(self, session: AsyncSession) -> UnitOfWork:
+        """Transitional: this unit of work over a caller's own session (see SessionBound)."""
+        return SessionBound(self, session)
+
+
+class SessionBound(UnitOfWork):
+    """Transitional, while some code still holds a session of its own (the per-update one, a
+    CLI command's): converted services called from there write through that session, since a
+    second connection would wait on the lock the caller's transaction holds. `write()` commits
+    it at the end of the outermost block, then runs the hooks; `read()` reads through it while
+    it is in a transaction (the caller's uncommitted rows), otherwise lock-free through `base`
+    (through the session itself without one)."""
+
+    def __init__(self, base: UnitOfWork | None, session: AsyncSession) -> None:
+        if base is not None:
+            self.engine, self.read_engine = base.engine, base.read_engine
+            self._writes, self._reads = base._writes, base._reads
+        self._owns_read_engine = False
+        self.base, self.session = base, session
+        self._key: UnitOfWork = base if base is not None else self
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        current = _CURRENT.get()
+        if current is not None and current.uow is self._key:
+            yield current.session
+        elif self.base is None or self.session.in_transaction():
+            yield self.session
+        else:
+            async with self.base.read() as session:
+                yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        current = _CURRENT.get()
+        if current is not None and current.uow is self._key:
+            yield current.session
+            return
+        state = _Write(self.session, self._key)
+        token = _CURRENT.set(state)
+        try:
+            yield self.session
+            await self.session.commit()
+        except BaseException:
+            await self.session.rollback()
+            raise
+        finally:
+            _CURRENT.reset(token)
+        await _run_hooks(state.hooks)
+
+    async def dispose(self) -> None:
+        return None
+
 
 def _read_view(engine: AsyncEngine) -> AsyncEngine:
     """Where reads run: no transaction, no lock held (see the module doc)."""
@@ -122,3 +175,8 @@ async def _run_hooks(hooks: list[AfterCommit]) -> None:
                 await result
         except Exception:  # a hook's failure must not undo or hide the committed work
             log.exception("after-commit hook %r failed", hook)
+
+
+def over_session(session: AsyncSession) -> UnitOfWork:
+    """Transitional: a unit of work that is just `session` (CLI commands, older tests)."""
+    return SessionBound(None, session)

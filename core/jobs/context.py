@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock
 from core.notifier import Notifier
+from storage.uow import UnitOfWork
 
 
 @dataclass(slots=True)
@@ -23,6 +24,8 @@ class JobContext:
     clock: Clock
     notifier: Notifier
     deps: dict[str, Any] = field(default_factory=dict)
+    # short writes and lock-free reads (DESIGN §9); handlers move onto this from sessionmaker
+    uow: UnitOfWork | None = None
 
     def dep(self, name: str) -> Any:
         """A named dependency registered with the engine (e.g. the Reddit service)."""

@@ -38,6 +38,7 @@ from storage.models import JobStatus
 from storage.repositories import jobs as job_repo
 from storage.repositories import tenants as tenant_repo
 from storage.repositories.jobs import ClaimedJob
+from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,12 @@ class JobEngine:
         deps: dict[str, Any] | None = None,
         worker_id: str | None = None,
         rng: random.Random | None = None,
+        uow: UnitOfWork | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        bind = sessionmaker.kw["bind"]
+        # no app unit of work (tests): reads use the write engine, correct but not lock-free
+        self.uow = uow if uow is not None else UnitOfWork(bind, read_engine=bind)
         self.registry = registry
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -343,6 +348,7 @@ class JobEngine:
             clock=self.clock,
             notifier=self.notifier,
             deps=self.deps,
+            uow=self.uow,
         )
         if job.id in self._stop_reason:  # interrupted before its handler began
             return await self._stopped(job, self._stop_reason[job.id], ran=False)

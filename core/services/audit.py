@@ -10,6 +10,7 @@ from core.actor import Actor
 from core.clock import Clock
 from storage.models import AuditEntry, Role
 from storage.repositories import audit as audit_repo
+from storage.uow import UnitOfWork
 
 
 async def record(
@@ -35,10 +36,11 @@ async def record(
 
 
 class AuditService:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
 
     async def latest(self, actor: Actor, limit: int = 20, offset: int = 0) -> list[AuditEntry]:
         """The newest entries of the actor's workspace; owners only."""
         actor.require(Role.owner, "read the audit log")
-        return await audit_repo.latest(self.session, actor.tenant_id, limit, offset)
+        async with self.uow.read() as session:
+            return await audit_repo.latest(session, actor.tenant_id, limit, offset)

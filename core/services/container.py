@@ -53,10 +53,13 @@ class ServiceFactory:
     builders: dict[str, Any] = field(default_factory=dict)
 
     def bind(self, session: AsyncSession) -> Services:
+        # converted services write through the update's session while it exists: a second
+        # connection would queue behind its transaction (storage.uow.SessionBound)
+        uow = self.uow.over(session)
         return Services(
             session=session,
-            operators=OperatorService(session, self.clock, self.owner_ids),
-            jobs=JobService(session, self.clock, self.notifier, self.engine),
-            audit=AuditService(session),
+            operators=OperatorService(uow, self.clock, self.owner_ids),
+            jobs=JobService(uow, self.clock, self.notifier, self.engine),
+            audit=AuditService(uow),
             extra=_Built(self.builders, session, self),
         )

@@ -1,7 +1,10 @@
 """Operators steering the job queue: list, approve, reject, retry, cancel, pause.
 
-Every transition is one conditional UPDATE, so a double press or a race between two operators
-changes the job once; the loser gets a Conflict that says who did it first.
+Every transition is one conditional UPDATE in one short `uow.write()`, so a double press or a
+race between two operators changes the job once; the loser gets a Conflict that says who did
+it first. Approve, reject and cancel are the one path for a job's state: a kind that owns rows
+of its own moves them in the same write through its steering hooks (core/jobs/registry.py).
+Wake-ups and notifications run after the commit.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from core.actor import Actor
 from core.clock import Clock
 from core.errors import Conflict, InvalidInput, NotFound
 from core.jobs.queue import enqueue
+from core.jobs.registry import JobRegistry, Steer, SteerAction
 from core.notifier import Notifier
 from core.services.audit import record
 from core.services.operators import operator_name
@@ -24,6 +28,7 @@ from storage.models import Job, JobStatus, Role
 from storage.repositories import audit as audit_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import tenants as tenant_repo
+from storage.uow import SessionBound, UnitOfWork
 
 if TYPE_CHECKING:
     from core.jobs.engine import JobEngine
@@ -66,17 +71,21 @@ def parse_status_filter(text: str | None) -> str:
 
 
 class JobService:
+    """The job queue as operators see it. Reads run lock-free; each change is one write."""
+
     def __init__(
         self,
-        session: AsyncSession,
+        uow: UnitOfWork,
         clock: Clock,
         notifier: Notifier,
         engine: JobEngine | None = None,
+        registry: JobRegistry | None = None,
     ) -> None:
-        self.session = session
+        self.uow = uow
         self.clock = clock
         self.notifier = notifier
         self.engine = engine
+        self.registry = registry if registry is not None else (engine and engine.registry)
 
     # -- reading --------------------------------------------------------------------------------
     async def page(
@@ -89,33 +98,38 @@ class JobService:
     ) -> JobPage:
         statuses = STATUS_FILTERS[parse_status_filter(status)]
         page = max(0, page)
-        jobs, total = await job_repo.list_page(
-            self.session,
-            tenant_id=actor.tenant_id,
-            statuses=statuses,
-            kind=kind,
-            offset=page * size,
-            limit=size,
-        )
+        async with self.uow.read() as session:
+            jobs, total = await job_repo.list_page(
+                session,
+                tenant_id=actor.tenant_id,
+                statuses=statuses,
+                kind=kind,
+                offset=page * size,
+                limit=size,
+            )
         pages = max(1, -(-total // size))
         if page >= pages and total:
             return await self.page(actor, status, kind, pages - 1, size)
         return JobPage(jobs, total, page, pages)
 
     async def get(self, actor: Actor, job_id: int) -> Job:
-        job = await job_repo.get(self.session, job_id, actor.tenant_id)
+        async with self.uow.read() as session:
+            job = await job_repo.get(session, job_id, actor.tenant_id)
         if job is None:
             raise NotFound(f"Job #{job_id} does not exist in your workspace.")
         return job
 
     async def count_retryable(self, actor: Actor) -> int:
-        return len(await job_repo.ids_with_status(self.session, actor.tenant_id, RETRYABLE))
+        async with self.uow.read() as session:
+            return len(await job_repo.ids_with_status(session, actor.tenant_id, RETRYABLE))
 
     async def counts(self, actor: Actor) -> dict[str, int]:
-        return await job_repo.count_by_status(self.session, actor.tenant_id)
+        async with self.uow.read() as session:
+            return await job_repo.count_by_status(session, actor.tenant_id)
 
     async def is_paused(self, actor: Actor) -> bool:
-        tenant = await tenant_repo.get(self.session, actor.tenant_id)
+        async with self.uow.read() as session:
+            tenant = await tenant_repo.get(session, actor.tenant_id)
         return bool(tenant and tenant.queue_paused)
 
     # -- creating ----------------------------------------------------------------------------------
@@ -133,10 +147,63 @@ class JobService:
         priority: int = 0,
         commit: bool = True,
     ) -> int | None:
-        """Queue a job; with `commit=False` it joins the caller's transaction (see after_commit)."""
+        """Queue a job, with its audit row. Inside a caller's `uow.write()` it joins that
+        transaction, and the engine is woken (or the operators told) after its commit.
+
+        `commit=False` is for callers still holding a per-update session: the job joins that
+        session's transaction, and they call `after_commit` once they committed."""
         now = self.clock.now()
+        if not commit and not self.uow.in_write() and isinstance(self.uow, SessionBound):
+            return await self._insert(
+                self.uow.session,
+                tenant_id,
+                kind,
+                payload,
+                actor,
+                now,
+                run_at,
+                requires_approval,
+                dedupe_key,
+                max_attempts,
+                priority,
+            )
+        async with self.uow.write() as session:
+            job_id = await self._insert(
+                session,
+                tenant_id,
+                kind,
+                payload,
+                actor,
+                now,
+                run_at,
+                requires_approval,
+                dedupe_key,
+                max_attempts,
+                priority,
+            )
+            if job_id is not None and commit:
+                when = run_at or now
+                self.uow.after_commit(
+                    lambda: self.after_commit(tenant_id, job_id, when, requires_approval)
+                )
+        return job_id
+
+    async def _insert(
+        self,
+        session: AsyncSession,
+        tenant_id: int,
+        kind: str,
+        payload: dict[str, Any] | None,
+        actor: Actor | None,
+        now: datetime,
+        run_at: datetime | None,
+        requires_approval: bool,
+        dedupe_key: str | None,
+        max_attempts: int,
+        priority: int,
+    ) -> int | None:
         job_id = await enqueue(
-            self.session,
+            session,
             tenant_id=tenant_id,
             kind=kind,
             now=now,
@@ -150,7 +217,7 @@ class JobService:
         )
         if job_id is not None:
             await record(
-                self.session,
+                session,
                 self.clock,
                 tenant_id=tenant_id,
                 actor=actor,
@@ -158,14 +225,12 @@ class JobService:
                 target=f"job:{job_id}",
                 details={"kind": kind},
             )
-        if commit:
-            await self.session.commit()
-            await self.after_commit(tenant_id, job_id, run_at or now, requires_approval)
         return job_id
 
     async def after_commit(
         self, tenant_id: int, job_id: int | None, run_at: datetime, requires_approval: bool
     ) -> None:
+        """What follows a new job's commit: the operators are asked, or the engine woken."""
         if job_id is None:
             return
         if requires_approval:
@@ -175,25 +240,28 @@ class JobService:
 
     # -- steering ----------------------------------------------------------------------------------
     async def approve(self, actor: Actor, job_id: int) -> Job:
+        """Let a job that waits for approval run; its kind's own rows move with it."""
         actor.require(Role.operator, "approve jobs")
-        job = await self._move(
+        return await self._move(
             actor,
             job_id,
             (JobStatus.pending_approval,),
             "job.approve",
+            steer="approve",
+            wake=True,
             status=JobStatus.queued,
             approved_by=actor.user_id,
         )
-        self._wake(job.run_at)
-        return job
 
     async def reject(self, actor: Actor, job_id: int) -> Job:
+        """Turn a job that waits for approval down (it is cancelled, with its kind's rows)."""
         actor.require(Role.operator, "reject jobs")
         return await self._move(
             actor,
             job_id,
             (JobStatus.pending_approval,),
             "job.reject",
+            steer="reject",
             status=JobStatus.cancelled,
             last_error="rejected",
             finished_at=self.clock.now(),
@@ -210,54 +278,53 @@ class JobService:
         }
         if current.status == JobStatus.dead:
             values["attempts"] = 0
-        job = await self._move(actor, job_id, RETRYABLE, "job.retry", **values)
-        self._wake(job.run_at)
-        return job
+        return await self._move(actor, job_id, RETRYABLE, "job.retry", wake=True, **values)
 
     async def retry_all(self, actor: Actor) -> int:
         """Retry every failed and dead job of the workspace; returns how many."""
         actor.require(Role.operator, "retry jobs")
-        ids = await job_repo.ids_with_status(self.session, actor.tenant_id, RETRYABLE)
         now = self.clock.now()
         done = 0
-        for job_id in ids:
-            job = await job_repo.get(self.session, job_id, actor.tenant_id)
-            if job is None:
-                continue
-            values: dict[str, Any] = {
-                "status": JobStatus.queued,
-                "run_at": now,
-                "finished_at": None,
-                "updated_at": now,
-                "finished_by": actor.user_id,
-            }
-            if job.status == JobStatus.dead:
-                values["attempts"] = 0
-            moved = await job_repo.transition(
-                self.session,
-                job_id=job_id,
-                tenant_id=actor.tenant_id,
-                from_statuses=RETRYABLE,
-                values=values,
-            )
-            if moved is not None:
-                done += 1
-                await record(
-                    self.session,
-                    self.clock,
+        async with self.uow.write() as session:
+            ids = await job_repo.ids_with_status(session, actor.tenant_id, RETRYABLE)
+            for job_id in ids:
+                job = await job_repo.get(session, job_id, actor.tenant_id)
+                if job is None:
+                    continue
+                values: dict[str, Any] = {
+                    "status": JobStatus.queued,
+                    "run_at": now,
+                    "finished_at": None,
+                    "updated_at": now,
+                    "finished_by": actor.user_id,
+                }
+                if job.status == JobStatus.dead:
+                    values["attempts"] = 0
+                moved = await job_repo.transition(
+                    session,
+                    job_id=job_id,
                     tenant_id=actor.tenant_id,
-                    actor=actor,
-                    action="job.retry",
-                    target=f"job:{job_id}",
-                    details={"bulk": True},
+                    from_statuses=RETRYABLE,
+                    values=values,
                 )
-        await self.session.commit()
-        if done:
-            self._wake(now)
+                if moved is not None:
+                    done += 1
+                    await record(
+                        session,
+                        self.clock,
+                        tenant_id=actor.tenant_id,
+                        actor=actor,
+                        action="job.retry",
+                        target=f"job:{job_id}",
+                        details={"bulk": True},
+                    )
+            if done:
+                self.uow.after_commit(lambda: self._wake(now))
         return done
 
     async def cancel(self, actor: Actor, job_id: int) -> Job:
-        """Cancel a waiting job at once; a running one is asked to stop (cooperatively)."""
+        """Cancel a waiting job at once (with its kind's rows); a running one is asked to stop
+        (cooperatively: its handler sees `cancel_requested`)."""
         actor.require(Role.operator, "cancel jobs")
         current = await self.get(actor, job_id)
         if current.status == JobStatus.running:
@@ -274,6 +341,7 @@ class JobService:
             job_id,
             CANCELLABLE,
             "job.cancel",
+            steer="cancel",
             status=JobStatus.cancelled,
             finished_at=self.clock.now(),
             last_error=f"cancelled by {actor.label}",
@@ -282,64 +350,82 @@ class JobService:
     async def set_paused(self, actor: Actor, paused: bool) -> bool:
         """Pause or resume the workspace's queue; False when it already was."""
         actor.require(Role.operator, "pause or resume the queue")
-        changed = await tenant_repo.set_paused(self.session, actor.tenant_id, paused)
-        if changed:
-            await record(
-                self.session,
-                self.clock,
-                tenant_id=actor.tenant_id,
-                actor=actor,
-                action="queue.pause" if paused else "queue.resume",
-                target="queue",
-            )
-        await self.session.commit()
-        if changed and not paused:
-            self._wake(self.clock.now())
+        async with self.uow.write() as session:
+            changed = await tenant_repo.set_paused(session, actor.tenant_id, paused)
+            if changed:
+                await record(
+                    session,
+                    self.clock,
+                    tenant_id=actor.tenant_id,
+                    actor=actor,
+                    action="queue.pause" if paused else "queue.resume",
+                    target="queue",
+                )
+                if not paused:
+                    self.uow.after_commit(lambda: self._wake(self.clock.now()))
         return changed
 
     # -- helpers ---------------------------------------------------------------------------------
     async def _move(
-        self, actor: Actor, job_id: int, from_statuses: tuple[str, ...], action: str, **values: Any
+        self,
+        actor: Actor,
+        job_id: int,
+        from_statuses: tuple[str, ...],
+        action: str,
+        *,
+        steer: SteerAction | None = None,
+        wake: bool = False,
+        **values: Any,
     ) -> Job:
-        values.setdefault("updated_at", self.clock.now())
+        """One conditional UPDATE of the job row, its kind's hook and the audit row: one write."""
+        now = self.clock.now()
+        values.setdefault("updated_at", now)
         values.setdefault("finished_by", actor.user_id)
-        job = await job_repo.transition(
-            self.session,
-            job_id=job_id,
-            tenant_id=actor.tenant_id,
-            from_statuses=from_statuses,
-            values=values,
-        )
+        async with self.uow.write() as session:
+            job = await job_repo.transition(
+                session,
+                job_id=job_id,
+                tenant_id=actor.tenant_id,
+                from_statuses=from_statuses,
+                values=values,
+            )
+            if job is not None:
+                hook = (
+                    self.registry.steering(job.kind).hook(steer)
+                    if steer and self.registry
+                    else None
+                )
+                if hook is not None:
+                    await hook(Steer(session, job, actor, steer, now))  # type: ignore[arg-type]
+                await record(
+                    session,
+                    self.clock,
+                    tenant_id=actor.tenant_id,
+                    actor=actor,
+                    action=action,
+                    target=f"job:{job_id}",
+                    details={"kind": job.kind},
+                )
+                if wake:
+                    run_at = job.run_at
+                    self.uow.after_commit(lambda: self._wake(run_at))
         if job is None:
-            await self.session.rollback()
-            current = await self.get(actor, job_id)
-            raise await self._stale(actor, current)
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action=action,
-            target=f"job:{job_id}",
-            details={"kind": job.kind},
-        )
-        await self.session.commit()
+            raise await self._stale(actor, await self.get(actor, job_id))
         return job
 
     async def _stale(self, actor: Actor, job: Job) -> Conflict:
         """Why this press changes nothing: the job's state now and who put it there."""
-        last = await audit_repo.last_for_target(self.session, actor.tenant_id, f"job:{job.id}")
+        async with self.uow.read() as session:
+            last = await audit_repo.last_for_target(session, actor.tenant_id, f"job:{job.id}")
+            who = None
+            if last is not None and last.action in PAST_TENSE and last.actor_id != actor.user_id:
+                who = await operator_name(session, actor.tenant_id, last.actor_id)
         state = job.status.replace("_", " ")
         if last is not None and last.action in PAST_TENSE:
-            who = (
-                "you"
-                if last.actor_id == actor.user_id
-                else await operator_name(self.session, actor.tenant_id, last.actor_id)
-            )
             when = fmt(last.at, actor.timezone)
             return Conflict(
-                f"Job #{job.id} was already {PAST_TENSE[last.action]} by {who} at {when}; "
-                f"it is now {state}."
+                f"Job #{job.id} was already {PAST_TENSE[last.action]} by {who or 'you'} at "
+                f"{when}; it is now {state}."
             )
         return Conflict(f"Job #{job.id} is {state} now; nothing changed.")
 

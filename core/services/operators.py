@@ -17,6 +17,7 @@ from storage.identity import OperatorRecord
 from storage.models import Operator, Role, Tenant
 from storage.repositories import operators as op_repo
 from storage.repositories import tenants as tenant_repo
+from storage.uow import UnitOfWork
 
 ASSIGNABLE_ROLES = (Role.operator, Role.viewer)
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
@@ -96,26 +97,28 @@ class OperatorRow:
 class OperatorService:
     """Operators of the actor's own workspace. Owners manage; everyone manages themselves."""
 
-    def __init__(self, session: AsyncSession, clock: Clock, owner_ids: Iterable[int] = ()) -> None:
-        self.session = session
+    def __init__(self, uow: UnitOfWork, clock: Clock, owner_ids: Iterable[int] = ()) -> None:
+        self.uow = uow
         self.clock = clock
         self.configured_owners = frozenset(owner_ids)
 
     async def resolve(self, user_id: int) -> Actor | None:
-        op = await op_repo.by_telegram_id(self.session, user_id)
+        async with self.uow.read() as session:
+            op = await op_repo.by_telegram_id(session, user_id)
         return to_actor(op) if op else None
 
     async def remember_name(self, actor: Actor, name: str | None) -> None:
         """Keep the Telegram name for cards and audit text (not audited: not a change)."""
         if name and name != actor.display_name:
-            op = await self.session.get(Operator, actor.operator_id)
-            if op is not None:
-                op.display_name = name[:128]
-                await self.session.commit()
+            async with self.uow.write() as session:
+                op = await session.get(Operator, actor.operator_id)
+                if op is not None:
+                    op.display_name = name[:128]
 
     async def list(self, actor: Actor) -> list[OperatorRow]:
         actor.require(Role.owner, "manage operators")
-        ops = await op_repo.in_tenant(self.session, actor.tenant_id)
+        async with self.uow.read() as session:
+            ops = await op_repo.in_tenant(session, actor.tenant_id)
         return [
             OperatorRow(o.id, o.telegram_user_id, o.role, o.display_name, o.timezone) for o in ops
         ]
@@ -124,37 +127,38 @@ class OperatorService:
         actor.require(Role.owner, "add operators")
         if role not in ASSIGNABLE_ROLES:
             raise InvalidInput("The role must be operator or viewer.")
-        existing = await op_repo.by_telegram_id(self.session, user_id)
-        if existing is not None:
-            if existing.tenant_id == actor.tenant_id:
-                raise Conflict(f"User {user_id} is already here as {existing.role}.")
-            raise Conflict(f"User {user_id} already belongs to another workspace.")
-        op = Operator(
-            tenant_id=actor.tenant_id,
-            telegram_user_id=user_id,
-            role=role,
-            timezone=actor.timezone,
-            notify=True,
-            added_by=actor.user_id,
-            created_at=self.clock.now(),
-        )
-        self.session.add(op)
-        await self.session.flush()
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="operator.add",
-            target=f"user:{user_id}",
-            details={"role": role},
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            existing = await op_repo.by_telegram_id(session, user_id)
+            if existing is not None:
+                if existing.tenant_id == actor.tenant_id:
+                    raise Conflict(f"User {user_id} is already here as {existing.role}.")
+                raise Conflict(f"User {user_id} already belongs to another workspace.")
+            op = Operator(
+                tenant_id=actor.tenant_id,
+                telegram_user_id=user_id,
+                role=role,
+                timezone=actor.timezone,
+                notify=True,
+                added_by=actor.user_id,
+                created_at=self.clock.now(),
+            )
+            session.add(op)
+            await session.flush()
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="operator.add",
+                target=f"user:{user_id}",
+                details={"role": role},
+            )
         return OperatorRow(op.id, user_id, role, None, op.timezone)
 
-    async def _managed(self, actor: Actor, operator_id: int) -> Operator:
+    @staticmethod
+    async def _managed(session: AsyncSession, actor: Actor, operator_id: int) -> Operator:
         actor.require(Role.owner, "manage operators")
-        op = await self.session.get(Operator, operator_id)
+        op = await session.get(Operator, operator_id)
         if op is None or op.tenant_id != actor.tenant_id:
             raise NotFound("That operator is not in your workspace (any more).")
         if op.id == actor.operator_id:
@@ -166,74 +170,75 @@ class OperatorService:
     async def set_role(self, actor: Actor, operator_id: int, role: Role) -> OperatorRow:
         if role not in ASSIGNABLE_ROLES:
             raise InvalidInput("The role must be operator or viewer.")
-        op = await self._managed(actor, operator_id)
-        if op.role == role:
-            raise Conflict(f"User {op.telegram_user_id} is already {role}.")
-        old, op.role = op.role, role
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="operator.role",
-            target=f"user:{op.telegram_user_id}",
-            details={"from": old, "to": role},
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            op = await self._managed(session, actor, operator_id)
+            if op.role == role:
+                raise Conflict(f"User {op.telegram_user_id} is already {role}.")
+            old, op.role = op.role, role
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="operator.role",
+                target=f"user:{op.telegram_user_id}",
+                details={"from": old, "to": role},
+            )
         return OperatorRow(op.id, op.telegram_user_id, op.role, op.display_name, op.timezone)
 
     async def remove(self, actor: Actor, operator_id: int) -> int:
-        op = await self._managed(actor, operator_id)
-        user_id = op.telegram_user_id
-        await op_repo.remove(self.session, op.id)
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="operator.remove",
-            target=f"user:{user_id}",
-            details={"role": op.role},
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            op = await self._managed(session, actor, operator_id)
+            user_id = op.telegram_user_id
+            await op_repo.remove(session, op.id)
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="operator.remove",
+                target=f"user:{user_id}",
+                details={"role": op.role},
+            )
         return user_id
 
     async def set_timezone(self, actor: Actor, name: str) -> str:
         tz = parse_timezone(name)
-        op = await self.session.get(Operator, actor.operator_id)
-        if op is None:
-            raise NotFound("You are no longer an operator.")
-        old, op.timezone = op.timezone, tz
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="operator.timezone",
-            target=f"user:{actor.user_id}",
-            details={"from": old, "to": tz},
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            op = await session.get(Operator, actor.operator_id)
+            if op is None:
+                raise NotFound("You are no longer an operator.")
+            old, op.timezone = op.timezone, tz
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="operator.timezone",
+                target=f"user:{actor.user_id}",
+                details={"from": old, "to": tz},
+            )
         return tz
 
     async def set_notify(self, actor: Actor, on: bool) -> None:
-        op = await self.session.get(Operator, actor.operator_id)
-        if op is None:
-            raise NotFound("You are no longer an operator.")
-        op.notify = on
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="operator.notify",
-            target=f"user:{actor.user_id}",
-            details={"on": on},
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            op = await session.get(Operator, actor.operator_id)
+            if op is None:
+                raise NotFound("You are no longer an operator.")
+            op.notify = on
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="operator.notify",
+                target=f"user:{actor.user_id}",
+                details={"on": on},
+            )
 
     async def name_of(self, tenant_id: int, user_id: int | None) -> str:
-        return await operator_name(self.session, tenant_id, user_id)
+        async with self.uow.read() as session:
+            return await operator_name(session, tenant_id, user_id)
 
     # -- workspaces ---------------------------------------------------------------------------
     def require_configured_owner(self, actor: Actor) -> None:
@@ -242,8 +247,9 @@ class OperatorService:
 
     async def list_tenants(self, actor: Actor) -> list[tuple[Tenant, int]]:
         self.require_configured_owner(actor)
-        tenants = await tenant_repo.list_all(self.session)
-        return [(t, len(await op_repo.in_tenant(self.session, t.id))) for t in tenants]
+        async with self.uow.read() as session:
+            tenants = await tenant_repo.list_all(session)
+            return [(t, len(await op_repo.in_tenant(session, t.id))) for t in tenants]
 
     async def create_tenant(self, actor: Actor, slug: str, first_owner: int) -> Tenant:
         """A new workspace with its first owner; only configured owners may do this."""
@@ -253,33 +259,33 @@ class OperatorService:
             raise InvalidInput(
                 "A workspace name is 2–32 of a-z, 0-9 and -, starting with a letter or digit."
             )
-        if await tenant_repo.get_by_slug(self.session, slug) is not None:
-            raise Conflict(f"A workspace named {slug} already exists.")
-        if await op_repo.by_telegram_id(self.session, first_owner) is not None:
-            raise Conflict(f"User {first_owner} already belongs to a workspace.")
-        now = self.clock.now()
-        tenant = await tenant_repo.create(self.session, slug, slug, now)
-        self.session.add(
-            Operator(
-                tenant_id=tenant.id,
-                telegram_user_id=first_owner,
-                role=Role.owner,
-                timezone="UTC",
-                notify=True,
-                added_by=actor.user_id,
-                created_at=now,
+        async with self.uow.write() as session:
+            if await tenant_repo.get_by_slug(session, slug) is not None:
+                raise Conflict(f"A workspace named {slug} already exists.")
+            if await op_repo.by_telegram_id(session, first_owner) is not None:
+                raise Conflict(f"User {first_owner} already belongs to a workspace.")
+            now = self.clock.now()
+            tenant = await tenant_repo.create(session, slug, slug, now)
+            session.add(
+                Operator(
+                    tenant_id=tenant.id,
+                    telegram_user_id=first_owner,
+                    role=Role.owner,
+                    timezone="UTC",
+                    notify=True,
+                    added_by=actor.user_id,
+                    created_at=now,
+                )
             )
-        )
-        await self.session.flush()
-        for tid in (actor.tenant_id, tenant.id):
-            await record(
-                self.session,
-                self.clock,
-                tenant_id=tid,
-                actor=actor,
-                action="tenant.create",
-                target=f"tenant:{slug}",
-                details={"first_owner": first_owner},
-            )
-        await self.session.commit()
+            await session.flush()
+            for tid in (actor.tenant_id, tenant.id):
+                await record(
+                    session,
+                    self.clock,
+                    tenant_id=tid,
+                    actor=actor,
+                    action="tenant.create",
+                    target=f"tenant:{slug}",
+                    details={"first_owner": first_owner},
+                )
         return tenant

@@ -43,6 +43,7 @@ from storage.db import create_engine, create_sessionmaker
 from storage.models import JobStatus
 from storage.repositories import jobs as job_repo
 from storage.repositories import operators as op_repo
+from storage.uow import over_session
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = 1001
@@ -67,7 +68,7 @@ class Live:
     async def submit(self, n: int) -> None:
         async with self.sessionmaker() as session:
             owner = to_actor(await op_repo.by_telegram_id(session, OWNER))
-            jobs = JobService(session, self.clock, self.notifier)
+            jobs = JobService(over_session(session), self.clock, self.notifier)
             for _ in range(n):
                 await jobs.submit(self.tenant_id, "demo.kind", {"x": 1}, actor=owner)
 
@@ -233,9 +234,9 @@ async def run_job(live: Live, config: BackupConfig, *statuses: str):
     await engine.start()
     try:
         async with live.sessionmaker() as session:
-            job_id = await JobService(session, live.clock, live.notifier, engine).submit(
-                live.tenant_id, BACKUP_KIND, {}
-            )
+            job_id = await JobService(
+                over_session(session), live.clock, live.notifier, engine
+            ).submit(live.tenant_id, BACKUP_KIND, {})
         for _ in range(200):
             async with live.sessionmaker() as session:
                 job = await job_repo.get(session, job_id)
@@ -347,7 +348,9 @@ async def test_postgresql_backups_are_the_databases_business(live: Live) -> None
 
     async with live.sessionmaker() as session:
         owner = to_actor(await op_repo.by_telegram_id(session, OWNER))
-        service = BackupService(session, config, JobService(session, live.clock, live.notifier))
+        service = BackupService(
+            session, config, JobService(over_session(session), live.clock, live.notifier)
+        )
         with pytest.raises(InvalidInput, match="database's business"):
             await service.now(owner)
         overview = await service.overview(owner)

@@ -37,6 +37,7 @@ from storage.models import AuditEntry, Job, JobStatus, Operator, Role
 from storage.ratelimit_models import RateCounter
 from storage.repositories import jobs as job_repo
 from storage.repositories import tenants as tenant_repo
+from storage.uow import over_session
 
 OWNER = 1001
 ALICE = 1002
@@ -69,7 +70,7 @@ class World:
         return job
 
     def svc(self, session: AsyncSession, engine: JobEngine | None = None) -> JobService:
-        return JobService(session, self.clock, self.notifier, engine)
+        return JobService(over_session(session), self.clock, self.notifier, engine)
 
     async def audit_count(self) -> int:
         async with self.sessionmaker() as s:

@@ -18,12 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.actor import Actor
 from core.clock import FrozenClock
 from core.errors import Conflict, Forbidden, NotFound
+from core.jobs.registry import JobRegistry, Steer, Steering
 from core.notifier import RecordingNotifier
+from core.services.audit import record
 from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners
 from storage.models import AuditEntry, Job, JobStatus, Operator, Role
 from storage.repositories import jobs as job_repo
 from storage.repositories import tenants as tenant_repo
+from storage.uow import UnitOfWork, over_session
 
 OWNER, ALICE, VERA, OTTO = 1001, 1002, 1003, 2001
 
@@ -43,7 +46,7 @@ class Desk:
     async def call(self, action: Callable[[JobService], Awaitable[Any]]) -> Any:
         """One service call in its own session, like one button press."""
         async with self.sessionmaker() as s:
-            return await action(JobService(s, self.clock, self.notifier))
+            return await action(JobService(over_session(s), self.clock, self.notifier))
 
     async def add_job(self, status: str = JobStatus.queued, **values: Any) -> int:
         now = self.clock.now()
@@ -322,7 +325,10 @@ async def test_retry_all_retries_failed_and_dead_of_the_workspace(desk: Desk) ->
     untouched = {job_id: await desk.snapshot(job_id) for job_id in (queued, done, theirs)}
 
     async with desk.sessionmaker() as s:
-        assert await JobService(s, desk.clock, desk.notifier).count_retryable(desk.alice) == 2
+        assert (
+            await JobService(over_session(s), desk.clock, desk.notifier).count_retryable(desk.alice)
+            == 2
+        )
     desk.clock.advance(5)
     assert await desk.call(lambda svc: svc.retry_all(desk.alice)) == 2
 
@@ -397,3 +403,51 @@ async def test_page_filters_by_status_and_kind(desk: Desk) -> None:
     assert [j.updated_at for j in page.jobs] == sorted(
         (j.updated_at for j in page.jobs), reverse=True
     )
+
+
+# -- a kind's own rows move with its job, in the same write ---------------------------------------
+
+
+async def test_a_kinds_steering_runs_inside_the_jobs_write(desk: Desk, engine) -> None:
+    uow = UnitOfWork(engine)
+    seen: list[tuple[str, str, int, bool]] = []
+
+    async def on_approve(steer: Steer) -> None:
+        seen.append((steer.action, steer.job.status, steer.actor.user_id, uow.in_write()))
+        await record(
+            steer.session,
+            desk.clock,
+            tenant_id=steer.job.tenant_id,
+            actor=steer.actor,
+            action="t.approved",
+            target=f"job:{steer.job.id}",
+        )
+
+    async def on_reject(steer: Steer) -> None:
+        await record(
+            steer.session, desk.clock, tenant_id=steer.job.tenant_id, actor=None, action="t.x"
+        )
+        raise Conflict("Its post moved on; nothing changed.")
+
+    async def handler(_ctx: Any) -> None:
+        return None
+
+    registry = JobRegistry()
+    registry.register("t", handler, steering=Steering(approve=on_approve, reject=on_reject))
+    jobs = JobService(uow, desk.clock, desk.notifier, registry=registry)
+    try:
+        approved = await desk.add_job(JobStatus.pending_approval)
+        rejected = await desk.add_job(JobStatus.pending_approval)
+        await jobs.approve(desk.alice, approved)
+        assert seen == [("approve", JobStatus.queued, ALICE, True)]
+        # the hook refuses: the job row does not move either, and no audit row lands
+        with pytest.raises(Conflict, match="moved on"):
+            await jobs.reject(desk.alice, rejected)
+        assert (await desk.job(rejected)).status == JobStatus.pending_approval
+        assert (await desk.job(approved)).status == JobStatus.queued
+        assert await desk.audit() == [
+            (ALICE, "t.approved", f"job:{approved}"),
+            (ALICE, "job.approve", f"job:{approved}"),
+        ]
+    finally:
+        await uow.dispose()

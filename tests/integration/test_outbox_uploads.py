@@ -38,6 +38,7 @@ from core.vault import IngestSource, VaultConfig, VaultService
 from storage.blobs import BlobReader, BlobStore, LocalBlobStore
 from storage.blobs.base import StoredBlob
 from storage.outbox_models import OutboxMessage, OutboxStatus
+from storage.uow import over_session
 from storage.vault_models import VaultItem, VaultLink
 from tests.fakes.telegram import FakeTelegram
 
@@ -185,7 +186,7 @@ async def world(sessionmaker, tmp_path) -> AsyncIterator[World]:
     async with sessionmaker() as session:
         await bootstrap_owners(session, clock, [OWNER])
         await session.commit()
-        actor = await OperatorService(session, clock).resolve(OWNER)
+        actor = await OperatorService(over_session(session), clock).resolve(OWNER)
     assert actor is not None
     bots: list[Bot] = []
     async with FakeTelegram() as tg:

@@ -36,6 +36,7 @@ from storage.blobs import LocalBlobStore
 from storage.models import Job, Operator, Role
 from storage.reddit_models import RedditAccount, RedditPost
 from storage.repositories import tenants as tenant_repo
+from storage.uow import over_session
 from tests.fakes.reddit import FakeReddit, VirtualTime
 
 APP = "app-one"
@@ -66,7 +67,7 @@ class RedditWorld:
     @asynccontextmanager
     async def services(self) -> AsyncIterator[tuple[AccountService, PostService, JobService]]:
         async with self.sessionmaker() as session:
-            jobs = JobService(session, self.vt.clock, self.notifier)
+            jobs = JobService(over_session(session), self.vt.clock, self.notifier)
             accounts = AccountService(
                 session, self.vt.clock, self.box, jobs=jobs, clients=self.clients
             )

@@ -19,6 +19,7 @@ from core.vault import IngestSource, VaultConfig, VaultService
 from core.vault.caps import over_cap
 from storage.blobs import LocalBlobStore
 from storage.models import AuditEntry
+from storage.uow import over_session
 from storage.vault_models import VaultItem
 
 OWNER = 1001
@@ -46,7 +47,7 @@ async def setup(sessionmaker, tmp_path):
     async with sessionmaker() as session:
         await bootstrap_owners(session, clock, [OWNER])
         await session.commit()
-        actor = await OperatorService(session, clock).resolve(OWNER)
+        actor = await OperatorService(over_session(session), clock).resolve(OWNER)
     return sessionmaker, clock, LocalBlobStore(tmp_path / "blobs"), actor
 
 

@@ -34,6 +34,7 @@ from core.vault import (
 from core.vault.jobs import EXPIRE_LINKS, SWEEP_BLOBS
 from storage.blobs import LocalBlobStore
 from storage.db import create_read_engine, create_sessionmaker
+from storage.uow import over_session
 from storage.vault_models import VaultClaim, VaultItem, VaultLink
 
 OWNER = 1001
@@ -86,7 +87,7 @@ async def world(sessionmaker, tmp_path) -> World:
     async with sessionmaker() as session:
         await bootstrap_owners(session, clock, [OWNER])
         await session.commit()
-        actor = await OperatorService(session, clock).resolve(OWNER)
+        actor = await OperatorService(over_session(session), clock).resolve(OWNER)
     assert actor is not None
     return World(sessionmaker, clock, LocalBlobStore(tmp_path / "blobs"), actor)
 

@@ -27,6 +27,7 @@ from core.clock import OffsetClock
 from core.services.operators import OperatorService, bootstrap_owners
 from core.vault import IngestSource, NewLink, VaultConfig, VaultGateway, VaultService
 from storage.blobs import LocalBlobStore
+from storage.uow import over_session
 from storage.vault_models import VaultClaim, VaultLink
 
 OWNER = 1001
@@ -75,7 +76,7 @@ async def world(sessionmaker, tmp_path) -> World:
     async with sessionmaker() as session:
         await bootstrap_owners(session, clock, [OWNER])
         await session.commit()
-        actor = await OperatorService(session, clock).resolve(OWNER)
+        actor = await OperatorService(over_session(session), clock).resolve(OWNER)
     assert actor is not None
     blobs = LocalBlobStore(tmp_path / "blobs")
     gateway = VaultGateway(

@@ -27,6 +27,7 @@ from core.vault import (
 )
 from storage.blobs import LocalBlobStore
 from storage.models import AuditEntry, Role
+from storage.uow import over_session
 from storage.vault_models import VaultItem, VaultLink
 
 OWNER = 1001
@@ -51,7 +52,7 @@ async def world(sessionmaker, tmp_path) -> World:
     async with sessionmaker() as session:
         await bootstrap_owners(session, clock, [OWNER])
         await session.commit()
-        actor = await OperatorService(session, clock).resolve(OWNER)
+        actor = await OperatorService(over_session(session), clock).resolve(OWNER)
     assert actor is not None
     return World(
         sessionmaker,
