@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from core.services.container import ServiceFactory
     from core.services.jobs import JobService
     from core.settings import Settings
+    from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -329,8 +330,8 @@ class BackupOverview:
 
 
 class BackupService:
-    def __init__(self, session: AsyncSession, config: BackupConfig, jobs: JobService) -> None:
-        self.session = session
+    def __init__(self, uow: UnitOfWork, config: BackupConfig, jobs: JobService) -> None:
+        self.uow = uow
         self.config = config
         self.jobs = jobs
 
@@ -350,11 +351,13 @@ class BackupService:
         c = self.config
         if not c.supported:
             return BackupOverview(False, NOT_OURS, None, None, [], c.directory, c.keep, "")
+        async with self.uow.read() as session:
+            last, last_good = await last_backup(session), await last_good_backup(session)
         return BackupOverview(
             True,
             None,
-            await last_backup(self.session),
-            await last_good_backup(self.session),
+            last,
+            last_good,
             await asyncio.to_thread(kept_files, c.directory),
             c.directory,
             c.keep,
@@ -373,7 +376,9 @@ def service_builder(config: BackupConfig) -> Callable[[AsyncSession, ServiceFact
     def build(session: AsyncSession, factory: ServiceFactory) -> BackupService:
         from core.services.jobs import JobService
 
-        jobs = JobService(session, factory.clock, factory.notifier, factory.engine)
-        return BackupService(session, config, jobs)
+        uow = factory.uow.over(session)
+        return BackupService(
+            uow, config, JobService(uow, factory.clock, factory.notifier, factory.engine)
+        )
 
     return build

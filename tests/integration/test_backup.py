@@ -349,7 +349,9 @@ async def test_postgresql_backups_are_the_databases_business(live: Live) -> None
     async with live.sessionmaker() as session:
         owner = to_actor(await op_repo.by_telegram_id(session, OWNER))
         service = BackupService(
-            session, config, JobService(over_session(session), live.clock, live.notifier)
+            over_session(session),
+            config,
+            JobService(over_session(session), live.clock, live.notifier),
         )
         with pytest.raises(InvalidInput, match="database's business"):
             await service.now(owner)
