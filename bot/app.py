@@ -200,7 +200,7 @@ class Opsdeck:
         )
 
         # core
-        self.notifier = TelegramNotifier(self.bot, self.sessionmaker, self.clock, self.outbox)
+        self.notifier = TelegramNotifier(self.bot, self.uow, self.clock, self.outbox)
         # vault
         self.vault_config = VaultConfig.from_settings(s.vault)
         self.blobs = blob_store_from_url(
@@ -242,11 +242,11 @@ class Opsdeck:
                 "blobs": self.blobs,
                 DEP_CLIENTS: self.reddit_clients,
                 # backfills started from chat edit one message with their progress
-                DEP_PROGRESS: ChatProgress(self.bot, self.sessionmaker),
+                DEP_PROGRESS: ChatProgress(self.bot, self.uow),
             },
         )
         self.metrics = Metrics(
-            self.sessionmaker,
+            self.uow,
             version=VERSION,
             retry_after_sources=[self.retry, getattr(self, "sender", None)],
             budgets=self.reddit_clients.budgets,

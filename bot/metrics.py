@@ -24,11 +24,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import log_context
 from core.jobs.registry import JobRegistry
 from storage.models import Job
+from storage.uow import UnitOfWork
 from storage.vault_models import VaultClaim
 
 if TYPE_CHECKING:
@@ -45,13 +45,13 @@ class Metrics:
 
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        uow: UnitOfWork,
         *,
         version: str,
         retry_after_sources: Iterable[object] = (),
         budgets: RateBudgetRegistry | None = None,
     ) -> None:
-        self.sessionmaker = sessionmaker
+        self.uow = uow
         self.registry = CollectorRegistry(auto_describe=True)
         self.updates = Counter(
             "opsdeck_updates",
@@ -99,7 +99,7 @@ class Metrics:
     # -- exposition ----------------------------------------------------------------------------
     async def refresh(self) -> None:
         """Read the numbers that live in the database: one grouped query each."""
-        async with self.sessionmaker() as session:
+        async with self.uow.read() as session:
             jobs = await session.execute(select(Job.status, func.count()).group_by(Job.status))
             self._db.jobs = {status: n for status, n in jobs.all()}
             claims = await session.execute(

@@ -11,7 +11,7 @@ import logging
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import InlineKeyboardMarkup
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.outbox import Outbox
 from bot.render.jobs import job_buttons, job_card
@@ -19,6 +19,7 @@ from core.clock import Clock
 from core.services.operators import to_actor
 from storage.repositories import jobs as job_repo
 from storage.repositories import operators as op_repo
+from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,17 @@ class TelegramNotifier:
     def __init__(
         self,
         bot: Bot,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        uow: UnitOfWork,
         clock: Clock,
         outbox: Outbox | None = None,
     ) -> None:
         self.bot = bot
-        self.sessionmaker = sessionmaker
+        self.uow = uow
         self.clock = clock
         self.outbox = outbox
 
     async def job_needs_attention(self, tenant_id: int, job_id: int, reason: str) -> None:
-        async with self.sessionmaker() as session:
+        async with self.uow.read() as session:
             job = await job_repo.get(session, job_id, tenant_id)
             operators = await op_repo.to_notify(session, tenant_id)
         if job is None:
@@ -54,7 +55,7 @@ class TelegramNotifier:
             await self._send(op.telegram_user_id, text, job_buttons(job, actor), tenant_id)
 
     async def tell_operators(self, tenant_id: int, text: str) -> None:
-        async with self.sessionmaker() as session:
+        async with self.uow.read() as session:
             operators = await op_repo.to_notify(session, tenant_id)
         for op in operators:
             # Core speaks plain text (post titles, Reddit messages): no parse mode, so a "<" or

@@ -13,9 +13,9 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.repositories import jobs as job_repo
+from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +31,15 @@ def progress_payload(chat_id: int, message_id: int) -> dict[str, Any]:
 class ChatProgress:
     """`async (job_id, text)`: edit the message named in the job's payload with `text`."""
 
-    def __init__(self, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, bot: Bot, uow: UnitOfWork) -> None:
         self.bot = bot
-        self.sessionmaker = sessionmaker
+        self.uow = uow
         self._targets: dict[int, tuple[int, int] | None] = {}
 
     async def _target(self, job_id: int) -> tuple[int, int] | None:
         if job_id in self._targets:
             return self._targets[job_id]
-        async with self.sessionmaker() as session:
+        async with self.uow.read() as session:
             job = await job_repo.get(session, job_id)
         target = None
         raw = (job.payload or {}).get(PAYLOAD_KEY) if job is not None else None

@@ -7,7 +7,6 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.actor import Actor
 from core.crypto import mask
@@ -16,6 +15,7 @@ from core.reddit import RedditAuthError, RedditError
 from core.settings import Settings
 from storage.models import Role
 from storage.repositories import reddit as reddit_repo
+from storage.uow import UnitOfWork
 
 MASK = "••••••••"
 _SECRET_WORDS = ("token", "secret", "password", "access_key", "key_id")
@@ -77,22 +77,19 @@ def effective_settings(settings: Settings, actor: Actor) -> list[tuple[str, list
 
 
 async def check_reddit_connection(
-    session: AsyncSession, actor: Actor, clients: Any, account_id: int
+    uow: UnitOfWork, actor: Actor, clients: Any, account_id: int
 ) -> str:
     """Log in as the account and read `/api/v1/me` now; a sentence saying how it went.
 
     Read-only: the account's status is the periodic health check's business.
     """
     actor.require(Role.owner, "test Reddit connections")
-    account = await reddit_repo.get_account(session, account_id, actor.tenant_id)
+    async with uow.read() as session:
+        account = await reddit_repo.get_account(session, account_id, actor.tenant_id)
     if account is None:
         raise NotFound("That Reddit account does not exist in your workspace.")
     name = f"u/{account.username}"
     client = await clients.client(account)
-    # End the read before talking to Reddit: on SQLite an open transaction holds the write
-    # lock for the whole HTTP call, and the shared rate budget takes its slot on a connection
-    # of its own (it would wait out the busy timeout behind this one).
-    await session.commit()
     if client is None:
         return f"{name}: no credentials stored — a dry-run account, nothing to test."
     try:

@@ -1,6 +1,6 @@
 """What `/status` shows: one read of the workspace's state, free of any Telegram type.
 
-`StatusService.gather()` runs a handful of grouped queries in the caller's session. What only
+`StatusService.gather()` runs a handful of grouped queries in one lock-free read. What only
 the process knows (scheduler running, version, start time) arrives as plain values.
 """
 
@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.actor import Actor
 from core.clock import Clock
@@ -20,6 +19,10 @@ from storage.models import Job, JobStatus, Role, Tenant
 from storage.reddit_models import PostStatus, RedditAccount, RedditPost
 from storage.repositories import jobs as job_repo
 from storage.repositories import vault as vault_repo
+from storage.uow import UnitOfWork
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 NEXT_POSTS = 3
 
@@ -89,13 +92,19 @@ def database_kind(url: str) -> str:
 class StatusService:
     """Gathers the `/status` report for the actor's workspace (any role may read it)."""
 
-    def __init__(self, session: AsyncSession, clock: Clock) -> None:
-        self.session = session
+    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+        self.uow = uow
         self.clock = clock
 
-    async def _last_backup(self) -> BackupState | None:
+    async def gather(self, actor: Actor, process: ProcessInfo) -> StatusReport:
+        actor.require(Role.viewer, "read the status")
+        async with self.uow.read() as session:
+            return await self._gather(session, actor, process)
+
+    @staticmethod
+    async def _last_backup(session: AsyncSession) -> BackupState | None:
         """The latest row `core.backup` wrote (the copy is the whole installation's)."""
-        row = await self.session.scalar(
+        row = await session.scalar(
             select(BackupRun).order_by(BackupRun.started_at.desc(), BackupRun.id.desc()).limit(1)
         )
         if row is None:
@@ -103,11 +112,9 @@ class StatusService:
         detail = row.error or (None if row.ok else row.integrity)
         return BackupState(at=row.finished_at, ok=row.ok, detail=detail)
 
-    async def gather(self, actor: Actor, process: ProcessInfo) -> StatusReport:
-        actor.require(Role.viewer, "read the status")
+    async def _gather(self, s: AsyncSession, actor: Actor, process: ProcessInfo) -> StatusReport:
         now = self.clock.now()
         tid = actor.tenant_id
-        s = self.session
         paused = bool(await s.scalar(select(Tenant.queue_paused).where(Tenant.id == tid)))
         jobs = await job_repo.count_by_status(s, tid)
         oldest = await s.scalar(
@@ -141,7 +148,7 @@ class StatusService:
         if process.database != "SQLite":
             backup: BackupState | None = BackupState(managed=process.database)
         else:
-            backup = await self._last_backup()
+            backup = await self._last_backup(s)
         return StatusReport(
             now=now,
             process=process,

@@ -27,7 +27,8 @@ async def settings_command(
     message: Message, actor: Actor, services: Services, settings: Settings, runtime: Runtime
 ) -> None:
     sections = effective_settings(settings, actor)
-    accounts = await reddit_repo.list_accounts(services.session, actor.tenant_id)
+    async with services.uow.read() as session:
+        accounts = await reddit_repo.list_accounts(session, actor.tenant_id)
     lines = [f"u/{a.username} · {a.status}" for a in accounts]
     buttons = (
         [
@@ -57,7 +58,7 @@ async def test_connection(
         await query.answer("Reddit is not set up in this process.", show_alert=True)
         return
     result = await check_reddit_connection(
-        services.session, actor, runtime.reddit_clients, callback_data.id
+        services.uow, actor, runtime.reddit_clients, callback_data.id
     )
     await query.answer(result, show_alert=True)
 

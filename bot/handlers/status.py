@@ -54,7 +54,7 @@ async def webhook_health(bot: Bot) -> WebhookHealth:
 
 
 async def render(bot: Bot, actor: Actor, services: Services, runtime: Runtime):
-    service = StatusService(services.session, services.jobs.clock)
+    service = StatusService(services.uow, services.jobs.clock)
     report = await service.gather(actor, runtime.process())
     text = status_text(report, await webhook_health(bot), actor.timezone)
     markup: InlineKeyboardMarkup | None = keyboard(

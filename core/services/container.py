@@ -33,6 +33,7 @@ class _Built(dict[str, Any]):
 @dataclass
 class Services:
     session: AsyncSession
+    uow: UnitOfWork
     operators: OperatorService
     jobs: JobService
     audit: AuditService
@@ -58,6 +59,7 @@ class ServiceFactory:
         uow = self.uow.over(session)
         return Services(
             session=session,
+            uow=uow,
             operators=OperatorService(uow, self.clock, self.owner_ids),
             jobs=JobService(uow, self.clock, self.notifier, self.engine),
             audit=AuditService(uow),

@@ -75,7 +75,7 @@ async def test_metrics_after_some_activity(app: Harness) -> None:
 
 async def test_each_app_has_its_own_registry(app: Harness) -> None:
     # two instruments sets in one process must not collide on the global default registry
-    one = Metrics(app.app.sessionmaker, version="a")
-    two = Metrics(app.app.sessionmaker, version="b")
+    one = Metrics(app.app.uow, version="a")
+    two = Metrics(app.app.uow, version="b")
     assert one.registry is not two.registry
     assert b"opsdeck_build_info" in await two.render()
