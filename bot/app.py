@@ -57,6 +57,7 @@ from bot.vault_delivery import (
 )
 from bot.web import MAX_IN_HANDLING, UpdateFeeder, build_web_app
 from bot.web_claims import ClaimRoutesConfig, add_claim_routes
+from bot.web_reddit import add_reddit_routes
 from core.backup import BackupConfig, backup_periodic_specs, register_backup_jobs
 from core.backup import service_builder as backup_service_builder
 from core.clock import Clock, SystemClock
@@ -75,6 +76,7 @@ from core.reddit_ops import (
     register_reddit_jobs,
 )
 from core.reddit_ops.budget import database_budgets
+from core.reddit_ops.oauth import ConnectService, WebApp
 from core.services.container import ServiceFactory
 from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners
@@ -259,6 +261,16 @@ class Opsdeck:
             *REDDIT_PERIODIC,
         ]:
             self.engine.add_periodic(spec)
+        self.reddit_connect = ConnectService(
+            self.uow,
+            self.clock,
+            SecretBox(s.secret_key()),
+            WebApp.from_settings(s),
+            self.reddit_clients.config,
+            self.reddit_clients.budgets,
+            public_base_url=s.public_base_url,
+            wake=self.engine.wake_at,
+        )
         self.factory = ServiceFactory(
             sessionmaker=self.sessionmaker,
             clock=self.clock,
@@ -271,6 +283,7 @@ class Opsdeck:
                 "vault": service_builder(self.blobs, self.vault_config),
                 "reddit_accounts": self._reddit_accounts,
                 "reddit_posts": self._reddit_posts,
+                "reddit_connect": lambda _session, _factory: self.reddit_connect,
             },
         )
 
@@ -332,6 +345,9 @@ class Opsdeck:
                 public_base_url=s.public_base_url,
                 trusted_proxy_hops=s.http.trusted_proxy_hops,
             ),
+        )
+        add_reddit_routes(
+            app, self.reddit_connect, self.outbox, self.dispatcher.fsm.storage, self.bot.id
         )
         app.router.add_get("/metrics", self.metrics.handle)
         self.web_app = app

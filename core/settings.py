@@ -107,6 +107,10 @@ class RedditSettings(BaseSettings):
     # Where image uploads go instead of the S3 address Reddit hands out with the media lease
     # (an S3-compatible stand-in or proxy); unset = Reddit's own address.
     media_upload_url: str | None = None
+    # A Reddit *web* app for "Connect with Reddit" (the OAuth code flow; its redirect URI is
+    # PUBLIC_BASE_URL/reddit/callback). Unset: accounts connect with their own script app.
+    web_client_id: str | None = None
+    web_client_secret: SecretStr | None = None
 
 
 class JobSettings(BaseSettings):

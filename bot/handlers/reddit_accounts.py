@@ -17,10 +17,12 @@ from bot.handlers.jobs import edit
 from bot.progress import progress_payload
 from bot.render.common import h, keyboard
 from bot.render.reddit import account_card, account_list, remove_confirm
+from bot.render.reddit_connect import add_intro
 from core.actor import Actor
 from core.errors import InvalidInput, OpsdeckError
 from core.reddit_ops import BACKFILL_SUBMISSIONS, INBOX, REFRESH_STATS, AccountService
 from core.reddit_ops.accounts import parse_client_id, parse_username
+from core.reddit_ops.oauth import ConnectService
 from core.services.container import Services
 from storage.models import Role
 
@@ -74,10 +76,10 @@ async def accounts(
         actor.require(Role.operator, "connect Reddit accounts")
         await state.set_state(AddAccount.username)
         await state.set_data({})
-        await message.answer(
-            "Connect a Reddit account the team owns.\nWhich username? (e.g. u/opsdeck_team)"
-            + CANCEL_HINT
-        )
+        connect: ConnectService = services.extra["reddit_connect"]
+        url = await connect.start(actor, message.chat.id) if connect.configured else None
+        text, markup = add_intro(url, connect.public_base_url)
+        await message.answer(text, reply_markup=markup)
         return
     if args:
         raise InvalidInput("Usage: /accounts — list, or /accounts add — connect one.")

@@ -458,6 +458,10 @@ class RedditClient:
     def invalidate_token(self) -> None:
         self._token = None
 
+    def use_token(self, token: AccessToken) -> None:
+        """Start from a token granted elsewhere (the OAuth code exchange), not a new grant."""
+        self._token = token
+
     async def _access_token(self) -> str:
         async with self._token_lock:
             token = self._token

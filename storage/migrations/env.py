@@ -13,6 +13,7 @@ import storage.backup_models
 import storage.outbox_models
 import storage.ratelimit_models
 import storage.reddit_models
+import storage.reddit_oauth_models
 import storage.vault_models  # noqa: F401
 from storage.models import Base
 

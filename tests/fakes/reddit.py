@@ -30,6 +30,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import BasicAuth, web
 
@@ -294,6 +295,16 @@ class _Token:
     scope: frozenset[str]
 
 
+@dataclass
+class _Code:
+    username: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    permanent: bool
+    expires_at: float
+
+
 class Hold:
     """A request held by the fake (see `FakeReddit.hold`): `arrived` is set when it is in
     the fake's hands (after Reddit carried it out, with `process=True`); `release()` lets the
@@ -387,6 +398,14 @@ class FakeReddit:
         self.throttled_per_client: Counter[str] = Counter()
         self.limit: tuple[int, float] | None = None
         self._tokens: dict[str, _Token] = {}
+        # "Connect with Reddit": web apps, who is signed in on reddit.com in "the browser" and
+        # whether they press Allow, issued codes and the refresh tokens of web apps.
+        self.web_apps: dict[str, tuple[str, str]] = {}  # client id -> (secret, redirect uri)
+        self.browser_user: str | None = None
+        self.browser_allows = True
+        self.authorizations: list[dict[str, str]] = []
+        self._codes: dict[str, _Code] = {}
+        self._web_refresh: dict[str, tuple[str, str, str]] = {}  # token -> user, app, scope
         self._leases: dict[str, dict[str, str]] = {}
         self._faults: list[_Fault] = []
         self._windows: dict[str, _Window] = {}
@@ -468,6 +487,16 @@ class FakeReddit:
         )
         self.accounts[username.lower()] = account
         return account
+
+    def add_web_app(self, client_id: str, client_secret: str, redirect_uri: str) -> None:
+        """A Reddit *web* app with its one registered redirect URI (the OAuth code flow).
+
+        Whoever `browser_user` names is signed in on the consent page, and presses Allow
+        unless `browser_allows` is False."""
+        if self.apps.get(client_id, client_secret) != client_secret:
+            raise ValueError(f"app {client_id} already has another secret")
+        self.apps[client_id] = client_secret
+        self.web_apps[client_id] = (client_secret, redirect_uri)
 
     def add_subreddit(
         self,
@@ -771,6 +800,8 @@ class FakeReddit:
     async def _www(
         self, request: web.Request, path: str, form: dict[str, str], record: RecordedRequest
     ) -> web.Response:
+        if path == "/api/v1/authorize" and request.method == "GET":
+            return self._authorize(request)
         if path != "/api/v1/access_token" or request.method != "POST":
             return _json({"message": "Not Found", "error": 404}, status=404)
         fault = self._take_fault(path)
@@ -809,11 +840,35 @@ class FakeReddit:
                 ),
                 None,
             )
+            scope = account.refresh_scopes if account is not None else ""
+            extra = {"refresh_token": account.refresh_token} if account is not None else {}
+            web_grant = self._web_refresh.get(form.get("refresh_token", ""))
+            if account is None and web_grant is not None and web_grant[1] == auth.login:
+                account = self.accounts[web_grant[0].lower()]
+                scope = web_grant[2]
+                extra = {"refresh_token": form["refresh_token"]}
             if account is None:
                 self.grants.append({"grant_type": grant_type, "ok": False})
                 return _json({"error": 400}, status=400)
-            scope = account.refresh_scopes
-            extra = {"refresh_token": account.refresh_token}
+        elif grant_type == "authorization_code":
+            # Reddit's own server: a code is single-use, lives 10 minutes, and belongs to one
+            # app and redirect URI; any mismatch is HTTP 200 invalid_grant.
+            code = self._codes.pop(form.get("code", ""), None)
+            if (
+                code is None
+                or code.client_id != auth.login
+                or code.redirect_uri != form.get("redirect_uri")
+                or self._now() >= code.expires_at
+            ):
+                self.grants.append({"grant_type": grant_type, "ok": False})
+                return _json({"error": "invalid_grant"})
+            account = self.accounts[code.username.lower()]
+            scope = code.scope
+            extra = {}
+            if code.permanent:
+                refresh = f"{self._next_id()}-{secrets.token_urlsafe(24)}"
+                self._web_refresh[refresh] = (account.username, auth.login, scope)
+                extra = {"refresh_token": refresh}
         else:
             return _json({"error": "unsupported_grant_type"}, status=400)
         token = f"{self._next_id()}-{secrets.token_urlsafe(24)}"
@@ -842,6 +897,49 @@ class FakeReddit:
                 **extra,
             }
         )
+
+    def _authorize(self, request: web.Request) -> web.Response:
+        """The consent page, answered as if the signed-in `browser_user` pressed Allow (or
+        Decline): a 302 back to the app's redirect URI with `code` (or `error`) and `state`.
+        A bad client id or redirect URI stops on Reddit's own error page, as Reddit does."""
+        q = request.query
+        self.authorizations.append(dict(q))
+        app = self.web_apps.get(q.get("client_id", ""))
+        if app is None:
+            return web.Response(status=400, text="invalid client id", content_type="text/html")
+        if q.get("redirect_uri") != app[1]:
+            return web.Response(status=400, text="bad redirect_uri", content_type="text/html")
+        state = q.get("state", "")
+        scopes = q.get("scope", "").split()
+        known = set(_SCOPES.values()) | {"edit", "vote", "mysubreddits", "save"}
+        error = None
+        if q.get("response_type") != "code":
+            error = "unsupported_response_type"
+        elif q.get("duration") not in ("temporary", "permanent"):
+            error = "invalid_request"
+        elif not scopes or not set(scopes) <= known:
+            error = "invalid_scope"
+        elif not self.browser_allows:
+            error = "access_denied"
+        if self.browser_user is None and error is None:
+            return web.Response(status=200, text="log in to reddit", content_type="text/html")
+        params: dict[str, str] = {"state": state}
+        if error is not None:
+            params["error"] = error
+        else:
+            code = secrets.token_urlsafe(20)
+            self._codes[code] = _Code(
+                username=self._account(self.browser_user or "").username,
+                client_id=q["client_id"],
+                redirect_uri=app[1],
+                scope=" ".join(scopes),
+                permanent=q.get("duration") == "permanent",
+                expires_at=self._now() + 600,
+            )
+            params["code"] = code
+        sep = "&" if "?" in app[1] else "?"
+        location = app[1] + sep + "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+        return web.Response(status=302, headers={"Location": location})
 
     @staticmethod
     def _who(form: dict[str, str]) -> dict[str, str]:
