@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterable
 
 from bot import log_context
+from core.masking import mask_urls
 
 _TOKEN_RE = re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b")  # Telegram bot tokens
 # Claim codes (43 URL-safe chars) in deep links, `/start <code>` and `/claim/<code>`, and the
@@ -29,6 +30,7 @@ class RedactingFilter(logging.Filter):
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "[redacted]")
+        text = mask_urls(text)  # passwords inside URLs (DATABASE_URL, S3, proxies …)
         text = _TOKEN_RE.sub("[redacted-token]", text)
         text = _CLAIM_RE.sub(r"\1[redacted-code]", text)
         return _SIGNED_RE.sub(r"\1[redacted-token]", text)

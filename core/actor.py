@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from core.errors import Forbidden
@@ -30,3 +31,18 @@ class Actor:
     @property
     def label(self) -> str:
         return self.display_name or f"user {self.user_id}"
+
+
+def is_deployment_owner(actor: Actor, owner_ids: Collection[int]) -> bool:
+    """An owner named in OPSDECK_OWNER_IDS: sees and runs what spans every workspace."""
+    return actor.role == Role.owner and actor.user_id in owner_ids
+
+
+def require_deployment_owner(actor: Actor, owner_ids: Collection[int], what: str) -> None:
+    """Deployment-wide things (settings, backups, webhook health) are not a workspace's."""
+    actor.require(Role.owner, what)
+    if actor.user_id not in owner_ids:
+        raise Forbidden(
+            f"Only the deployment's owners (OPSDECK_OWNER_IDS) can {what}: it spans every "
+            "workspace, and you own one workspace."
+        )

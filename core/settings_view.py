@@ -5,35 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
-from core.actor import Actor
+from core.actor import Actor, require_deployment_owner
 from core.crypto import mask
 from core.errors import NotFound
+from core.masking import mask_urls
 from core.reddit import RedditAuthError, RedditError
 from core.settings import Settings
 from storage.models import Role
 from storage.repositories import reddit as reddit_repo
 from storage.uow import UnitOfWork
 
-MASK = "••••••••"
 _SECRET_WORDS = ("token", "secret", "password", "access_key", "key_id")
 _DERIVED = {
     ("opsdeck", "secret_key"): "generated into the data dir",
     ("telegram", "webhook_secret"): "derived from the secret key",
 }
-
-
-def mask_url_password(url: str) -> str:
-    """`postgresql://user:••••••••@host/db`: the password of a database URL masked."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return MASK if "@" in url else url
-    if parsed.password is None:
-        return url
-    return parsed.render_as_string(hide_password=True).replace(":***@", f":{MASK}@", 1)
 
 
 def _show(concern: str, name: str, value: Any) -> str:
@@ -43,16 +30,17 @@ def _show(concern: str, name: str, value: Any) -> str:
         return _DERIVED.get((concern, name), "not set")
     if any(word in name for word in _SECRET_WORDS):
         return mask(str(value))
-    if concern == "database" and name == "url":
-        return mask_url_password(str(value))
     if isinstance(value, list):
         return ", ".join(str(v) for v in value) or "none"
-    return str(value)
+    return mask_urls(str(value))  # any URL-valued setting: its password masked
 
 
 def effective_settings(settings: Settings, actor: Actor) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Every concern and field as `ENV_NAME: value` pairs, secrets masked; owners only."""
-    actor.require(Role.owner, "see the settings")
+    """Every concern and field as `ENV_NAME: value` pairs, secrets masked.
+
+    The configuration is the deployment's, not a workspace's: owners in OPSDECK_OWNER_IDS only.
+    """
+    require_deployment_owner(actor, settings.opsdeck.owner_ids, "see the deployment's settings")
     sections: list[tuple[str, list[tuple[str, str]]]] = []
     for concern in type(settings).model_fields:
         part = getattr(settings, concern)
@@ -66,9 +54,9 @@ def effective_settings(settings: Settings, actor: Actor) -> list[tuple[str, list
         (
             "Effective",
             [
-                ("database", mask_url_password(settings.database_url)),
-                ("vault storage", settings.vault_storage_url),
-                ("public base URL", settings.public_base_url),
+                ("database", mask_urls(settings.database_url)),
+                ("vault storage", mask_urls(settings.vault_storage_url)),
+                ("public base URL", mask_urls(settings.public_base_url)),
                 ("data dir", str(settings.data_dir)),
             ],
         )
@@ -95,9 +83,9 @@ async def check_reddit_connection(
     try:
         me = await client.me()
     except RedditAuthError as exc:
-        return f"{name}: ❌ Reddit refused the login ({exc.message})."
+        return f"{name}: ❌ Reddit refused the login ({mask_urls(exc.message)})."
     except RedditError as exc:
-        return f"{name}: ❌ could not reach Reddit ({exc.message})."
+        return f"{name}: ❌ could not reach Reddit ({mask_urls(exc.message)})."
     if me.is_suspended:
         return f"{name}: ⚠️ logged in, but Reddit says the account is suspended."
     return f"{name}: ✅ connected as u/{me.name} · karma {me.link_karma}/{me.comment_karma}."

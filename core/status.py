@@ -6,13 +6,14 @@ the process knows (scheduler running, version, start time) arrives as plain valu
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from core.actor import Actor
+from core.actor import Actor, is_deployment_owner
 from core.clock import Clock
 from storage.backup_models import BackupRun
 from storage.models import Job, JobStatus, Role, Tenant
@@ -69,6 +70,9 @@ class StatusReport:
     vault_bytes: int
     active_links: int
     backup: BackupState | None
+    # False for anyone but the deployment's owners (OPSDECK_OWNER_IDS): the report then holds
+    # nothing that spans workspaces (backups, webhook, version and uptime stay out of view)
+    deployment: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -90,11 +94,16 @@ def database_kind(url: str) -> str:
 
 
 class StatusService:
-    """Gathers the `/status` report for the actor's workspace (any role may read it)."""
+    """Gathers the `/status` report for the actor's workspace (any role may read it); the
+    deployment-wide parts only for the owners in `owner_ids` (OPSDECK_OWNER_IDS)."""
 
-    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWork, clock: Clock, owner_ids: Collection[int] = ()) -> None:
         self.uow = uow
         self.clock = clock
+        self.owner_ids = frozenset(owner_ids)
+
+    def shows_deployment(self, actor: Actor) -> bool:
+        return is_deployment_owner(actor, self.owner_ids)
 
     async def gather(self, actor: Actor, process: ProcessInfo) -> StatusReport:
         actor.require(Role.viewer, "read the status")
@@ -145,7 +154,10 @@ class StatusService:
         ).all()
         totals = await vault_repo.totals_by_kind(s, tid)
         links = await vault_repo.count_active_links(s, tid, now)
-        if process.database != "SQLite":
+        deployment = self.shows_deployment(actor)
+        if not deployment:
+            backup = None  # a copy of every workspace: not a workspace's business
+        elif process.database != "SQLite":
             backup: BackupState | None = BackupState(managed=process.database)
         else:
             backup = await self._last_backup(s)
@@ -164,4 +176,5 @@ class StatusService:
             vault_bytes=sum(t.bytes for t in totals),
             active_links=links,
             backup=backup,
+            deployment=deployment,
         )

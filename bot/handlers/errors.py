@@ -10,6 +10,7 @@ from aiogram.types import ErrorEvent
 from aiogram.types.update import UpdateTypeLookupError
 
 from core.errors import Forbidden, OpsdeckError
+from core.masking import mask_urls
 
 log = logging.getLogger("bot.errors")
 
@@ -22,7 +23,7 @@ async def on_error(event: ErrorEvent) -> bool:
         log.info("update %s ignored: no known event type", update.update_id)
         return True
     if isinstance(exc, OpsdeckError):
-        text, alert = exc.message, True
+        text, alert = mask_urls(exc.message), True
         log.info("update %s: %s: %s", update.update_id, type(exc).__name__, exc.message)
     else:
         text, alert = (

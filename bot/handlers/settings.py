@@ -1,4 +1,5 @@
-"""/settings (owners): the effective configuration, secrets masked; test a Reddit login."""
+"""/settings: the deployment's configuration, secrets masked (deployment owners only), and
+the workspace's Reddit accounts with a login test (every workspace owner)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.handlers.status import Runtime
 from bot.render.common import keyboard, shorten
-from bot.render.status import settings_text
-from core.actor import Actor
+from bot.render.status import settings_text, workspace_settings_text
+from core.actor import Actor, is_deployment_owner
 from core.services.container import Services
 from core.settings import Settings
 from core.settings_view import check_reddit_connection, effective_settings
@@ -23,10 +24,20 @@ class SettingsAct(CallbackData, prefix="se"):
     id: int
 
 
+DEPLOYMENT_ONLY = (
+    "The deployment's configuration (environment, addresses, owners) is shown only to the "
+    "deployment's owners (OPSDECK_OWNER_IDS)."
+)
+
+
 async def settings_command(
     message: Message, actor: Actor, services: Services, settings: Settings, runtime: Runtime
 ) -> None:
-    sections = effective_settings(settings, actor)
+    actor.require(Role.owner, "see the settings")
+    if is_deployment_owner(actor, settings.opsdeck.owner_ids):
+        sections = effective_settings(settings, actor)
+    else:  # a workspace's owner: their workspace only
+        sections = None
     async with services.uow.read() as session:
         accounts = await reddit_repo.list_accounts(session, actor.tenant_id)
     lines = [f"u/{a.username} · {a.status}" for a in accounts]
@@ -43,7 +54,12 @@ async def settings_command(
         if runtime.reddit_clients is not None
         else []
     )
-    await message.answer(settings_text(sections, lines), reply_markup=keyboard(buttons))
+    text = (
+        settings_text(sections, lines)
+        if sections is not None
+        else workspace_settings_text(lines, DEPLOYMENT_ONLY)
+    )
+    await message.answer(text, reply_markup=keyboard(buttons))
 
 
 async def test_connection(

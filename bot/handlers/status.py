@@ -17,6 +17,7 @@ from bot.render.common import keyboard
 from bot.render.status import WebhookHealth, status_text
 from core.actor import Actor
 from core.services.container import Services
+from core.settings import Settings
 from core.status import ProcessInfo, StatusService
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,12 @@ async def webhook_health(bot: Bot) -> WebhookHealth:
     )
 
 
-async def render(bot: Bot, actor: Actor, services: Services, runtime: Runtime):
-    service = StatusService(services.uow, services.jobs.clock)
+async def render(bot: Bot, actor: Actor, services: Services, runtime: Runtime, settings: Settings):
+    service = StatusService(services.uow, services.jobs.clock, settings.opsdeck.owner_ids)
     report = await service.gather(actor, runtime.process())
-    text = status_text(report, await webhook_health(bot), actor.timezone)
+    # the webhook is the deployment's: asked only for those who may see it
+    webhook = await webhook_health(bot) if report.deployment else None
+    text = status_text(report, webhook, actor.timezone)
     markup: InlineKeyboardMarkup | None = keyboard(
         [[("🔄 Refresh", StatusAct(act="refresh").pack())]]
     )
@@ -64,16 +67,26 @@ async def render(bot: Bot, actor: Actor, services: Services, runtime: Runtime):
 
 
 async def status(
-    message: Message, bot: Bot, actor: Actor, services: Services, runtime: Runtime
+    message: Message,
+    bot: Bot,
+    actor: Actor,
+    services: Services,
+    runtime: Runtime,
+    settings: Settings,
 ) -> None:
-    text, markup = await render(bot, actor, services, runtime)
+    text, markup = await render(bot, actor, services, runtime, settings)
     await message.answer(text, reply_markup=markup)
 
 
 async def refresh(
-    query: CallbackQuery, bot: Bot, actor: Actor, services: Services, runtime: Runtime
+    query: CallbackQuery,
+    bot: Bot,
+    actor: Actor,
+    services: Services,
+    runtime: Runtime,
+    settings: Settings,
 ) -> None:
-    text, markup = await render(bot, actor, services, runtime)
+    text, markup = await render(bot, actor, services, runtime, settings)
     if query.message is not None:
         try:
             await query.message.edit_text(text, reply_markup=markup)

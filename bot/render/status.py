@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.render.common import clip, h, shorten
+from core.masking import mask_urls
 from core.status import StatusReport
 from core.timefmt import fmt
 from core.vault.service import human_size
@@ -43,7 +44,14 @@ def _counts(counts: dict[str, int], order: tuple[str, ...]) -> str:
     return " · ".join(parts) if parts else "none"
 
 
-def status_text(r: StatusReport, webhook: WebhookHealth, tz: str) -> str:
+DEPLOYMENT_HIDDEN = (
+    "Backups, the Telegram webhook and the version are the deployment's: its owners "
+    "(OPSDECK_OWNER_IDS) see them here."
+)
+
+
+def status_text(r: StatusReport, webhook: WebhookHealth | None, tz: str) -> str:
+    """`webhook` None: the reader is not a deployment owner (`r.deployment` is False)."""
     p = r.process
     if not p.scheduler_running:
         sched = "⛔ <b>stopped</b>"
@@ -74,6 +82,9 @@ def status_text(r: StatusReport, webhook: WebhookHealth, tz: str) -> str:
         f"Vault: {r.vault_items} items · {h(human_size(r.vault_bytes))} · "
         f"{r.active_links} active links",
     ]
+    if not r.deployment or webhook is None:
+        lines += ["", h(DEPLOYMENT_HIDDEN)]
+        return clip("\n".join(lines))
     b = r.backup
     if b is not None and b.managed:
         lines.append(f"Backups: {h(b.managed)} — the database's own backups, not Opsdeck's")
@@ -82,12 +93,14 @@ def status_text(r: StatusReport, webhook: WebhookHealth, tz: str) -> str:
     else:
         check = "✅ copy checked" if b.ok else "❌ FAILED"
         ago = duration((r.now - b.at).total_seconds())
-        detail = f" ({h(shorten(b.detail, 80))})" if b.detail else ""
+        detail = f" ({h(shorten(mask_urls(b.detail), 80))})" if b.detail else ""
         lines.append(f"Last backup: {ago} ago · {check}{detail}")
 
     lines.append("")
     if webhook.error:
-        lines.append(f"Telegram: getWebhookInfo failed ({h(shorten(webhook.error, 80))})")
+        lines.append(
+            f"Telegram: getWebhookInfo failed ({h(shorten(mask_urls(webhook.error), 80))})"
+        )
     elif not webhook.url:
         lines.append("Telegram: long polling")
     else:
@@ -98,7 +111,7 @@ def status_text(r: StatusReport, webhook: WebhookHealth, tz: str) -> str:
                 if (webhook.last_error_at)
                 else ""
             )
-            hook += f" · last error{at}: {h(shorten(webhook.last_error, 80))}"
+            hook += f" · last error{at}: {h(shorten(mask_urls(webhook.last_error), 80))}"
         else:
             hook += " · no errors"
         lines.append(hook)
@@ -114,4 +127,12 @@ def settings_text(rows: list[tuple[str, list[tuple[str, str]]]], accounts: list[
         lines += [f"{h(name)}: <code>{h(value)}</code>" for name, value in pairs]
     lines += ["", "<b>Reddit accounts</b>"]
     lines += [f"• {h(a)}" for a in accounts] if accounts else ["none yet (/accounts add)"]
+    return clip("\n".join(lines))
+
+
+def workspace_settings_text(accounts: list[str], note: str) -> str:
+    """What a workspace's owner sees of /settings: their workspace, and why not the rest."""
+    lines = ["<b>Workspace settings</b>", "", "<b>Reddit accounts</b>"]
+    lines += [f"• {h(a)}" for a in accounts] if accounts else ["none yet (/accounts add)"]
+    lines += ["", h(note)]
     return clip("\n".join(lines))

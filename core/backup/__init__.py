@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.actor import Actor
+from core.actor import Actor, require_deployment_owner
 from core.clock import Clock
 from core.errors import InvalidInput
 from core.jobs.context import JobContext
@@ -35,7 +35,6 @@ from core.jobs.engine import PeriodicSpec
 from core.jobs.registry import JobRegistry, PermanentFailure
 from storage.backup import snapshot_copy, sqlite_file, verify_copy
 from storage.backup_models import BackupRun
-from storage.models import Role
 
 if TYPE_CHECKING:
     from core.services.container import ServiceFactory
@@ -330,10 +329,19 @@ class BackupOverview:
 
 
 class BackupService:
-    def __init__(self, uow: UnitOfWork, config: BackupConfig, jobs: JobService) -> None:
+    """Backups copy every workspace's data: deployment owners (OPSDECK_OWNER_IDS) only."""
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        config: BackupConfig,
+        jobs: JobService,
+        owner_ids: Collection[int] = (),
+    ) -> None:
         self.uow = uow
         self.config = config
         self.jobs = jobs
+        self.owner_ids = frozenset(owner_ids)
 
     def schedule(self) -> str:
         c = self.config
@@ -347,7 +355,7 @@ class BackupService:
         return f"every {secs // 60} min" if secs % 60 == 0 else f"every {secs} s"
 
     async def overview(self, actor: Actor) -> BackupOverview:
-        actor.require(Role.owner, "see backups")
+        require_deployment_owner(actor, self.owner_ids, "see backups")
         c = self.config
         if not c.supported:
             return BackupOverview(False, NOT_OURS, None, None, [], c.directory, c.keep, "")
@@ -366,7 +374,7 @@ class BackupService:
 
     async def now(self, actor: Actor) -> int | None:
         """Queue a backup right away; raises InvalidInput with the reason on PostgreSQL."""
-        actor.require(Role.owner, "start a backup")
+        require_deployment_owner(actor, self.owner_ids, "start a backup")
         if not self.config.supported:
             raise InvalidInput(NOT_OURS)
         return await self.jobs.submit(actor.tenant_id, BACKUP_KIND, {}, actor=actor, max_attempts=1)
@@ -377,8 +385,7 @@ def service_builder(config: BackupConfig) -> Callable[[AsyncSession, ServiceFact
         from core.services.jobs import JobService
 
         uow = factory.uow.over(session)
-        return BackupService(
-            uow, config, JobService(uow, factory.clock, factory.notifier, factory.engine)
-        )
+        jobs = JobService(uow, factory.clock, factory.notifier, factory.engine)
+        return BackupService(uow, config, jobs, factory.owner_ids)
 
     return build

@@ -50,3 +50,15 @@ async def test_operators_and_viewers_cannot_back_up(app: Harness) -> None:
 async def test_backup_usage(app: Harness) -> None:
     reply = await app.say(OWNER, "/backup sideways")
     assert "Usage: /backup" in reply["text"]
+
+
+async def test_a_workspace_owner_cannot_back_up_or_see_backups(app: Harness) -> None:
+    other = 4001
+    await app.say(OWNER, f"/tenants add other {other}", "created")
+    app.users[other] = app.tg.user(other, "Otto")
+    for command, what in (("/backup now", "start a backup"), ("/backup", "see backups")):
+        text = (await app.say(other, command))["text"]
+        assert f"Only the deployment's owners (OPSDECK_OWNER_IDS) can {what}" in text
+        assert "Kept files" not in text and "backups" not in text.replace("see backups", "")
+        assert "restore" not in text
+    assert await backup_jobs(app) == 0

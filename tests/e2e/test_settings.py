@@ -60,6 +60,34 @@ async def test_every_secret_is_masked(app: Harness) -> None:
     assert "none yet" in text  # no Reddit accounts
 
 
+async def test_passwords_inside_every_url_valued_setting_are_masked(app: Harness) -> None:
+    s = app.app.settings
+    s.vault.storage_url = "s3://vaultuser:vault-pass-K2@opsdeck-vault/vault"
+    s.vault.s3_endpoint_url = "http://minio:S3passw0rd@minio:9000"
+    s.reddit.media_upload_url = "https://uploader:Upl0ad-Pw9@media.internal/upload"
+    s.database.url = "postgresql+asyncpg://u:p-Db-77@db.internal/opsdeck"
+    text = (await app.say(OWNER, "/settings", "Effective settings"))["text"]
+    for secret in ("vault-pass-K2", "S3passw0rd", "Upl0ad-Pw9", "p-Db-77"):
+        assert secret not in text, secret
+    assert "VAULT_STORAGE_URL: s3://vaultuser:••••••••@opsdeck-vault/vault" in text
+    assert "VAULT_S3_ENDPOINT_URL: http://minio:••••••••@minio:9000" in text
+    assert "REDDIT_MEDIA_UPLOAD_URL: https://uploader:••••••••@media.internal/upload" in text
+    assert "vault storage: s3://vaultuser:••••••••@opsdeck-vault/vault" in text
+    assert "database: postgresql+asyncpg://u:••••••••@db.internal/opsdeck" in text
+
+
+async def test_a_workspace_owner_sees_only_their_workspace(app: Harness) -> None:
+    other = 4001
+    await app.say(OWNER, f"/tenants add other {other}", "created")
+    app.users[other] = app.tg.user(other, "Otto")
+    app.app.settings.vault.s3_endpoint_url = "http://minio:S3passw0rd@minio:9000"
+    text = (await app.say(other, "/settings", "Workspace settings"))["text"]
+    assert "Effective settings" not in text
+    for deployment_wide in ("OPSDECK_OWNER_IDS:", "S3passw0rd", "minio", "HTTP_PORT", "sqlite"):
+        assert deployment_wide not in text, deployment_wide
+    assert "only to the deployment's owners" in text
+
+
 async def test_test_connection_button_per_reddit_account(start_app, reddit: FakeReddit) -> None:
     from tests.e2e.test_reddit_accounts import connect
 

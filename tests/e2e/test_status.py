@@ -63,7 +63,7 @@ async def test_status_shows_the_numbers_the_test_created(app: Harness) -> None:
     await seed(app)
     app.clock.advance(timedelta(minutes=7))
 
-    msg = await app.say(OPERATOR, "/status", "Opsdeck status")
+    msg = await app.say(OWNER, "/status", "Opsdeck status")  # a deployment owner: all parts
     text = msg["text"]
     assert "Scheduler: ⏸ paused" in text
     assert "pending approval 2" in text and "queued 3" in text and "succeeded 1" in text
@@ -113,3 +113,21 @@ async def test_empty_workspace_says_so_honestly(app: Harness) -> None:
     assert "Vault: 0 items · 0 bytes · 0 active links" in text
     assert "Backups: no backups yet" in text
     assert "Oldest queued job" not in text
+
+
+async def test_deployment_wide_parts_are_for_deployment_owners_only(start_app) -> None:
+    app = await start_app(webhook=True)
+    await seed(app)
+    other = 4001
+    await app.say(OWNER, f"/tenants add other {other}", "created")
+    app.users[other] = app.tg.user(other, "Otto")
+    for user in (other, OPERATOR, VIEWER):
+        text = (await app.say(user, "/status", "Opsdeck status"))["text"]
+        for hidden in ("backup ago", "Last backup", "Telegram: webhook", "SQLite", " up "):
+            assert hidden not in text, (user, hidden)
+        assert "deployment's: its owners (OPSDECK_OWNER_IDS) see them" in text
+    # the other workspace sees its own (empty) workspace, not the seeded one
+    text = (await app.say(other, "/status", "Opsdeck status"))["text"]
+    assert "Vault: 0 items" in text and "team_main" not in text
+    owner = (await app.say(OWNER, "/status", "Opsdeck status"))["text"]
+    assert "Last backup" in owner and "Telegram: webhook" in owner and "SQLite" in owner

@@ -352,6 +352,7 @@ async def test_postgresql_backups_are_the_databases_business(live: Live) -> None
             over_session(session),
             config,
             JobService(over_session(session), live.clock, live.notifier),
+            owner_ids={OWNER},
         )
         with pytest.raises(InvalidInput, match="database's business"):
             await service.now(owner)
