@@ -34,6 +34,7 @@ from bot.handlers import (
     operators,
     queue,
     reddit_accounts,
+    reddit_browse,
     reddit_posts,
     vault,
 )
@@ -75,6 +76,7 @@ from core.reddit_ops import (
     config_from_settings,
     register_reddit_jobs,
 )
+from core.reddit_ops.browse import BrowseService
 from core.reddit_ops.budget import database_budgets
 from core.reddit_ops.oauth import ConnectService, WebApp
 from core.services.container import ServiceFactory
@@ -128,6 +130,7 @@ def build_dispatcher(
         dp.include_router(module.build_router())
     dp.include_router(reddit_accounts.build_router())
     dp.include_router(reddit_posts.build_router())
+    dp.include_router(reddit_browse.build_router())
     dp.include_router(status_handlers.build_router())
     dp.include_router(settings_handlers.build_router())
     dp.include_router(backup_handlers.build_router())
@@ -284,6 +287,9 @@ class Opsdeck:
                 "reddit_accounts": self._reddit_accounts,
                 "reddit_posts": self._reddit_posts,
                 "reddit_connect": lambda _session, _factory: self.reddit_connect,
+                "reddit_browse": lambda _session, factory: BrowseService(
+                    factory.uow, factory.clock, self.reddit_clients
+                ),
             },
         )
 

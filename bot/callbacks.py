@@ -104,3 +104,20 @@ class VaultLinks(CallbackData, prefix="vk"):
 
     page: int = 0
     revoke: int = 0
+
+
+class BrowsePage(CallbackData, prefix="bp"):
+    """/browse: a page of a subreddit listing; `after` is Reddit's cursor ("" = first page)."""
+
+    sr: str
+    sort: str
+    page: int = 0
+    after: str = ""
+
+
+class BrowseOpen(CallbackData, prefix="bo"):
+    """/browse: open one post (its base36 id); `sr`/`sort` lead back to the listing."""
+
+    id: str
+    sr: str
+    sort: str

@@ -58,11 +58,13 @@ from core.reddit.models import (
     listing_children,
 )
 from core.reddit.ratelimit import RateBudget, Sleep
+from core.reddit.thread_models import Comment, Thread, ThreadPost
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 500, 502, 503, 504, 520, 522})
 SUBMIT_KINDS = frozenset({"self", "link", "image"})
+LISTING_SORTS = frozenset({"hot", "new", "top"})
 INFO_BATCH = 100
 LISTING_MAX = 100
 # When RATELIMIT carries no readable duration, come back after this long.
@@ -75,6 +77,7 @@ POST_LOOKUP_SLACK = 120.0
 _SUBREDDIT_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_]{1,20}|u_[A-Za-z0-9_-]{1,20})$")
 _USERNAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
 _FULLNAME_RE = re.compile(r"^t[1-6]_[a-z0-9]{1,13}$")
+_ID_RE = re.compile(r"^[a-z0-9]{1,13}$")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _RETRYABLE_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _WAIT_IN_HTML = re.compile(r"wait\s+(\d+(?:\.\d+)?)\s*second", re.IGNORECASE)
@@ -448,6 +451,106 @@ class RedditClient:
         children, cursor = listing_children(payload)
         items = [InboxMessage.parse(kind, data) for kind, data in children if kind in ("t1", "t4")]
         return Listing(items=items, after=cursor)
+
+    # == threads: browsing and comments =====================================================
+
+    async def subreddit_listing(
+        self,
+        sr: str,
+        sort: str = "hot",
+        *,
+        limit: int = 25,
+        after: str | None = None,
+        period: str = "day",
+    ) -> Listing[ThreadPost]:
+        """One page of `/r/{sr}/{hot|new|top}`; `period` is top's time window."""
+        name = normalize_subreddit(sr)
+        if sort not in LISTING_SORTS:
+            raise ValueError(f"sort must be one of {sorted(LISTING_SORTS)}, not {sort!r}")
+        params = {"limit": str(max(1, min(limit, LISTING_MAX)))}
+        if after:
+            params["after"] = after
+        if sort == "top":
+            params["t"] = period
+        payload = await self._json("GET", f"/r/{name}/{sort}", params=params, subreddit=name)
+        if not isinstance(payload, Mapping) or payload.get("kind") != "Listing":
+            raise RedditNotFound(f"r/{name} does not exist", subreddit=name)
+        children, cursor = listing_children(payload)
+        items = [ThreadPost.parse(data) for kind, data in children if kind == "t3"]
+        return Listing(items=items, after=cursor)
+
+    async def thread(self, post_id: str, *, limit: int = 5, sort: str = "top") -> Thread:
+        """`/comments/{id}`: the post and its top `limit` top-level comments."""
+        pid = post_id.removeprefix("t3_")
+        if not _ID_RE.match(pid):
+            raise ValueError(f"not a Reddit post id: {post_id!r}")
+        params = {"limit": str(max(1, min(limit, LISTING_MAX))), "depth": "1", "sort": sort}
+        payload = await self._json("GET", f"/comments/{pid}", params=params)
+        thread = Thread.parse(payload)
+        if thread is None:
+            raise RedditNotFound("Reddit could not find that post")
+        return thread
+
+    async def comment_info(self, fullname: str) -> Comment | None:
+        """One comment by fullname (`t1_…`) through `/api/info`; None when Reddit has none."""
+        if not fullname.startswith("t1_") or not _FULLNAME_RE.match(fullname):
+            raise ValueError(f"not a comment fullname: {fullname!r}")
+        payload = await self._json("GET", "/api/info", params={"id": fullname})
+        children, _ = listing_children(payload)
+        found = [Comment.parse(data) for kind, data in children if kind == "t1"]
+        return found[0] if found else None
+
+    async def comment(self, thing_id: str, text: str) -> Comment:
+        """`POST /api/comment`: reply to a post (`t3_…`) or a comment (`t1_…`).
+
+        Never retried once it may have reached Reddit: like `submit`, a timeout raises
+        `RedditUnknownOutcome`, and the caller looks (`recent_comment`) before sending again.
+        """
+        if not _FULLNAME_RE.match(thing_id) or thing_id[:3] not in ("t1_", "t3_"):
+            raise ValueError(f"a comment replies to a t1_ or t3_ fullname, not {thing_id!r}")
+        payload = await self._json(
+            "POST",
+            "/api/comment",
+            data={"api_type": "json", "thing_id": thing_id, "text": text},
+            idempotent=False,
+        )
+        data = payload.get("json", {}).get("data") if isinstance(payload, Mapping) else None
+        things = data.get("things") if isinstance(data, Mapping) else None
+        found = [
+            Comment.parse(t.get("data"))
+            for t in things or []
+            if isinstance(t, Mapping) and t.get("kind") == "t1"
+        ]
+        if not found or not found[0].fullname:
+            raise RedditUnknownOutcome(
+                "Reddit accepted the comment but did not say which comment it became; "
+                "look at the account's recent comments before trying again",
+                accepted=True,
+            )
+        return found[0]
+
+    async def recent_comment(
+        self, thing_id: str, text: str, within_seconds: float = 3600
+    ) -> Comment | None:
+        """The account's newest comment on `thing_id` with this text, if made recently.
+
+        Use it after `RedditUnknownOutcome` before sending the same comment again."""
+        user = normalize_username(await self.username())
+        payload = await self._json(
+            "GET", f"/user/{user}/comments", params={"sort": "new", "limit": str(LISTING_MAX)}
+        )
+        children, _ = listing_children(payload)
+        since = self._now() - within_seconds - POST_LOOKUP_SLACK
+        wanted = text.strip()
+        for kind, data in children:  # newest first
+            if kind != "t1":
+                continue
+            found = Comment.parse(data)
+            if found.created_utc is not None and found.created_utc < since:
+                break
+            if found.parent_id == thing_id and found.body.strip() == wanted:
+                return found
+        return None
 
     # == tokens =============================================================================
 

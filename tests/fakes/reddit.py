@@ -51,6 +51,7 @@ _ALIASES = {
     "me": "/api/v1/me",
     "info": "/api/info",
     "inbox": "/message/inbox",
+    "comment": "/api/comment",
 }
 _SCOPES = {
     "me": "identity",
@@ -63,7 +64,12 @@ _SCOPES = {
     "media": "submit",
     "submitted": "history",
     "inbox": "privatemessages",
+    "listing": "read",
+    "comments": "read",
+    "comment": "submit",
+    "user_comments": "history",
 }
+COMMENT_MAX = 10_000
 _TOO_MANY_HTML = """
 <!doctype html>
 <html>
@@ -178,6 +184,8 @@ class FakePost:
     num_comments: int = 0
     upvote_ratio: float = 1.0
     removed_by_category: str | None = None
+    locked: bool = False
+    archived: bool = False
 
     @property
     def fullname(self) -> str:
@@ -214,6 +222,50 @@ class FakePost:
             "created_utc": self.created_utc,
             "send_replies": True,
             "is_video": False,
+            "locked": self.locked,
+            "archived": self.archived,
+            "stickied": False,
+        }
+
+
+@dataclass
+class FakeComment:
+    id: str
+    author: str
+    post_id: str
+    parent_id: str  # t3_… (top level) or t1_…
+    subreddit: str
+    body: str
+    created_utc: float
+    score: int = 1
+
+    @property
+    def fullname(self) -> str:
+        return f"t1_{self.id}"
+
+    @property
+    def permalink(self) -> str:
+        return f"/r/{self.subreddit}/comments/{self.post_id}/_/{self.id}/"
+
+    def data(self, post: FakePost | None = None) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.fullname,
+            "author": self.author,
+            "body": self.body,
+            "score": self.score,
+            "ups": self.score,
+            "created": self.created_utc,
+            "created_utc": self.created_utc,
+            "permalink": self.permalink,
+            "link_id": f"t3_{self.post_id}",
+            "parent_id": self.parent_id,
+            "subreddit": self.subreddit,
+            "subreddit_name_prefixed": f"r/{self.subreddit}",
+            "locked": post.locked if post else False,
+            "archived": post.archived if post else False,
+            "replies": "",
+            "depth": 0,
         }
 
 
@@ -391,6 +443,7 @@ class FakeReddit:
         self.subreddits: dict[str, FakeSubreddit] = {}
         self.posts: list[FakePost] = []
         self.messages: list[FakeMessage] = []
+        self.comments: list[FakeComment] = []
         self.uploads: dict[str, FakeUpload] = {}
         self.requests: list[RecordedRequest] = []
         self.grants: list[dict[str, Any]] = []
@@ -553,6 +606,27 @@ class FakeReddit:
         )
         self.posts.append(post)
         return post
+
+    def add_comment(
+        self, author: str, post: FakePost, body: str, *, parent: str | None = None, score: int = 1
+    ) -> FakeComment:
+        """A comment someone (any name) made on `post`, top level or under `parent`."""
+        comment = FakeComment(
+            id=self._next_id(),
+            author=author,
+            post_id=post.id,
+            parent_id=parent or post.fullname,
+            subreddit=post.subreddit,
+            body=body,
+            created_utc=self._now(),
+            score=score,
+        )
+        self.comments.append(comment)
+        post.num_comments += 1
+        return comment
+
+    def comments_by(self, username: str) -> list[FakeComment]:
+        return [c for c in self.comments if c.author.lower() == username.lower()]
 
     def add_inbox_message(
         self,
@@ -1064,6 +1138,10 @@ class FakeReddit:
             ("GET", r"/api/info", "info", self._info),
             ("GET", r"/user/(?P<user>[^/]+)/submitted", "submitted", self._submitted),
             ("GET", r"/message/inbox", "inbox", self._inbox),
+            ("GET", r"/r/(?P<sr>[^/]+)/(?P<sort>hot|new|top)", "listing", self._sub_listing),
+            ("GET", r"/comments/(?P<pid>[a-z0-9]+)", "comments", self._thread),
+            ("POST", r"/api/comment", "comment", self._comment),
+            ("GET", r"/user/(?P<user>[^/]+)/comments", "user_comments", self._user_comments),
         ]
         for verb, pattern, name, handler in routes:
             match = re.fullmatch(pattern, path)
@@ -1428,7 +1506,14 @@ class FakeReddit:
         if len(ids) > 100:
             return _json({"message": "Bad Request", "error": 400}, status=400)
         by_name = {p.fullname: p for p in self.posts}
-        children = [{"kind": "t3", "data": by_name[i].data()} for i in ids if i in by_name]
+        comments = {c.fullname: c for c in self.comments}
+        children = [
+            {"kind": "t3", "data": by_name[i].data()}
+            if i in by_name
+            else {"kind": "t1", "data": comments[i].data(self._post_of(comments[i]))}
+            for i in ids
+            if i in by_name or i in comments
+        ]
         return _json(
             {
                 "kind": "Listing",
@@ -1453,6 +1538,112 @@ class FakeReddit:
             reverse=True,
         )
         return self._listing(request, [(m.fullname, m.kind, m.data()) for m in messages])
+
+    async def _sub_listing(
+        self, request: web.Request, form: dict[str, str], account: FakeAccount, sr: str, sort: str
+    ) -> Any:
+        sub = self.subreddits.get(sr.lower())
+        if sub is None:  # Reddit sends an unknown name to its subreddit search
+            return web.Response(
+                status=302, headers={"Location": f"https://www.reddit.com/subreddits/search?q={sr}"}
+            )
+        if sub.subreddit_type == "private":
+            return _json({"reason": "private", "message": "Forbidden", "error": 403}, status=403)
+        posts = [p for p in self.posts if p.subreddit.lower() == sub.name.lower()]
+        if sort == "new":
+            posts.sort(key=lambda p: (p.created_utc, int(p.id, 36)), reverse=True)
+        elif sort == "top":
+            posts.sort(key=lambda p: (p.score, int(p.id, 36)), reverse=True)
+        else:  # hot: score, newer first among equals (close enough for a fake)
+            posts.sort(key=lambda p: (p.score, p.created_utc), reverse=True)
+        return self._listing(request, [(p.fullname, "t3", p.data()) for p in posts])
+
+    async def _thread(
+        self, request: web.Request, form: dict[str, str], account: FakeAccount, pid: str
+    ) -> Any:
+        post = next((p for p in self.posts if p.id == pid), None)
+        if post is None:
+            return _json({"message": "Not Found", "error": 404}, status=404)
+        try:
+            limit = max(1, min(100, int(request.query.get("limit", "200"))))
+        except ValueError:
+            limit = 200
+        top = [c for c in self.comments if c.parent_id == post.fullname]
+        top.sort(key=lambda c: (c.score, c.created_utc), reverse=True)
+        listing = lambda items: {  # noqa: E731
+            "kind": "Listing",
+            "data": {"after": None, "before": None, "dist": None, "modhash": "", "children": items},
+        }
+        return _json(
+            [
+                listing([{"kind": "t3", "data": post.data()}]),
+                listing([{"kind": "t1", "data": c.data(post)} for c in top[:limit]]),
+            ]
+        )
+
+    async def _comment(
+        self, request: web.Request, form: dict[str, str], account: FakeAccount
+    ) -> Any:
+        def errors(*items: list[str | None]) -> web.Response:
+            return _json({"json": {"errors": [list(i) for i in items]}})
+
+        thing = form.get("thing_id", "")
+        text = form.get("text", "")
+        post: FakePost | None = None
+        parent: FakeComment | None = None
+        if thing.startswith("t3_"):
+            post = next((p for p in self.posts if p.fullname == thing), None)
+        elif thing.startswith("t1_"):
+            parent = next((c for c in self.comments if c.fullname == thing), None)
+            post = self._post_of(parent) if parent else None
+        if post is None or (parent is not None and parent.body == "[deleted]"):
+            return errors(["DELETED_COMMENT", "that comment has been deleted", "parent"])
+        if post.author == "[deleted]" or post.removed_by_category:
+            return errors(
+                ["DELETED_LINK", "the link you are commenting on has been deleted", "parent"]
+            )
+        if post.locked:
+            return errors(["THREAD_LOCKED", "Comments are locked.", "parent"])
+        if post.archived:
+            return errors(
+                ["TOO_OLD", "that's a piece of history now; it's too late to reply to it", "parent"]
+            )
+        if not text.strip():
+            return errors(["NO_TEXT", "we need something here", "text"])
+        if len(text) > COMMENT_MAX:
+            return errors(["TOO_LONG", f"this is too long (max: {COMMENT_MAX})", "text"])
+        comment = FakeComment(
+            id=self._next_id(),
+            author=account.username,
+            post_id=post.id,
+            parent_id=thing,
+            subreddit=post.subreddit,
+            body=text,
+            created_utc=self._now(),
+        )
+        self.comments.append(comment)
+        post.num_comments += 1
+        return _json(
+            {
+                "json": {
+                    "errors": [],
+                    "data": {"things": [{"kind": "t1", "data": comment.data(post)}]},
+                }
+            }
+        )
+
+    async def _user_comments(
+        self, request: web.Request, form: dict[str, str], account: FakeAccount, user: str
+    ) -> Any:
+        if user.lower() not in self.accounts:
+            return _json({"message": "Not Found", "error": 404}, status=404)
+        mine = sorted(
+            self.comments_by(user), key=lambda c: (c.created_utc, int(c.id, 36)), reverse=True
+        )
+        return self._listing(request, [(c.fullname, "t1", c.data(self._post_of(c))) for c in mine])
+
+    def _post_of(self, comment: FakeComment) -> FakePost | None:
+        return next((p for p in self.posts if p.id == comment.post_id), None)
 
     @staticmethod
     def _listing(request: web.Request, items: list[tuple[str, str, dict[str, Any]]]) -> Any:
