@@ -56,7 +56,13 @@ from bot.vault_delivery import (
     delivery_failed_hook,
     register_delivery_jobs,
 )
-from bot.web import MAX_IN_HANDLING, UpdateFeeder, build_web_app
+from bot.web import (
+    MAX_IN_HANDLING,
+    UpdateFeeder,
+    bearer_only,
+    build_metrics_app,
+    build_web_app,
+)
 from bot.web_claims import ClaimRoutesConfig, add_claim_routes
 from bot.web_reddit import add_reddit_routes
 from core.backup import BackupConfig, backup_periodic_specs, register_backup_jobs
@@ -154,6 +160,8 @@ class Opsdeck:
         self.started = False
         self._polling: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
+        self.metrics_port: int | None = None  # the metrics listener's port, once bound
 
     async def start(self) -> None:
         s = self.settings
@@ -355,11 +363,21 @@ class Opsdeck:
         add_reddit_routes(
             app, self.reddit_connect, self.outbox, self.dispatcher.fsm.storage, self.bot.id
         )
-        app.router.add_get("/metrics", self.metrics.handle)
+        metrics_token = s.metrics.token.get_secret_value() if s.metrics.token else None
+        if s.metrics.on_http_port:  # one port must do: only with the bearer token
+            app.router.add_get("/metrics", bearer_only(self.metrics.handle, metrics_token))
         self.web_app = app
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, s.http.host, s.http.port).start()
+        if not s.metrics.on_http_port:
+            # off the public door: a listener of its own, loopback unless configured
+            metrics_app = build_metrics_app(self.metrics.handle, metrics_token)
+            self._metrics_runner = web.AppRunner(metrics_app, access_log=None)
+            await self._metrics_runner.setup()
+            await web.TCPSite(self._metrics_runner, s.metrics.host, s.metrics.port).start()
+            self.metrics_port = self._metrics_runner.addresses[0][1]
+            log.info("metrics on http://%s:%s/metrics", s.metrics.host, self.metrics_port)
 
         await self._publish_commands()
         await self.sender.start()
@@ -438,6 +456,8 @@ class Opsdeck:
         await self.sender.stop()  # after the engine: its last notifications go out
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         await self.bot.session.close()
         await self.sender_bot.session.close()
         await self.blobs.aclose()

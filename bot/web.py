@@ -6,12 +6,14 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
+from itertools import accumulate
 from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.types import Update
-from aiohttp import web
+from aiohttp import web, web_response
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +22,10 @@ log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1024 * 1024
+# A real update nests about ten levels; CPython's JSON parser recurses once per level, so a
+# body nested 100k deep ended in a RecursionError (a 500 and a traceback) before this bound.
+MAX_JSON_DEPTH = 64
+SERVER_NAME = "Opsdeck"  # the Server header on every listener: no version to fingerprint
 # Updates in handling at once. Each holds a database connection for part of its handling; the
 # pool has 15 (SQLite) or 20 (PostgreSQL) and the job engine and outbox use it too. Telegram
 # takes at most 30 messages a second from a bot, so this is no limit on a real round trip.
@@ -62,6 +68,73 @@ class UpdateFeeder:
             await asyncio.wait(list(self.tasks), timeout=grace_seconds)
 
 
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when the JSON text opens more than `limit` arrays/objects inside each other.
+
+    Counted on the brackets outside string literals, without parsing: fast for any body the
+    size cap lets in, and a body with no more than `limit` brackets in all skips the count."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"[") + brackets.count(b"{") <= limit:
+        return False
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets))) > limit
+
+
+def parse_json_bounded(raw: bytes, limit: int = MAX_JSON_DEPTH) -> Any:
+    """`json.loads`, refusing (ValueError) a document nested deeper than `limit` first."""
+    if json_depth_exceeds(raw, limit):
+        raise ValueError(f"JSON nested deeper than {limit} levels")
+    return json.loads(raw)
+
+
+async def _plain_server_header(_: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_NAME
+
+
+def hide_server_version(app: web.Application) -> web.Application:
+    """aiohttp says `Server: Python/3.x aiohttp/3.y` unless told otherwise: the signal covers
+    every response of the app; the answers aiohttp's protocol writes itself (400 for a
+    malformed request line) take the module default, which is replaced too."""
+    web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
+    app.on_response_prepare.append(_plain_server_header)
+    return app
+
+
+def bearer_only(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], token: str | None
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """`handler` behind `Authorization: Bearer <token>` (compared in constant time); no token:
+    `handler` as it is (a listener that only the host or its private network reaches)."""
+    if not token:
+        return handler
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return web.Response(
+                status=401, text="unauthorized\n", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return await handler(request)
+
+    return guarded
+
+
+def build_metrics_app(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], token: str | None
+) -> web.Application:
+    """The metrics listener (METRICS_HOST:METRICS_PORT): `GET /metrics` and nothing else."""
+    app = hide_server_version(web.Application())
+    app.router.add_get("/metrics", bearer_only(handler, token))
+    return app
+
+
 def webhook_handler(
     feeder: UpdateFeeder, secret: str
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -76,7 +149,7 @@ def webhook_handler(
         if request.content_length is not None and request.content_length > MAX_UPDATE_BYTES:
             return web.json_response({"ok": False, "error": "too large"}, status=413)
         try:
-            data = json.loads(await request.read())
+            data = parse_json_bounded(await request.read())
             if not isinstance(data, dict):
                 raise ValueError("not an object")
             update = Update.model_validate(data, context={"bot": feeder.bot})
@@ -96,7 +169,7 @@ def build_web_app(
     webhook_path: str,
     webhook_secret: str,
 ) -> web.Application:
-    app = web.Application(client_max_size=MAX_UPDATE_BYTES)
+    app = hide_server_version(web.Application(client_max_size=MAX_UPDATE_BYTES))
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -128,6 +128,18 @@ class JobSettings(BaseSettings):
     maintenance_interval_seconds: int = 3600
 
 
+class MetricsSettings(BaseSettings):
+    """Prometheus metrics: on a listener of their own, never on the public HTTP port unless
+    `on_http_port` is set, and then only with `Authorization: Bearer <token>`."""
+
+    model_config = SettingsConfigDict(**_ENV, env_prefix="METRICS_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)  # 0: any free port (logged at start-up)
+    token: SecretStr | None = None  # required on every metrics door when set
+    on_http_port: bool = False  # one port must do: /metrics on HTTP_PORT, token required
+
+
 class BackupSettings(BaseSettings):
     """SQLite backups (core.backup); ignored on PostgreSQL, where they are the database's job."""
 
@@ -182,6 +194,7 @@ class Settings(BaseModel):
     jobs: JobSettings
     backup: BackupSettings = Field(default_factory=BackupSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **overrides: BaseSettings) -> Settings:
@@ -197,6 +210,7 @@ class Settings(BaseModel):
             "jobs": JobSettings,
             "backup": BackupSettings,
             "outbox": OutboxSettings,
+            "metrics": MetricsSettings,
         }
         parts: dict[str, BaseSettings] = {}
         for name, kind in kinds.items():
@@ -240,6 +254,12 @@ class Settings(BaseModel):
             raise ConfigError(
                 "OPSDECK_OWNER_IDS is not set: give the numeric Telegram user ids of the owners, "
                 "comma-separated (send /start to @userinfobot to learn yours)."
+            )
+        token = self.metrics.token.get_secret_value() if self.metrics.token else ""
+        if self.metrics.on_http_port and len(token) < 16:
+            raise ConfigError(
+                "METRICS_TOKEN must be set (16+ characters, e.g. `openssl rand -hex 32`) with "
+                "METRICS_ON_HTTP_PORT=true: metrics on the public port need a bearer token."
             )
 
     def secret_key(self) -> bytes:

@@ -19,6 +19,10 @@ import bot  # noqa: F401 - first, so aiogram's models are deferred as in product
 from storage import migrate
 from storage.db import create_engine, create_sessionmaker
 
+# Every app a test starts (and every `python -m bot run` it spawns, which inherits this) binds
+# its metrics listener to a free port: tests run side by side, the default 9464 would clash.
+os.environ.setdefault("METRICS_PORT", "0")
+
 POSTGRES_URL = os.environ.get("OPSDECK_TEST_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(not POSTGRES_URL, reason="OPSDECK_TEST_POSTGRES_URL is not set")
 

@@ -13,7 +13,7 @@ from tests.e2e.conftest import OPERATOR, OWNER, STRANGER, Harness
 
 async def scrape(app: Harness) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     s = app.app.settings
-    url = f"http://{s.http.host}:{s.http.port}/metrics"
+    url = f"http://{s.metrics.host}:{app.app.metrics_port}/metrics"  # the metrics listener
     async with aiohttp.ClientSession() as http, http.get(url) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")
