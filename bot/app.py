@@ -177,7 +177,7 @@ class Opsdeck:
         self.read_db = create_read_engine(s.database_url)  # SQLite: lock-free claim lookups
         txguard.watch(self.db)
         self.uow = UnitOfWork(self.db, self.read_db)
-        self.identities = IdentityReader(self.db)
+        self.identities = IdentityReader(self.uow)
         async with self.sessionmaker() as session:
             await hold_startup_lock(session)  # processes starting together take turns
             await bootstrap_owners(session, self.clock, s.opsdeck.owner_ids)
@@ -304,7 +304,7 @@ class Opsdeck:
         # Telegram side
         self.dispatcher = build_dispatcher(
             ContextMiddleware(self.sessionmaker, self.factory, self.identities),
-            DatabaseStorage(self.sessionmaker, self.clock),
+            DatabaseStorage(self.uow, self.clock),
             self.metrics.middleware(),
         )
         self.dispatcher["settings"] = s
@@ -462,7 +462,7 @@ class Opsdeck:
         await self.sender_bot.session.close()
         await self.blobs.aclose()
         await self.reddit_clients.aclose()
-        await self.identities.close()
+        await self.uow.dispose()  # its fast read connection
         if self.read_db is not None:
             await self.read_db.dispose()
         await self.db.dispose()

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 import bot  # noqa: F401 - first, so aiogram's models are deferred as in production
 from storage import migrate
 from storage.db import create_engine, create_sessionmaker
+from storage.uow import UnitOfWork
 
 # Every app a test starts (and every `python -m bot run` it spawns, which inherits this) binds
 # its metrics listener to a free port: tests run side by side, the default 9464 would clash.
@@ -82,3 +83,13 @@ async def engine(db_url) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def sessionmaker(engine) -> async_sessionmaker[AsyncSession]:
     return create_sessionmaker(engine)
+
+
+@pytest.fixture
+async def uow(engine) -> AsyncIterator[UnitOfWork]:
+    """The unit of work over the migrated engine, as the app builds it."""
+    unit = UnitOfWork(engine)
+    try:
+        yield unit
+    finally:
+        await unit.dispose()

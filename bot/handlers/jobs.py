@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram import Router
+from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
@@ -66,42 +66,92 @@ async def jobs_page(
     await edit(query, text, markup)
 
 
-async def job_action(
-    query: CallbackQuery, callback_data: JobAct, actor: Actor, services: Services
+async def _show(
+    query: CallbackQuery,
+    actor: Actor,
+    services: Services,
+    job_id: int,
+    notice: str | None = None,
+    *,
+    details: bool = False,
 ) -> None:
+    """Answer the press, then re-render the card from a fresh, lock-free read."""
     jobs = services.jobs
-    act, job_id = callback_data.act, callback_data.id
-    notice = None
-    try:
-        if act == "approve":
-            await jobs.approve(actor, job_id)
-            notice = f"Job #{job_id} approved."
-        elif act == "reject":
-            await jobs.reject(actor, job_id)
-            notice = f"Job #{job_id} rejected."
-        elif act == "retry":
-            await jobs.retry(actor, job_id)
-            notice = f"Job #{job_id} queued to run now."
-        elif act == "cancel":
-            job = await jobs.cancel(actor, job_id)
-            notice = (
-                f"Job #{job_id} is being stopped."
-                if job.status == "running"
-                else f"Job #{job_id} cancelled."
-            )
-        elif act not in ("refresh", "details"):
-            await query.answer("This button is no longer valid.")
-            return
-    except Conflict as exc:
-        notice = exc.message  # stale or repeated press: say why, show the current state
     job = await jobs.get(actor, job_id)
-    details = act == "details"
     await query.answer(notice or None, show_alert=bool(notice and "already" in notice))
     await edit(
         query,
         job_card(job, actor, jobs.clock.now(), details=details),
         job_buttons(job, actor, details=details),
     )
+
+
+async def approve_job(
+    query: CallbackQuery, callback_data: JobAct, actor: Actor, services: Services
+) -> None:
+    job_id = callback_data.id
+    try:
+        await services.jobs.approve(actor, job_id)
+        notice = f"Job #{job_id} approved."
+    except Conflict as exc:
+        notice = exc.message  # stale or repeated press: say why, show the current state
+    await _show(query, actor, services, job_id, notice)
+
+
+async def reject_job(
+    query: CallbackQuery, callback_data: JobAct, actor: Actor, services: Services
+) -> None:
+    job_id = callback_data.id
+    try:
+        await services.jobs.reject(actor, job_id)
+        notice = f"Job #{job_id} rejected."
+    except Conflict as exc:
+        notice = exc.message
+    await _show(query, actor, services, job_id, notice)
+
+
+async def retry_job(
+    query: CallbackQuery, callback_data: JobAct, actor: Actor, services: Services
+) -> None:
+    job_id = callback_data.id
+    try:
+        await services.jobs.retry(actor, job_id)
+        notice = f"Job #{job_id} queued to run now."
+    except Conflict as exc:
+        notice = exc.message
+    await _show(query, actor, services, job_id, notice)
+
+
+async def cancel_job(
+    query: CallbackQuery, callback_data: JobAct, actor: Actor, services: Services
+) -> None:
+    job_id = callback_data.id
+    try:
+        job = await services.jobs.cancel(actor, job_id)
+        notice = (
+            f"Job #{job_id} is being stopped."
+            if job.status == "running"
+            else f"Job #{job_id} cancelled."
+        )
+    except Conflict as exc:
+        notice = exc.message
+    await _show(query, actor, services, job_id, notice)
+
+
+async def refresh_job(
+    query: CallbackQuery, callback_data: JobAct, actor: Actor, services: Services
+) -> None:
+    await _show(query, actor, services, callback_data.id)
+
+
+async def job_details(
+    query: CallbackQuery, callback_data: JobAct, actor: Actor, services: Services
+) -> None:
+    await _show(query, actor, services, callback_data.id, details=True)
+
+
+async def unknown_job_button(query: CallbackQuery) -> None:
+    await query.answer("This button is no longer valid.")
 
 
 async def retry_all(
@@ -141,6 +191,13 @@ def build_router() -> Router:
     router = Router(name="jobs")
     router.message.register(jobs_command, Command("jobs"))
     router.callback_query.register(jobs_page, JobList.filter())
-    router.callback_query.register(job_action, JobAct.filter())
+    steer = router.callback_query.register
+    steer(approve_job, JobAct.filter(F.act == "approve"))
+    steer(reject_job, JobAct.filter(F.act == "reject"))
+    steer(retry_job, JobAct.filter(F.act == "retry"))
+    steer(cancel_job, JobAct.filter(F.act == "cancel"))
+    steer(refresh_job, JobAct.filter(F.act == "refresh"))
+    steer(job_details, JobAct.filter(F.act == "details"))
+    steer(unknown_job_button, JobAct.filter())
     router.callback_query.register(retry_all, RetryAll.filter())
     return router

@@ -13,16 +13,16 @@ class Flow(StatesGroup):
     second = State()
 
 
-async def test_state_and_data_round_trip_and_survive_a_new_storage(sessionmaker) -> None:
+async def test_state_and_data_round_trip_and_survive_a_new_storage(sessionmaker, uow) -> None:
     key = StorageKey(bot_id=1, chat_id=10, user_id=10)
     other = StorageKey(bot_id=1, chat_id=11, user_id=11)
-    storage = DatabaseStorage(sessionmaker)
+    storage = DatabaseStorage(uow)
     assert await storage.get_state(key) is None and await storage.get_data(key) == {}
     await storage.set_state(key, Flow.first)
     await storage.update_data(key, {"account": 3})
     await storage.update_data(key, {"title": "héllo"})
     # a fresh storage object (a restart, another process) sees the same
-    again = DatabaseStorage(sessionmaker)
+    again = DatabaseStorage(uow)
     assert await again.get_state(key) == Flow.first.state
     assert await again.get_data(key) == {"account": 3, "title": "héllo"}
     assert await again.get_state(other) is None
@@ -31,7 +31,7 @@ async def test_state_and_data_round_trip_and_survive_a_new_storage(sessionmaker)
     assert await storage.get_state(key) is None and await storage.get_data(key) == {}
 
 
-async def test_state_written_during_an_update_joins_its_session(sessionmaker) -> None:
+async def test_state_written_during_an_update_joins_its_session(sessionmaker, uow) -> None:
     """A handler that read through the update's session (on SQLite that transaction holds the
     write lock) and then moves the flow on must not wait on its own lock."""
     import asyncio
@@ -41,7 +41,7 @@ async def test_state_written_during_an_update_joins_its_session(sessionmaker) ->
     from bot.fsm_storage import UPDATE_SESSION
 
     key = StorageKey(bot_id=1, chat_id=12, user_id=12)
-    storage = DatabaseStorage(sessionmaker)
+    storage = DatabaseStorage(uow)
     async with sessionmaker() as session:
         await session.execute(text("SELECT 1"))  # the update's transaction is open
         token = UPDATE_SESSION.set(session)
@@ -52,16 +52,16 @@ async def test_state_written_during_an_update_joins_its_session(sessionmaker) ->
         finally:
             UPDATE_SESSION.reset(token)
         await session.commit()
-    assert await DatabaseStorage(sessionmaker).get_data(key) == {"step": 2}
+    assert await DatabaseStorage(uow).get_data(key) == {"step": 2}
 
 
-async def test_a_step_written_during_an_update_is_visible_at_once(sessionmaker) -> None:
+async def test_a_step_written_during_an_update_is_visible_at_once(sessionmaker, uow) -> None:
     """The bot asks the next question right after moving the flow on; the answer is a new
     update whose state is read on another connection before this update has ended."""
     from bot.fsm_storage import UPDATE_SESSION
 
     key = StorageKey(bot_id=1, chat_id=13, user_id=13)
-    storage = DatabaseStorage(sessionmaker)
+    storage = DatabaseStorage(uow)
     async with sessionmaker() as session:
         token = UPDATE_SESSION.set(session)
         try:
@@ -70,5 +70,5 @@ async def test_a_step_written_during_an_update_is_visible_at_once(sessionmaker) 
         finally:
             UPDATE_SESSION.reset(token)
         # the update has not ended (its session is still open) — another reader sees the step
-        assert await DatabaseStorage(sessionmaker).get_state(key) == Flow.first.state
-        assert await DatabaseStorage(sessionmaker).get_data(key) == {"n": 1}
+        assert await DatabaseStorage(uow).get_state(key) == Flow.first.state
+        assert await DatabaseStorage(uow).get_data(key) == {"n": 1}

@@ -14,6 +14,7 @@ from storage.db import create_engine, create_sessionmaker
 from storage.identity import IdentityReader
 from storage.models import Operator, Role
 from storage.repositories import operators as op_repo
+from storage.uow import UnitOfWork
 
 KEY = StorageKey(bot_id=1, chat_id=77, user_id=77)
 
@@ -24,9 +25,9 @@ async def _owner(sessionmaker, user_id: int = 77) -> None:
         await session.commit()
 
 
-async def test_stranger_operator_and_state_in_one_read(engine, sessionmaker) -> None:
-    reader = IdentityReader(engine)
-    storage = DatabaseStorage(sessionmaker)
+async def test_stranger_operator_and_state_in_one_read(engine, sessionmaker, uow) -> None:
+    reader = IdentityReader(uow)
+    storage = DatabaseStorage(uow)
     key = storage.key_builder.build(KEY)
     try:
         stranger = await reader.read(77, key)
@@ -42,12 +43,12 @@ async def test_stranger_operator_and_state_in_one_read(engine, sessionmaker) -> 
         assert (await reader.read(77, None)).state is None  # no key asked, no state
         assert (await reader.read(78, key)).operator is None  # someone else
     finally:
-        await reader.close()
+        await uow.dispose()
 
 
-async def test_a_removed_operator_is_a_stranger_on_the_next_read(engine, sessionmaker) -> None:
+async def test_a_removed_operator_is_a_stranger_on_the_next_read(engine, sessionmaker, uow) -> None:
     """Nothing is cached: deny by default holds at once, in every process."""
-    reader = IdentityReader(engine)
+    reader = IdentityReader(uow)
     try:
         await _owner(sessionmaker)
         assert (await reader.read(77, None)).operator is not None
@@ -58,14 +59,14 @@ async def test_a_removed_operator_is_a_stranger_on_the_next_read(engine, session
             await session.commit()
         assert (await reader.read(77, None)).operator is None
     finally:
-        await reader.close()
+        await uow.dispose()
 
 
-async def test_the_read_does_not_wait_for_a_writer(engine, sessionmaker) -> None:
+async def test_the_read_does_not_wait_for_a_writer(engine, sessionmaker, uow) -> None:
     """A transaction holding SQLite's write lock (every transaction there begins IMMEDIATE)
     does not delay the read, and the read sees the last committed state."""
     await _owner(sessionmaker)
-    reader = IdentityReader(engine)
+    reader = IdentityReader(uow)
     try:
         async with sessionmaker() as session:
             await session.execute(text("UPDATE operators SET timezone = 'Asia/Tokyo'"))
@@ -76,7 +77,7 @@ async def test_the_read_does_not_wait_for_a_writer(engine, sessionmaker) -> None
         found = await reader.read(77, None)
         assert found.operator is not None and found.operator.timezone == "Asia/Tokyo"
     finally:
-        await reader.close()
+        await uow.dispose()
 
 
 async def test_in_memory_sqlite_reads_through_the_pool() -> None:
@@ -88,17 +89,17 @@ async def test_in_memory_sqlite_reads_through_the_pool() -> None:
 
             await conn.run_sync(Base.metadata.create_all)
         await _owner(create_sessionmaker(engine), 5)
-        reader = IdentityReader(engine)
-        assert (await reader.read(5, "k")).operator is not None
-        await reader.close()
+        uow = UnitOfWork(engine)
+        assert (await IdentityReader(uow).read(5, "k")).operator is not None
+        await uow.dispose()
     finally:
         await engine.dispose()
 
 
-async def test_storage_answers_the_update_state_without_a_query(sessionmaker) -> None:
+async def test_storage_answers_the_update_state_without_a_query(sessionmaker, uow) -> None:
     """aiogram reads the state of every update; within one the prefetched value is used and
     kept current by set_state, so a handler that moves the flow on reads its own write."""
-    storage = DatabaseStorage(sessionmaker)
+    storage = DatabaseStorage(uow)
     key = storage.key_builder.build(KEY)
     await storage.set_state(KEY, "Flow:stored")
     token = UPDATE_STATES.set({key: "Flow:prefetched"})
@@ -125,7 +126,8 @@ async def test_a_busy_sqlite_read_falls_back_to_a_thread_and_waits(tmp_path) -> 
     await migrate.upgrade(engine)
     await _owner(create_sessionmaker(engine), 9)
     await engine.dispose()  # exclusive locking mode needs the only open connection
-    reader = IdentityReader(engine)
+    uow = UnitOfWork(engine)
+    reader = IdentityReader(uow)
     locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         locker.execute("PRAGMA locking_mode=EXCLUSIVE")
@@ -140,5 +142,5 @@ async def test_a_busy_sqlite_read_falls_back_to_a_thread_and_waits(tmp_path) -> 
         assert found.operator is not None and found.operator.timezone == "Europe/Oslo"
     finally:
         locker.close()
-        await reader.close()
+        await uow.dispose()
         await engine.dispose()
