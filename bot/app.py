@@ -22,6 +22,10 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiohttp import web
 
 from bot import aiogram_models, commands
+from bot.api import routes as api_routes
+from bot.api.idempotency import IdempotencyKeys
+from bot.api.server import PREFIX as API_PREFIX
+from bot.api.server import ApiDeps, build_api_app
 from bot.db_retry import ConnectionLossRetry, SentTracker
 from bot.fsm_storage import DatabaseStorage
 from bot.handlers import (
@@ -41,6 +45,7 @@ from bot.handlers import (
 from bot.handlers import backup as backup_handlers
 from bot.handlers import settings as settings_handlers
 from bot.handlers import status as status_handlers
+from bot.handlers import tokens as tokens_handlers
 from bot.logs import REDACTOR
 from bot.metrics import Metrics, bind_job_context
 from bot.middlewares.context import ContextMiddleware
@@ -71,6 +76,7 @@ from core.clock import Clock, SystemClock
 from core.crypto import SecretBox
 from core.jobs.engine import JobEngine
 from core.jobs.kinds import Registrar, build_registry, periodic_specs
+from core.ratelimit import Limit, SharedLimiter
 from core.reddit import RateBudgetRegistry
 from core.reddit_ops import (
     DEP_CLIENTS,
@@ -85,6 +91,7 @@ from core.reddit_ops import (
 from core.reddit_ops.browse import BrowseService
 from core.reddit_ops.budget import database_budgets
 from core.reddit_ops.oauth import ConnectService, WebApp
+from core.services.api_tokens import ApiTokenService
 from core.services.container import ServiceFactory
 from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners
@@ -140,6 +147,7 @@ def build_dispatcher(
     dp.include_router(status_handlers.build_router())
     dp.include_router(settings_handlers.build_router())
     dp.include_router(backup_handlers.build_router())
+    dp.include_router(tokens_handlers.build_router())
     dp.include_router(fallback.build_router())  # last: answers whatever nothing else took
     return dp
 
@@ -308,6 +316,7 @@ class Opsdeck:
             self.metrics.middleware(),
         )
         self.dispatcher["settings"] = s
+        self.dispatcher["api_tokens"] = self.api_tokens = ApiTokenService(self.uow, self.clock)
         self.dispatcher["runtime"] = status_handlers.Runtime(
             version=VERSION,
             started_at=self.clock.now(),
@@ -366,6 +375,8 @@ class Opsdeck:
         metrics_token = s.metrics.token.get_secret_value() if s.metrics.token else None
         if s.metrics.on_http_port:  # one port must do: only with the bearer token
             app.router.add_get("/metrics", bearer_only(self.metrics.handle, metrics_token))
+        if s.api.enabled:
+            app.add_subapp(API_PREFIX, build_api_app(api_routes.registry(), self._api_deps()))
         self.web_app = app
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -407,6 +418,27 @@ class Opsdeck:
             log.info("receiving updates by long polling")
         self.started = True
         log.info("Opsdeck is up as @%s on http://%s:%s", self.me.username, s.http.host, s.http.port)
+
+    def _api_deps(self) -> ApiDeps:
+        s = self.settings
+
+        @contextlib.asynccontextmanager
+        async def services():  # type: ignore[no-untyped-def]
+            async with self.sessionmaker() as session:
+                yield self.factory.bind(session)
+                await session.commit()
+
+        return ApiDeps(
+            services=services,
+            tokens=self.api_tokens,
+            keys=IdempotencyKeys(self.uow, self.clock),
+            limiter=SharedLimiter(
+                "api", Limit(s.api.requests_per_minute, 60), self.clock, self.sessionmaker
+            ),
+            deployment_owner_ids=frozenset(s.opsdeck.owner_ids),
+            version=VERSION,
+            public_base_url=s.public_base_url,
+        )
 
     def _reddit_accounts(self, session, factory: ServiceFactory) -> AccountService:
         return AccountService(

@@ -121,3 +121,10 @@ class BrowseOpen(CallbackData, prefix="bo"):
     id: str
     sr: str
     sort: str
+
+
+class TokenAct(CallbackData, prefix="tk"):
+    """ask (confirm revoking) | revoke | keep, on one API token id."""
+
+    act: str
+    id: int

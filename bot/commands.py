@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, str, Role]] = [
     ("operators", "manage operators", Role.owner),
     ("tenants", "workspaces (configured owners)", Role.owner),
     ("audit", "latest audited changes", Role.owner),
+    ("tokens", "API tokens for scripts", Role.owner),
     ("cancel", "leave a guided flow", Role.viewer),
     ("help", "what you can do", Role.viewer),
 ]

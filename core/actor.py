@@ -20,6 +20,7 @@ class Actor:
     timezone: str = "UTC"
     display_name: str | None = None
     notify: bool = True
+    token_id: int | None = None  # acting through an API token made by `user_id`
 
     def at_least(self, role: Role) -> bool:
         return RANK[self.role] >= RANK[role]

@@ -16,6 +16,10 @@ class NotFound(OpsdeckError):
     """The thing does not exist, or not in the caller's workspace (the two look the same)."""
 
 
+class Unauthorized(OpsdeckError):
+    """No valid credentials (an unknown, revoked or expired API token)."""
+
+
 class Forbidden(OpsdeckError):
     """The caller's role does not allow this."""
 

@@ -179,6 +179,13 @@ class OutboxSettings(BaseSettings):
     # this many distinct chats answered 429 within a second pause all sending
     global_pause_after_chats: int = Field(default=3, ge=1)
     shutdown_timeout_seconds: float = Field(default=10.0, ge=0)
+class ApiSettings(BaseSettings):
+    """The HTTP API at /api/v1 (tokens are made in chat with /tokens)."""
+
+    model_config = SettingsConfigDict(**_ENV, env_prefix="API_")
+
+    enabled: bool = True
+    requests_per_minute: int = Field(default=600, ge=1)  # per token, shared by all processes
 
 
 class Settings(BaseModel):
@@ -195,6 +202,7 @@ class Settings(BaseModel):
     backup: BackupSettings = Field(default_factory=BackupSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **overrides: BaseSettings) -> Settings:
@@ -211,6 +219,7 @@ class Settings(BaseModel):
             "backup": BackupSettings,
             "outbox": OutboxSettings,
             "metrics": MetricsSettings,
+            "api": ApiSettings,
         }
         parts: dict[str, BaseSettings] = {}
         for name, kind in kinds.items():

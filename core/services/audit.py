@@ -23,7 +23,11 @@ async def record(
     target: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Add an audit row in the caller's transaction (it lands with the change it describes)."""
+    """Add an audit row in the caller's transaction (it lands with the change it describes).
+
+    A change made through an API token names the token beside its creator (`actor_id`)."""
+    if actor is not None and actor.token_id is not None:
+        details = {**(details or {}), "via": "api", "token_id": actor.token_id}
     await audit_repo.add(
         session,
         tenant_id=tenant_id,

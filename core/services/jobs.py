@@ -112,6 +112,20 @@ class JobService:
             return await self.page(actor, status, kind, pages - 1, size)
         return JobPage(jobs, total, page, pages)
 
+    async def slice(
+        self, actor: Actor, status: str, kind: str | None, offset: int, limit: int
+    ) -> tuple[list[Job], int]:
+        """Jobs by offset and limit (the HTTP API's paging), filtered as `page` filters."""
+        statuses = STATUS_FILTERS[parse_status_filter(status)]
+        return await job_repo.list_page(
+            self.session,
+            tenant_id=actor.tenant_id,
+            statuses=statuses,
+            kind=kind,
+            offset=max(0, offset),
+            limit=limit,
+        )
+
     async def get(self, actor: Actor, job_id: int) -> Job:
         async with self.uow.read() as session:
             job = await job_repo.get(session, job_id, actor.tenant_id)

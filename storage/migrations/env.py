@@ -9,6 +9,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
+import storage.api_models
 import storage.backup_models
 import storage.outbox_models
 import storage.ratelimit_models
