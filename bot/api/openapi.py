@@ -59,7 +59,7 @@ def _problem_statuses(op: Operation) -> list[int]:
     if op.body is not None or op.multipart:
         statuses.update({413, 415})
     if op.mutates:
-        statuses.update({409, 422})
+        statuses.update({409, 422})  # a conflict; an Idempotency-Key that is not acceptable
     statuses.update(op.problems)
     return sorted(statuses)
 
@@ -125,7 +125,7 @@ def build_document(registry: Registry, *, version: str, server_url: str) -> dict
                 "content": {PROBLEM_CONTENT_TYPE: {"schema": refs[(Problem, "serialization")]}},
             }
         entry["responses"] = responses
-        paths.setdefault("/api/v1" + op.path, {})[op.method.lower()] = entry
+        paths.setdefault("/api/v1" + op.doc_path, {})[op.method.lower()] = entry
     return {
         "openapi": "3.1.0",
         "info": {

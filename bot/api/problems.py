@@ -53,7 +53,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "payload-too-large": (413, "The request body is too large"),
     "unsupported-media-type": (415, "The body must be JSON (or multipart for uploads)"),
     "invalid": (422, "An argument is not acceptable"),
-    "idempotency-mismatch": (422, "This Idempotency-Key was used for a different request"),
+    "idempotency-mismatch": (409, "This Idempotency-Key was used for a different request"),
     "rate-limited": (429, "Too many requests"),
     "internal": (500, "Something went wrong on our side"),
     "unavailable": (503, "A service Opsdeck depends on is unavailable"),

@@ -5,6 +5,7 @@ document (bot/api/openapi.py), so the document cannot drift from what the server
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -42,7 +43,7 @@ Handler = Callable[[Call[Any, Any, Any]], Awaitable[BaseModel]]
 @dataclass(frozen=True, slots=True)
 class Operation:
     method: str
-    path: str  # aiohttp pattern under /api/v1, e.g. /jobs/{job_id}
+    path: str  # aiohttp pattern under /api/v1, e.g. /jobs/{job_id:\d+}
     operation_id: str
     summary: str
     tag: str
@@ -60,6 +61,11 @@ class Operation:
     @property
     def mutates(self) -> bool:
         return self.method != "GET"
+
+    @property
+    def doc_path(self) -> str:
+        """The path as OpenAPI writes it: `{job_id}`, without aiohttp's regex."""
+        return re.sub(r"\{(\w+):[^}]+\}", r"{\1}", self.path)
 
 
 @dataclass

@@ -7,6 +7,7 @@ do for every chat press."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -153,6 +154,8 @@ def _endpoint(op: Operation, deps: ApiDeps) -> Any:
             if not idempotency.KEY_RE.match(key):
                 return problem("invalid", "An Idempotency-Key is 1–128 visible ASCII characters.")
             print_ = idempotency.fingerprint(request.method, request.path_qs, raw)
+            # a key names one request to one operation: the same key on another path is another
+            key = hashlib.sha256(f"{request.method} {request.path} {key}".encode()).hexdigest()
             try:
                 replay = await deps.keys.begin(actor.token_id or 0, key, print_)
             except KeyMismatch:

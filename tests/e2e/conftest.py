@@ -16,6 +16,7 @@ from core.clock import OffsetClock
 from core.jobs.registry import JobRegistry
 from core.services.operators import to_actor
 from core.settings import (
+    ApiSettings,
     DatabaseSettings,
     HttpSettings,
     JobSettings,
@@ -48,6 +49,7 @@ def make_settings(
     *,
     webhook: bool = False,
     reddit: RedditSettings | None = None,
+    api: ApiSettings | None = None,
     **jobs: Any,
 ) -> Settings:
     port = free_port()
@@ -69,6 +71,7 @@ def make_settings(
         public=PublicSettings(**env, base_url=f"http://127.0.0.1:{port}"),
         vault=VaultSettings(**env, storage_url=str(tmp_path / "vault")),
         reddit=reddit or RedditSettings(**env),
+        api=api or ApiSettings(**env),
         jobs=JobSettings(
             **env,
             **{
@@ -210,11 +213,12 @@ async def start_app(tmp_path, tg) -> AsyncIterator[Callable[..., Any]]:
         webhook: bool = False,
         registrars=(test_kinds,),
         reddit: RedditSettings | None = None,
+        api: ApiSettings | None = None,
         **jobs: Any,
     ) -> Harness:
         clock = OffsetClock()
         app = Opsdeck(
-            make_settings(tmp_path, tg, webhook=webhook, reddit=reddit, **jobs),
+            make_settings(tmp_path, tg, webhook=webhook, reddit=reddit, api=api, **jobs),
             clock=clock,
             registrars=registrars,
         )

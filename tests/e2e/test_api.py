@@ -89,18 +89,21 @@ async def test_tokens_in_chat_and_their_rules(app: Harness) -> None:
 async def test_every_operation_needs_a_valid_token(app: Harness) -> None:
     expired_secret = await make_token(app, OWNER, "short viewer 1d")
     app.clock.advance(2 * 86400)
-    async with client(app) as anon, client(app, "odk_" + "x" * 43) as wrong:
-        async with client(app, expired_secret) as expired:
-            for op in routes.registry().operations:
-                url = "/api/v1" + sample_path(op.path)
-                for http, why in ((anon, "no token"), (wrong, "wrong"), (expired, "expired")):
-                    r = await http.request(op.method, url, **sample_request(op))
-                    assert r.status_code == 401, (op.operation_id, why, r.text)
-            # an unknown path is not revealed either
-            assert (await anon.get("/api/v1/nothing-here")).status_code == 401
-            # the document and the docs page are open
-            doc = await anon.get("/api/v1/openapi.json")
-            assert doc.status_code == 200 and doc.json()["openapi"].startswith("3.1")
+    async with (
+        client(app) as anon,
+        client(app, "odk_" + "x" * 43) as wrong,
+        client(app, expired_secret) as expired,
+    ):
+        for op in routes.registry().operations:
+            url = "/api/v1" + sample_path(op.doc_path)
+            for http, why in ((anon, "no token"), (wrong, "wrong"), (expired, "expired")):
+                r = await http.request(op.method, url, **sample_request(op))
+                assert r.status_code == 401, (op.operation_id, why, r.text)
+        # an unknown path is not revealed either
+        assert (await anon.get("/api/v1/nothing-here")).status_code == 401
+        # the document is open
+        doc = await anon.get("/api/v1/openapi.json")
+        assert doc.status_code == 200 and doc.json()["openapi"].startswith("3.1")
 
 
 async def test_viewer_token_is_refused_every_mutation(app: Harness) -> None:
@@ -108,7 +111,7 @@ async def test_viewer_token_is_refused_every_mutation(app: Harness) -> None:
     job_id = await app.submit_job("test.ok", requires_approval=True)
     async with client(app, viewer) as http:
         for op in routes.registry().operations:
-            url = "/api/v1" + sample_path(op.path).replace("/1", f"/{job_id}", 1)
+            url = "/api/v1" + sample_path(op.doc_path).replace("/1", f"/{job_id}", 1)
             r = await http.request(op.method, url, **sample_request(op))
             if op.role == Role.viewer:
                 assert r.status_code == 200, (op.operation_id, r.text)
@@ -135,10 +138,14 @@ async def test_operator_token_steers_jobs_like_the_chat(app: Harness) -> None:
         assert (await http.get(f"/api/v1/jobs/{2**63}")).status_code == 404
         no_confirm = await http.post("/api/v1/jobs/retry-all", json={"confirm": False})
         assert no_confirm.status_code == 422
-        not_json = await http.post("/api/v1/jobs/retry-all", content=b"confirm", headers={"Content-Type": "text/plain"})
+        not_json = await http.post(
+            "/api/v1/jobs/retry-all", content=b"confirm", headers={"Content-Type": "text/plain"}
+        )
         assert not_json.status_code == 415
         deep = await http.post(
-            "/api/v1/jobs/retry-all", content=b"[" * 100_000, headers={"Content-Type": "application/json"}
+            "/api/v1/jobs/retry-all",
+            content=b"[" * 100_000,
+            headers={"Content-Type": "application/json"},
         )
         assert deep.status_code == 400
     await app.wait_job(job_id, "succeeded")
@@ -146,7 +153,9 @@ async def test_operator_token_steers_jobs_like_the_chat(app: Harness) -> None:
     from storage.repositories import audit as audit_repo
 
     async with app.app.sessionmaker() as session:
-        entry = await audit_repo.last_for_target(session, (await app.actor(OWNER)).tenant_id, f"job:{job_id}")
+        entry = await audit_repo.last_for_target(
+            session, (await app.actor(OWNER)).tenant_id, f"job:{job_id}"
+        )
     assert entry.action == "job.approve" and entry.actor_id == OWNER
     assert entry.details["via"] == "api" and entry.details["token_id"] > 0
 
@@ -162,9 +171,22 @@ async def test_idempotency_key_replays_and_refuses_reuse(app: Harness) -> None:
         assert second.headers.get("Idempotent-Replayed") == "true"
         assert second.json() == first.json()
         other = await http.post(f"/api/v1/jobs/{job_id}/reject", headers=headers)
-        assert other.status_code == 422
-        assert other.json()["type"].endswith("#problem-idempotency-mismatch")
-        bad_key = await http.post(f"/api/v1/jobs/{job_id}/reject", headers={"Idempotency-Key": "x" * 129})
+        # another operation: the key is its own there, and it runs (the job is approved now)
+        assert other.status_code == 409 and other.json()["type"].endswith("#problem-conflict")
+        changed = await http.post(
+            "/api/v1/jobs/retry-all", json={"confirm": True}, headers={"Idempotency-Key": "k"}
+        )
+        assert changed.status_code == 200
+        mismatch = await http.post(
+            "/api/v1/jobs/retry-all",
+            content=b'{"confirm": true }',
+            headers={"Idempotency-Key": "k", "Content-Type": "application/json"},
+        )
+        assert mismatch.status_code == 409
+        assert mismatch.json()["type"].endswith("#problem-idempotency-mismatch")
+        bad_key = await http.post(
+            f"/api/v1/jobs/{job_id}/reject", headers={"Idempotency-Key": "x" * 129}
+        )
         assert bad_key.status_code == 422
 
 
@@ -177,7 +199,7 @@ async def test_other_workspace_ids_are_not_found(app: Harness) -> None:
         for op in routes.registry().operations:
             if op.path_params is NoParams:
                 continue
-            url = "/api/v1" + op.path.replace("{job_id}", str(job_id))
+            url = "/api/v1" + op.doc_path.replace("{job_id}", str(job_id))
             r = await http.request(op.method, url, **sample_request(op))
             assert r.status_code == 404, (op.operation_id, r.text)
         listed = (await http.get("/api/v1/jobs", params={"status": "all"})).json()

@@ -93,7 +93,7 @@ def register(reg: Registry) -> None:
 
     @reg.route(
         "GET",
-        "/jobs/{job_id}",
+        "/jobs/{job_id:\\d+}",
         summary="Get a job",
         tag="jobs",
         role=Role.viewer,
@@ -110,7 +110,7 @@ def register(reg: Registry) -> None:
         handler.__name__ = f"{name}_job"
         reg.route(
             "POST",
-            f"/jobs/{{job_id}}/{name}",
+            f"/jobs/{{job_id:\\d+}}/{name}",
             summary=summary,
             tag="jobs",
             role=Role.operator,
