@@ -179,6 +179,8 @@ class OutboxSettings(BaseSettings):
     # this many distinct chats answered 429 within a second pause all sending
     global_pause_after_chats: int = Field(default=3, ge=1)
     shutdown_timeout_seconds: float = Field(default=10.0, ge=0)
+
+
 class ApiSettings(BaseSettings):
     """The HTTP API at /api/v1 (tokens are made in chat with /tokens)."""
 

@@ -96,17 +96,8 @@ class JobService:
         page: int = 0,
         size: int = 8,
     ) -> JobPage:
-        statuses = STATUS_FILTERS[parse_status_filter(status)]
         page = max(0, page)
-        async with self.uow.read() as session:
-            jobs, total = await job_repo.list_page(
-                session,
-                tenant_id=actor.tenant_id,
-                statuses=statuses,
-                kind=kind,
-                offset=page * size,
-                limit=size,
-            )
+        jobs, total = await self.slice(actor, status, kind, page * size, size)
         pages = max(1, -(-total // size))
         if page >= pages and total:
             return await self.page(actor, status, kind, pages - 1, size)
@@ -115,16 +106,17 @@ class JobService:
     async def slice(
         self, actor: Actor, status: str, kind: str | None, offset: int, limit: int
     ) -> tuple[list[Job], int]:
-        """Jobs by offset and limit (the HTTP API's paging), filtered as `page` filters."""
+        """Jobs by offset and limit (the HTTP API pages this way), filtered like `page`."""
         statuses = STATUS_FILTERS[parse_status_filter(status)]
-        return await job_repo.list_page(
-            self.session,
-            tenant_id=actor.tenant_id,
-            statuses=statuses,
-            kind=kind,
-            offset=max(0, offset),
-            limit=limit,
-        )
+        async with self.uow.read() as session:
+            return await job_repo.list_page(
+                session,
+                tenant_id=actor.tenant_id,
+                statuses=statuses,
+                kind=kind,
+                offset=max(0, offset),
+                limit=limit,
+            )
 
     async def get(self, actor: Actor, job_id: int) -> Job:
         async with self.uow.read() as session:
