@@ -182,7 +182,7 @@ class Opsdeck:
         self.db = create_engine(s.database_url, echo=s.database.echo)
         await migrate.upgrade(self.db)
         self.sessionmaker = create_sessionmaker(self.db)
-        self.read_db = create_read_engine(s.database_url)  # SQLite: lock-free claim lookups
+        self.read_db = create_read_engine(s.database_url)  # SQLite: the unit of work reads
         txguard.watch(self.db)
         self.uow = UnitOfWork(self.db, self.read_db)
         self.identities = IdentityReader(self.uow)
@@ -329,16 +329,12 @@ class Opsdeck:
         # sent, its hook schedules the link's auto-delete (if it fails, the person is told);
         # a file Telegram does not hold yet is uploaded by the sender from the blob store
         self.dispatcher["outbox"] = self.outbox
-        if self.read_db is not None:
-            self.dispatcher["read_sessionmaker"] = create_sessionmaker(self.read_db)
         self.sender.add_hook(
             DELIVERED_HOOK,
             delivered_hook(self.factory),
-            on_failed=delivery_failed_hook(self.outbox, self.clock, self.notifier),
+            on_failed=delivery_failed_hook(self.outbox, self.uow, self.clock, self.notifier),
         )
-        self.sender.add_source(
-            VAULT_SOURCE, VaultUploadSource(self.sessionmaker, self.blobs, self.clock)
-        )
+        self.sender.add_source(VAULT_SOURCE, VaultUploadSource(self.uow, self.blobs, self.clock))
         webhook_url = s.telegram.webhook_url
         webhook_path = (
             urlparse(webhook_url).path if webhook_url else ""
@@ -354,7 +350,7 @@ class Opsdeck:
         add_claim_routes(
             app,
             VaultGateway(
-                sessionmaker=self.sessionmaker,
+                uow=self.uow,
                 clock=self.clock,
                 blobs=self.blobs,
                 secret_key=s.secret_key(),

@@ -34,7 +34,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InputFile
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.outbox import FailCause, FailedMessage, FileRef, Outbox, SentMessage, SourceUnavailable
 from core.clock import Clock
@@ -46,6 +46,7 @@ from storage.blobs.base import BlobStore
 from storage.blobs.errors import BlobNotFound, BlobStoreError
 from storage.outbox_models import OutboxMessage, OutboxStatus
 from storage.repositories import vault as vault_repo
+from storage.uow import UnitOfWork
 from storage.vault_models import ClaimOutcome, VaultItem, VaultKind, VaultLink
 
 if TYPE_CHECKING:
@@ -132,16 +133,14 @@ class BlobInputFile(InputFile):
 class VaultUploadSource:
     """The outbox's `UploadSource` for vault items: the cached file_id, else the blob."""
 
-    def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], blobs: BlobStore, clock: Clock
-    ) -> None:
-        self.sessionmaker = sessionmaker
+    def __init__(self, uow: UnitOfWork, blobs: BlobStore, clock: Clock) -> None:
+        self.uow = uow
         self.blobs = blobs
         self.clock = clock
 
     async def open(self, ref: dict[str, Any], *, refused: str | None) -> str | InputFile:
         item_id = int(ref["item_id"])
-        async with self.sessionmaker() as session:
+        async with self.uow.read() as session:
             # a claim granted before the item was deleted is still delivered
             item = await vault_repo.get_item(session, item_id, include_deleted=True)
         if item is None:
@@ -163,10 +162,9 @@ class VaultUploadSource:
         return BlobInputFile(self.blobs, item.blob_key, item.name)
 
     async def uploaded(self, ref: dict[str, Any], file_id: str, file_unique_id: str | None) -> None:
-        async with self.sessionmaker() as session:
-            await ClaimService(session, self.clock).record_file_id(
-                int(ref["item_id"]), file_id, file_unique_id
-            )
+        await ClaimService(self.uow, self.clock).record_file_id(
+            int(ref["item_id"]), file_id, file_unique_id
+        )
 
 
 def _kind(item: VaultItem) -> VaultKind:
@@ -284,7 +282,7 @@ def delivered_hook(factory: ServiceFactory) -> Callable[[SentMessage], Awaitable
 
 
 def delivery_failed_hook(
-    outbox: Outbox, clock: Clock, notifier: TelegramNotifier | None = None
+    outbox: Outbox, uow: UnitOfWork, clock: Clock, notifier: TelegramNotifier | None = None
 ) -> Callable[[FailedMessage, AsyncSession], Awaitable[None]]:
     """The DELIVERED_HOOK's on_failed: tell the person the file did not come, and what to do;
     for a claim write it to the link's access log; when the stored copy could not be read,
@@ -294,7 +292,8 @@ def delivery_failed_hook(
     async def on_failed(failed: FailedMessage, session: AsyncSession) -> None:
         data = failed.hook_data or {}
         if data.get("link_id") and data.get("claimer_user_id"):
-            await ClaimService(session, clock).record_undelivered(
+            await ClaimService(uow, clock).record_undelivered(
+                session,
                 int(data["link_id"]),
                 Claimer.telegram(int(data["claimer_user_id"])),
                 UNDELIVERED[failed.cause],

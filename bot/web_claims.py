@@ -96,23 +96,24 @@ class _ClaimRoutes:
         self.vault = vault
         self.config = config
         self.claim_limiter = SharedLimiter(
-            "claim:http",
-            Limit(config.claim_limit, config.claim_window_seconds),
-            vault.clock,
-            vault.sessionmaker,
+            "claim:http", Limit(config.claim_limit, config.claim_window_seconds), vault.clock
         )
         self.download_limiter = SharedLimiter(
             "download:http",
             Limit(config.download_limit, config.download_window_seconds),
             vault.clock,
-            vault.sessionmaker,
         )
+
+    async def _hit(self, limiter: SharedLimiter, address: str) -> float | None:
+        """Count a request against `address` (one short write); seconds to wait, or None."""
+        async with self.vault.uow.write() as session:
+            return await limiter.hit_in(session, address)
 
     # -- /claim/{code} ---------------------------------------------------------------------------
     async def claim(self, request: web.Request) -> web.StreamResponse:
         wants_json = "application/json" in request.headers.get("Accept", "").lower()
         address = client_address(request, self.config.trusted_proxy_hops)
-        retry_after = await self.claim_limiter.hit(address)
+        retry_after = await self._hit(self.claim_limiter, address)
         if retry_after is not None:
             return _too_many(retry_after, wants_json)
 
@@ -149,7 +150,7 @@ class _ClaimRoutes:
     # -- /files/{token} ----------------------------------------------------------------------------
     async def files(self, request: web.Request) -> web.StreamResponse:
         address = client_address(request, self.config.trusted_proxy_hops)
-        retry_after = await self.download_limiter.hit(address)
+        retry_after = await self._hit(self.download_limiter, address)
         if retry_after is not None:
             return _too_many(retry_after, wants_json=False)
         try:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from typing import Any
 
-from aiogram import Bot, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject, CommandStart, Filter, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import VaultItemAct, VaultLinkNew, VaultLinks, VaultList
+from bot.fsm_storage import UPDATE_SESSION
 from bot.handlers.compose_states import Compose
 from bot.handlers.jobs import edit
 from bot.outbox import Outbox
@@ -25,6 +25,7 @@ from core.services.container import Services
 from core.settings import Settings
 from core.vault import (
     Claimer,
+    ClaimResult,
     ClaimService,
     IngestResult,
     IngestSource,
@@ -60,9 +61,18 @@ def vault_of(services: Services) -> VaultService:
 
 
 async def end_reads(services: Services) -> None:
-    """End this update's read transaction before the FSM storage writes on its own session:
-    on SQLite a reader held open here would block that write until the lock times out."""
+    """End the per-update session's transaction. The vault reads and writes through the unit
+    of work; the compose flow (bot/handlers/reddit_posts.py) still reads through that session
+    until its services leave it."""
     await services.session.commit()
+
+
+async def flow_data(state: FSMContext, services: Services) -> dict[str, Any]:
+    """The guided flow's data. The FSM storage reads it through the per-update session, which
+    would keep a transaction open across the vault's own writes and the answer: end it here."""
+    data = await state.get_data()
+    await end_reads(services)
+    return data
 
 
 def parse_duration(text: str) -> int:
@@ -93,6 +103,11 @@ async def ingest_file(
     if found is None:
         raise InvalidInput("That message carries no file.")
     kind, obj = found
+    # The /post picture step reads its flow through the per-update session: end that
+    # transaction before Telegram is asked for the bytes and the vault writes on its own.
+    update_session = UPDATE_SESSION.get()
+    if update_session is not None and update_session.in_transaction():
+        await update_session.commit()
     size = getattr(obj, "file_size", None)
     content = None
     if size is None or size <= vault.config.max_file_bytes:
@@ -123,73 +138,57 @@ async def ingest(message: Message, bot: Bot, actor: Actor, services: Services) -
 
 # -- claims -------------------------------------------------------------------------------------
 async def claim(
-    message: Message,
-    command: CommandObject,
-    services: Services,
-    outbox: Outbox,
-    read_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    message: Message, command: CommandObject, services: Services, outbox: Outbox
 ) -> None:
-    """`/start <code>`. The answer, or the file, is queued in the outbox in this update's
-    transaction: paced under the flood limits, 429s waited out, kept over a restart. A file
-    not yet on Telegram's side is uploaded by the outbox sender from the blob store.
-
-    The claim (use + access-log row) and its queued answer are one transaction, committed by
-    the update's unit of work: one write-lock round on SQLite instead of two, and no window in
-    which a use is spent with no answer queued. No Bot API call is made here.
+    """`/start <code>`. The answer, or the file, is queued in the outbox in the claim's own
+    write: the use, its access-log row and the queued answer commit together (no use is spent
+    with no answer queued), and no Bot API call is made here. The outbox sends it, paced under
+    the flood limits, 429s waited out, kept over a restart; a file not yet on Telegram's side
+    is uploaded by the sender from the blob store.
 
     Past `VAULT_CLAIM_FAILURE_LIMIT` malformed or unknown codes in a window, the user is told
     to wait (in minutes) and the code is not looked up."""
     assert message.from_user is not None
+    user_id, chat_id = message.from_user.id, message.chat.id
     vault = vault_of(services)
-    # SQLite: the lookups run outside the write lock (storage.db.create_read_engine)
-    reads = read_sessionmaker() if read_sessionmaker is not None else None
-    async with reads or contextlib.nullcontext():
-        claims = ClaimService(
-            vault.session,
-            vault.clock,
-            commit=False,
-            failure_limit=vault.config.claim_failures,  # per user, shared by every process
-            reads=reads,
+    # keyed by the incoming message: a retried webhook update answers once
+    answer_key = f"vault:claim-answer:{chat_id}:{message.message_id}"
+
+    async def answer(result: ClaimResult, session: AsyncSession) -> None:
+        if not result.delivers or result.item is None:
+            await outbox.send_message(
+                chat_id, result.reason_text, parse_mode=None, session=session, dedupe_key=answer_key
+            )
+            return
+        caption = result.reason_text
+        if result.item.description:
+            caption += "\n\n" + result.item.description
+        link = result.link
+        dedupe_key = await claim_dedupe_key(session, link.id, user_id) if link else None
+        _, queued = await deliver(
+            outbox,
+            chat_id,
+            result.item,
+            link,
+            caption=caption,
+            session=session,
+            dedupe_key=dedupe_key,
+            auto_delete_seconds=link.auto_delete_seconds if link is not None else None,
+            claimer_user_id=user_id,
         )
-        result = await claims.claim(
-            (command.args or "").strip(), Claimer.telegram(message.from_user.id), "telegram"
-        )
-    if not result.delivers or result.item is None:
-        # keyed by the incoming message: a retried webhook update answers once
-        await outbox.send_message(
-            message.chat.id,
-            result.reason_text,
-            parse_mode=None,
-            session=services.session,
-            dedupe_key=f"vault:claim-answer:{message.chat.id}:{message.message_id}",
-        )
-        return
-    caption = result.reason_text
-    if result.item.description:
-        caption += "\n\n" + result.item.description
-    link = result.link
-    dedupe_key = None
-    if link is not None:
-        dedupe_key = await claim_dedupe_key(services.session, link.id, message.from_user.id)
-    _, queued = await deliver(
-        outbox,
-        message.chat.id,
-        result.item,
-        link,
-        caption=caption,
-        session=services.session,
-        dedupe_key=dedupe_key,
-        auto_delete_seconds=link.auto_delete_seconds if link is not None else None,
-        claimer_user_id=message.from_user.id,
+        if not queued:  # a tap while the earlier tap's file is still on its way: say so
+            await outbox.send_message(
+                chat_id, ON_ITS_WAY, parse_mode=None, session=session, dedupe_key=answer_key
+            )
+
+    claims = ClaimService(
+        vault.uow,
+        vault.clock,
+        failure_limit=vault.config.claim_failures,  # per user, shared by every process
     )
-    if not queued:  # a tap while the earlier tap's file is still on its way: say so
-        await outbox.send_message(
-            message.chat.id,
-            ON_ITS_WAY,
-            parse_mode=None,
-            session=services.session,
-            dedupe_key=f"vault:claim-answer:{message.chat.id}:{message.message_id}",
-        )
+    await claims.claim(
+        (command.args or "").strip(), Claimer.telegram(user_id), "telegram", then=answer
+    )
 
 
 # -- /vault and item cards ----------------------------------------------------------------------
@@ -236,62 +235,85 @@ async def full_card(vault: VaultService, actor: Actor, item_id: int):
     return text, render.item_buttons(item, actor, more=False)
 
 
-async def item_action(
+async def item_card(
+    query: CallbackQuery, callback_data: VaultItemAct, actor: Actor, services: Services
+) -> None:
+    """`card` and `more`: the item with its links and (operators) its access log."""
+    text, markup = await full_card(vault_of(services), actor, callback_data.id)
+    await query.answer()
+    await edit(query, text, markup)
+
+
+async def item_send(
+    query: CallbackQuery,
+    callback_data: VaultItemAct,
+    actor: Actor,
+    services: Services,
+    outbox: Outbox,
+) -> None:
+    item = await vault_of(services).get(actor, callback_data.id)
+    # queued like a claim (paced, uploaded by the sender if Telegram lacks the file);
+    # keyed by the press, so a retried webhook update sends once
+    await deliver(
+        outbox,
+        query.from_user.id,
+        item,
+        None,
+        caption=item.description,
+        dedupe_key=f"vault:send:{query.id}",
+        audience="operator",
+    )
+    await query.answer("Sending…")
+
+
+async def item_rename(
     query: CallbackQuery,
     callback_data: VaultItemAct,
     actor: Actor,
     services: Services,
     state: FSMContext,
-    outbox: Outbox,
+) -> None:
+    actor.require(Role.operator, "rename files")
+    item = await vault_of(services).get(actor, callback_data.id)
+    await state.set_state(VaultForm.rename)
+    await state.set_data({"item_id": item.id})
+    await query.answer()
+    if query.message is not None:
+        await query.message.answer(
+            f"Send the new name for <b>{render.h(item.name)}</b> (or /cancel)."
+        )
+
+
+async def item_nsfw(
+    query: CallbackQuery, callback_data: VaultItemAct, actor: Actor, services: Services
 ) -> None:
     vault = vault_of(services)
-    act, item_id = callback_data.act, callback_data.id
-    if act in ("card", "more"):
-        text, markup = await full_card(vault, actor, item_id)
-        await query.answer()
-        await edit(query, text, markup)
-    elif act == "send":
-        item = await vault.get(actor, item_id)
-        # queued like a claim (paced, uploaded by the sender if Telegram lacks the file);
-        # keyed by the press, so a retried webhook update sends once
-        await deliver(
-            outbox,
-            query.from_user.id,
-            item,
-            None,
-            caption=item.description,
-            session=services.session,
-            dedupe_key=f"vault:send:{query.id}",
-            audience="operator",
-        )
-        await query.answer("Sending…")
-    elif act == "rename":
-        actor.require(Role.operator, "rename files")
-        item = await vault.get(actor, item_id)
-        await end_reads(services)
-        await state.set_state(VaultForm.rename)
-        await state.set_data({"item_id": item.id})
-        await query.answer()
-        if query.message is not None:
-            await query.message.answer(
-                f"Send the new name for <b>{render.h(item.name)}</b> (or /cancel)."
-            )
-    elif act == "nsfw":
-        item = await vault.get(actor, item_id)
-        item = await vault.set_nsfw(actor, item_id, not item.nsfw)
-        await query.answer("Marked NSFW." if item.nsfw else "No longer marked NSFW.")
-        await edit(query, render.item_card(item), render.item_buttons(item, actor))
-    elif act == "delete":
-        actor.require(Role.operator, "delete files")
-        item = await vault.get(actor, item_id)
-        await query.answer()
-        await edit(query, *render.delete_question(item))
-    elif act == "delete_yes":
-        revoked = await vault.delete(actor, item_id)
-        await query.answer(f"File #{item_id} deleted; {revoked} link(s) revoked.")
-        await edit(query, f"File #{item_id} deleted; {revoked} link(s) revoked.", None)
-    else:
-        await query.answer("This button is no longer valid.")
+    item = await vault.get(actor, callback_data.id)
+    item = await vault.set_nsfw(actor, item.id, not item.nsfw)
+    await query.answer("Marked NSFW." if item.nsfw else "No longer marked NSFW.")
+    await edit(query, render.item_card(item), render.item_buttons(item, actor))
+
+
+async def item_delete(
+    query: CallbackQuery, callback_data: VaultItemAct, actor: Actor, services: Services
+) -> None:
+    actor.require(Role.operator, "delete files")
+    item = await vault_of(services).get(actor, callback_data.id)
+    await query.answer()
+    await edit(query, *render.delete_question(item))
+
+
+async def item_delete_yes(
+    query: CallbackQuery, callback_data: VaultItemAct, actor: Actor, services: Services
+) -> None:
+    item_id = callback_data.id
+    revoked = await vault_of(services).delete(actor, item_id)
+    await query.answer(f"File #{item_id} deleted; {revoked} link(s) revoked.")
+    await edit(query, f"File #{item_id} deleted; {revoked} link(s) revoked.", None)
+
+
+async def item_unknown(query: CallbackQuery) -> None:
+    await query.answer("This button is no longer valid.")
 
 
 # -- create link ----------------------------------------------------------------------------------
@@ -313,7 +335,6 @@ async def link_wizard(
         await edit(query, render.item_card(item), render.item_buttons(item, actor))
         return
     if go in ("life", "uses"):
-        await end_reads(services)
         await state.set_state(VaultForm.life if go == "life" else VaultForm.uses)
         await state.set_data(callback_data.model_copy(update={"go": ""}).model_dump())
         await query.answer()
@@ -346,7 +367,7 @@ async def custom_value(
     message: Message, actor: Actor, services: Services, state: FSMContext
 ) -> None:
     current = await state.get_state()
-    data = VaultLinkNew(**await state.get_data())
+    data = VaultLinkNew(**await flow_data(state, services))
     text = (message.text or "").strip()
     if current == VaultForm.life.state:
         seconds = parse_duration(text)
@@ -357,7 +378,6 @@ async def custom_value(
         if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1_000_000:
             raise InvalidInput("Send a whole number of uses between 1 and 1,000,000.")
         data = data.model_copy(update={"uses": int(text)})
-    await end_reads(services)
     await state.clear()
     item = await vault_of(services).get(actor, data.id)
     text_, markup = render.wizard(item, data)
@@ -367,9 +387,8 @@ async def custom_value(
 async def rename_value(
     message: Message, actor: Actor, services: Services, state: FSMContext
 ) -> None:
-    item_id = int((await state.get_data())["item_id"])
+    item_id = int((await flow_data(state, services))["item_id"])
     item = await vault_of(services).rename(actor, item_id, message.text or "")
-    await end_reads(services)
     await state.clear()
     await message.answer(
         "Renamed.\n" + render.item_card(item), reply_markup=render.item_buttons(item, actor)
@@ -415,7 +434,13 @@ def build_router() -> Router:
     router.message.register(links_command, Command("links"))
     # A file sent at /post's picture step is that post's picture: the compose flow takes it.
     router.message.register(ingest, HasVaultFile(), ~StateFilter(Compose.body))
-    router.callback_query.register(item_action, VaultItemAct.filter())
+    router.callback_query.register(item_card, VaultItemAct.filter(F.act.in_({"card", "more"})))
+    router.callback_query.register(item_send, VaultItemAct.filter(F.act == "send"))
+    router.callback_query.register(item_rename, VaultItemAct.filter(F.act == "rename"))
+    router.callback_query.register(item_nsfw, VaultItemAct.filter(F.act == "nsfw"))
+    router.callback_query.register(item_delete, VaultItemAct.filter(F.act == "delete"))
+    router.callback_query.register(item_delete_yes, VaultItemAct.filter(F.act == "delete_yes"))
+    router.callback_query.register(item_unknown, VaultItemAct.filter())
     router.callback_query.register(link_wizard, VaultLinkNew.filter())
     router.callback_query.register(vault_page, VaultList.filter())
     router.callback_query.register(links_page, VaultLinks.filter())

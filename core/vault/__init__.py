@@ -2,10 +2,11 @@
 
 Public API for the Telegram side (none of it imports aiogram):
 
-* `VaultService(session, clock, blobs, config)` — ingest, get, page, stats, rename, set_nsfw,
+* `VaultService(uow, clock, blobs, config)` — ingest, get, page, stats, rename, set_nsfw,
   delete, create_link, revoke, get_link, links, access_log, record_file_id
-* `ClaimService(session, clock).claim(code, Claimer.telegram(user_id), "telegram")` →
-  `ClaimResult`; `.record_file_id(item_id, file_id, file_unique_id)` after an upload
+* `ClaimService(uow, clock).claim(code, Claimer.telegram(user_id), "telegram", then=…)` →
+  `ClaimResult` (`then` writes in the claim's transaction); `.record_file_id(item_id,
+  file_id, file_unique_id)` after an upload
 * `VaultGateway` — the HTTP door (`bot.web_claims.add_claim_routes`)
 * `register_vault_jobs(registry)`, `vault_periodic_specs(config)` — housekeeping jobs
 * `deep_link(bot_username, code)`, `http_link(public_base_url, code)`, `claimer_text`,

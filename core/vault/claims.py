@@ -14,8 +14,8 @@ with `denied:rate_limited` before the code is even looked up. A delivery counts 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,34 +27,27 @@ from core.vault.codes import is_well_formed
 from core.vault.texts import claimer_text, rate_limited_text
 from core.vault.types import Claimer, ClaimResult
 from storage.repositories import vault as repo
+from storage.uow import UnitOfWork
 from storage.vault_models import ClaimerKind, ClaimOutcome, VaultItem, VaultLink
 
 log = logging.getLogger(__name__)
 
 FAILURE_SCOPE = "claim-failures"
 
+# Runs inside the write that logs the claim: what it writes (the Telegram door's queued
+# answer) commits together with the use and the access-log row, or not at all.
+Then = Callable[[ClaimResult, AsyncSession], Awaitable[None]]
+
 
 class ClaimService:
-    """Claims and the after-delivery hook. Bound to one session; commits each claim unless
-    `commit=False` (the caller's unit of work then commits the claim together with whatever
-    it queues for it — the Telegram door's outbox row — in one transaction)."""
+    """Claims and the after-delivery hook, on the unit of work: the lookups are reads (no
+    lock); the spend, the access-log row and whatever `then` queues are one short write."""
 
     def __init__(
-        self,
-        session: AsyncSession,
-        clock: Clock,
-        *,
-        commit: bool = True,
-        failure_limit: Limit | None = None,
-        reads: AsyncSession | None = None,
+        self, uow: UnitOfWork, clock: Clock, *, failure_limit: Limit | None = None
     ) -> None:
-        self.session = session
-        # the lookups before the use is spent; on SQLite a session outside any transaction
-        # (storage.db.create_read_engine), so they do not hold the write lock: what they
-        # found is re-checked by the conditional UPDATE that spends the use
-        self.reads = reads or session
+        self.uow = uow
         self.clock = clock
-        self.commit = commit
         self.failures = (
             SharedLimiter(FAILURE_SCOPE, failure_limit, clock) if failure_limit else None
         )
@@ -66,9 +59,10 @@ class ClaimService:
         channel: str | None = None,
         *,
         require_blob: bool = False,
+        then: Then | None = None,
     ) -> ClaimResult:
-        """Try to claim `code` for `claimer`; commits the use (if any) and the log row
-        (with `commit=False`: leaves them in the session's open transaction).
+        """Try to claim `code` for `claimer`; the use (if any), the log row and what `then`
+        writes for the result commit in one transaction.
 
         `channel` is the door (`telegram` or `http`; defaults to the claimer's kind).
         `require_blob`: only deliver if the bytes are in the blob store (the HTTP door) —
@@ -77,88 +71,106 @@ class ClaimService:
         channel = str(channel or claimer.kind)
         subject = f"{claimer.kind}:{claimer.id}"
         if self.failures is not None:
-            wait = await self.failures.blocked_in(self.reads, subject)
+            async with self.uow.read() as reads:
+                wait = await self.failures.blocked_in(reads, subject)
             if wait is not None:
-                refused = await self._log_only(ClaimOutcome.denied_rate_limited, claimer, channel)
-                return dataclasses.replace(refused, reason_text=rate_limited_text(wait))
+                return await self._log_only(
+                    ClaimOutcome.denied_rate_limited,
+                    claimer,
+                    channel,
+                    then,
+                    reason_text=rate_limited_text(wait),
+                )
         if not is_well_formed(code):
-            await self._count_failure(subject)
-            return await self._log_only(ClaimOutcome.denied_malformed, claimer, channel)
-        link = await repo.link_by_code_hash(self.reads, hash_code(code))
-        if link is None:
-            await self._count_failure(subject)
-            return await self._log_only(ClaimOutcome.denied_unknown, claimer, channel)
-
-        link_id = link.id  # attributes expire on rollback; keep the id at hand
-        if await self._received_before(link, claimer):
-            return await self._redeliver(link, claimer, channel, require_blob)
-
-        # read before the use is spent: the spend re-checks that it is not deleted
-        item = await repo.get_item(self.reads, link.item_id, include_deleted=True)
-        now = self.clock.now()
-        spent = await repo.spend_use(
-            self.session, link_id=link_id, now=now, require_blob=require_blob
-        )
-        if spent is None:
-            # Read the link as it is now: a concurrent claim may have taken the last use.
-            link = await repo.get_link(self.reads, link_id, fresh=True) or link
-            item = await repo.get_item(self.reads, link.item_id, include_deleted=True)
-            outcome = self._why_not(link, item, require_blob) or ClaimOutcome.denied_used_up
-            return await self._finish(outcome, link, item, claimer, channel)
-        try:
-            return await self._finish(
-                ClaimOutcome.delivered,
-                spent,
-                item,
-                claimer,
-                channel,
+            return await self._log_only(
+                ClaimOutcome.denied_malformed, claimer, channel, then, failure=subject
             )
+        # What these reads found is re-checked by the conditional UPDATE that spends the use.
+        async with self.uow.read() as reads:
+            link = await repo.link_by_code_hash(reads, hash_code(code))
+            if link is None:
+                received, item = False, None
+            else:
+                received = await self._received_before(reads, link, claimer)
+                item = await repo.get_item(reads, link.item_id, include_deleted=True)
+        if link is None:
+            return await self._log_only(
+                ClaimOutcome.denied_unknown, claimer, channel, then, failure=subject
+            )
+        if received:
+            return await self._redeliver(link, item, claimer, channel, require_blob, then)
+
+        link_id = link.id
+        try:
+            async with self.uow.write() as session:
+                now = self.clock.now()
+                spent = await repo.spend_use(
+                    session, link_id=link_id, now=now, require_blob=require_blob
+                )
+                if spent is not None:
+                    outcome, link = ClaimOutcome.delivered, spent
+                else:
+                    # As it is now: a concurrent claim may have taken the last use.
+                    link = await repo.get_link(session, link_id, fresh=True) or link
+                    item = await repo.get_item(session, link.item_id, include_deleted=True)
+                    outcome = self._why_not(link, item, require_blob) or ClaimOutcome.denied_used_up
+                return await self._finish(session, outcome, link, item, claimer, channel, then)
         except IntegrityError:
             # The same claimer won a concurrent claim on this link a moment ago (one
-            # `delivered` row per claimer and link): undo our spend, deliver again for free.
-            await self.session.rollback()
-            link = await repo.get_link(self.session, link_id, fresh=True)
-            if link is None:  # deleted together with its item meanwhile
-                return await self._log_only(ClaimOutcome.denied_deleted, claimer, channel)
-            return await self._redeliver(link, claimer, channel, require_blob)
+            # `delivered` row per claimer and link): our spend is undone; deliver for free.
+            async with self.uow.read() as reads:
+                fresh = await repo.get_link(reads, link_id)
+                item = fresh and await repo.get_item(reads, fresh.item_id, include_deleted=True)
+            if fresh is None:  # deleted together with its item meanwhile
+                return await self._log_only(ClaimOutcome.denied_deleted, claimer, channel, then)
+            return await self._redeliver(fresh, item, claimer, channel, require_blob, then)
 
     async def record_file_id(
         self, item_id: int, file_id: str, file_unique_id: str | None = None
     ) -> None:
         """After a delivery uploaded the bytes to Telegram: keep its `file_id` for next time."""
         try:
-            await repo.set_telegram_file(
-                self.session, item_id=item_id, file_id=file_id, file_unique_id=file_unique_id
-            )
-            await self.session.commit()
+            async with self.uow.write() as session:
+                await repo.set_telegram_file(
+                    session, item_id=item_id, file_id=file_id, file_unique_id=file_unique_id
+                )
         except IntegrityError:
             # Another live Telegram-only item holds that file_unique_id; keep the file_id only.
-            await self.session.rollback()
-            await repo.set_telegram_file(
-                self.session, item_id=item_id, file_id=file_id, file_unique_id=None
-            )
-            await self.session.commit()
+            async with self.uow.write() as session:
+                await repo.set_telegram_file(
+                    session, item_id=item_id, file_id=file_id, file_unique_id=None
+                )
 
     async def record_undelivered(
-        self, link_id: int, claimer: Claimer, outcome: ClaimOutcome, channel: str = "telegram"
+        self,
+        session: AsyncSession,
+        link_id: int,
+        claimer: Claimer,
+        outcome: ClaimOutcome,
+        channel: str = "telegram",
     ) -> bool:
-        """A delivery this link granted did not reach `claimer`: say so in the access log (in
-        the caller's transaction; nothing is committed here). The `delivered` row stays — the
-        use is theirs and claiming again is free. False when the link is gone."""
-        link = await repo.get_link(self.session, link_id)
+        """A delivery this link granted did not reach `claimer`: say so in the access log, in
+        `session`'s transaction (the outbox's, marking the delivery failed). The `delivered`
+        row stays — the use is theirs and claiming again is free. False when the link is gone."""
+        link = await repo.get_link(session, link_id)
         if link is None:
             return False
-        await self._log(outcome, claimer, channel, link)
+        await self._log(session, outcome, claimer, channel, link)
         log.info("vault claim: link %s item %s %s", link.id, link.item_id, outcome.value)
         return True
 
     # -- steps -------------------------------------------------------------------------------
     async def _log(
-        self, outcome: ClaimOutcome, claimer: Claimer, channel: str, link: VaultLink | None
+        self,
+        session: AsyncSession,
+        outcome: ClaimOutcome,
+        claimer: Claimer,
+        channel: str,
+        link: VaultLink | None,
     ) -> None:
         """One access-log row; no link for codes that match none (no workspace either)."""
         await repo.add_claim(
-            self.session,
+            session,
             {
                 "tenant_id": link.tenant_id if link is not None else None,
                 "link_id": link.id if link is not None else None,
@@ -171,24 +183,29 @@ class ClaimService:
             },
         )
 
-    async def _count_failure(self, subject: str) -> None:
-        if self.failures is not None:  # in the claim's transaction: committed with its log row
-            await self.failures.hit_in(self.session, subject)
-
-    async def _received_before(self, link: VaultLink, claimer: Claimer) -> bool:
+    @staticmethod
+    async def _received_before(session: AsyncSession, link: VaultLink, claimer: Claimer) -> bool:
         return await repo.has_delivered(
-            self.reads,
+            session,
             link_id=link.id,
             claimer_kind=str(claimer.kind),
             claimer_id=claimer.id,
         )
 
     async def _redeliver(
-        self, link: VaultLink, claimer: Claimer, channel: str, require_blob: bool
+        self,
+        link: VaultLink,
+        item: VaultItem | None,
+        claimer: Claimer,
+        channel: str,
+        require_blob: bool,
+        then: Then | None,
     ) -> ClaimResult:
-        item = await repo.get_item(self.session, link.item_id, include_deleted=True)
         outcome = self._why_not(link, item, require_blob, ignore_uses=True)
-        return await self._finish(outcome or ClaimOutcome.redelivered, link, item, claimer, channel)
+        async with self.uow.write() as session:
+            return await self._finish(
+                session, outcome or ClaimOutcome.redelivered, link, item, claimer, channel, then
+            )
 
     def _why_not(
         self,
@@ -217,28 +234,45 @@ class ClaimService:
 
     async def _finish(
         self,
+        session: AsyncSession,
         outcome: ClaimOutcome,
         link: VaultLink,
         item: VaultItem | None,
         claimer: Claimer,
         channel: str,
+        then: Then | None,
     ) -> ClaimResult:
-        await self._log(outcome, claimer, channel, link)
-        if self.commit:
-            await self.session.commit()
+        await self._log(session, outcome, claimer, channel, link)
+        result = ClaimResult(outcome, item, link, claimer_text(outcome))
+        if then is not None:
+            await then(result, session)
         if outcome.delivers:
             log.info("vault claim: link %s item %s %s", link.id, link.item_id, outcome.value)
-        return ClaimResult(outcome, item, link, claimer_text(outcome))
+        return result
 
-    async def _log_only(self, outcome: ClaimOutcome, claimer: Claimer, channel: str) -> ClaimResult:
-        await self._log(outcome, claimer, channel, None)
-        if self.commit:
-            await self.session.commit()
-        return ClaimResult(outcome, None, None, claimer_text(outcome))
+    async def _log_only(
+        self,
+        outcome: ClaimOutcome,
+        claimer: Claimer,
+        channel: str,
+        then: Then | None,
+        *,
+        failure: str | None = None,
+        reason_text: str | None = None,
+    ) -> ClaimResult:
+        """A refusal that matched no link; `failure`: count it against that subject too."""
+        result = ClaimResult(outcome, None, None, reason_text or claimer_text(outcome))
+        async with self.uow.write() as session:
+            await self._log(session, outcome, claimer, channel, None)
+            if failure is not None and self.failures is not None:
+                await self.failures.hit_in(session, failure)
+            if then is not None:
+                await then(result, session)
+        return result
 
 
 async def claim(
-    session: AsyncSession,
+    uow: UnitOfWork,
     clock: Clock,
     code: str,
     claimer: Claimer,
@@ -246,10 +280,8 @@ async def claim(
     *,
     require_blob: bool = False,
 ) -> ClaimResult:
-    """`ClaimService(session, clock).claim(...)` for callers that hold no service."""
-    return await ClaimService(session, clock).claim(
-        code, claimer, channel, require_blob=require_blob
-    )
+    """`ClaimService(uow, clock).claim(...)` for callers that hold no service."""
+    return await ClaimService(uow, clock).claim(code, claimer, channel, require_blob=require_blob)
 
 
 __all__ = ["ClaimOutcome", "ClaimResult", "ClaimService", "Claimer", "ClaimerKind", "claim"]

@@ -1,16 +1,15 @@
 """The HTTP door to the vault: claim a code, sign a short-lived download URL, open the bytes.
 
 Framework-free (the aiohttp routes live in `bot.web_claims`). Each call is its own unit of
-work on a fresh session. Download tokens are HMAC-signed (`Signer` purpose "download") and
-carry only the item and link ids; they spend nothing — the claim that issued them did.
+work (reads outside any transaction; a claim is one short write). Download tokens are
+HMAC-signed (`Signer` purpose "download") and carry only the item and link ids; they spend
+nothing — the claim that issued them did.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import Clock
 from core.crypto import Signer
@@ -22,6 +21,7 @@ from core.vault.texts import claimer_text
 from core.vault.types import Claimer, ClaimResult
 from storage.blobs.base import BlobStore
 from storage.repositories import vault as repo
+from storage.uow import UnitOfWork
 from storage.vault_models import ClaimerKind, ClaimOutcome
 
 DOWNLOAD_PURPOSE = "download"
@@ -48,18 +48,18 @@ class Download:
 
 
 class VaultGateway:
-    """What `bot.web_claims` calls. Long-lived: holds the sessionmaker, not a session."""
+    """What `bot.web_claims` calls. Long-lived: holds the unit of work, not a session."""
 
     def __init__(
         self,
         *,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        uow: UnitOfWork,
         clock: Clock,
         blobs: BlobStore,
         secret_key: bytes,
         config: VaultConfig | None = None,
     ) -> None:
-        self.sessionmaker = sessionmaker
+        self.uow = uow
         self.clock = clock
         self.blobs = blobs
         self.config = config or VaultConfig()
@@ -69,10 +69,9 @@ class VaultGateway:
         """Claim `code` for the HTTP client at `address` (spends a use on first delivery).
 
         Telegram-only files are refused (`denied:telegram_only`) without spending a use."""
-        async with self.sessionmaker() as session:
-            return await ClaimService(session, self.clock).claim(
-                code, Claimer.http(address), ClaimerKind.http, require_blob=True
-            )
+        return await ClaimService(self.uow, self.clock).claim(
+            code, Claimer.http(address), ClaimerKind.http, require_blob=True
+        )
 
     def sign_download(self, result: ClaimResult) -> SignedDownload:
         """A token for `/files/<token>` after a delivering claim."""
@@ -91,7 +90,7 @@ class VaultGateway:
             item_id, link_id = int(data["i"]), int(data["l"])
         except (KeyError, TypeError, ValueError):
             raise Forbidden("This link is not valid.") from None
-        async with self.sessionmaker() as session:
+        async with self.uow.read() as session:
             item = await repo.get_item(session, item_id, include_deleted=True)
             link = await repo.get_link(session, link_id)
         if item is None or item.deleted_at is not None:

@@ -1,8 +1,10 @@
 """The vault as operators use it: ingest files, manage them, create and revoke claim links.
 
-Bound to one session (one update, one unit of work). Every mutation checks the actor's role,
-is scoped to the actor's workspace, writes its audit row in the same transaction and commits.
-Claims live in `core.vault.claims`; the HTTP door in `core.vault.gateway`.
+On the unit of work (DESIGN §9): reads outside any transaction, each mutation one short
+write. Every mutation checks the actor's role, is scoped to the actor's workspace and writes
+its audit row in its own transaction. Bytes flow to and from the blob store (S3 is a network
+peer) with no transaction open. Claims live in `core.vault.claims`; the HTTP door in
+`core.vault.gateway`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from storage.blobs.base import BlobStore
 from storage.blobs.errors import BlobTooLarge
 from storage.models import Role
 from storage.repositories import vault as repo
+from storage.uow import UnitOfWork
 from storage.vault_models import VaultClaim, VaultItem, VaultKind, VaultLink
 
 log = logging.getLogger(__name__)
@@ -82,12 +85,12 @@ class VaultService:
 
     def __init__(
         self,
-        session: AsyncSession,
+        uow: UnitOfWork,
         clock: Clock,
         blobs: BlobStore,
         config: VaultConfig | None = None,
     ) -> None:
-        self.session = session
+        self.uow = uow
         self.clock = clock
         self.blobs = blobs
         self.config = config or VaultConfig()
@@ -112,48 +115,33 @@ class VaultService:
             raise InvalidInput("There is nothing to store: no Telegram file and no content.")
 
         if source.file_unique_id:
-            known = await repo.live_item_by_unique_id(
-                self.session, actor.tenant_id, source.file_unique_id
-            )
+            async with self.uow.read() as session:
+                known = await repo.live_item_by_unique_id(
+                    session, actor.tenant_id, source.file_unique_id
+                )
             if known is not None:
                 await _close(source.content)
-                await self.session.commit()
                 return IngestResult(known, duplicate=True)
         # Per-operator caps, before any byte is read: a refused file stores nothing.
-        day_rows = await self._operator_uploads(actor)
+        async with self.uow.read() as session:
+            day_rows = await self._operator_uploads(session, actor)
         refusal = caps.over_cap(self.config, day_rows, source.size, self.clock.now())
         if refusal is not None:
             await _close(source.content)
             await self._refuse(actor, source, refusal)
-        if self.session.in_transaction():
-            await self.session.commit()
 
         day_left = caps.bytes_left(self.config, day_rows)
         values = await self._store(actor, kind, source, day_left) if source.content else None
         if values is None:
             values = self._telegram_only_values(kind, source)
         else:
-            existing = await repo.live_item_by_sha256(
-                self.session, actor.tenant_id, values["sha256"]
-            )
+            async with self.uow.read() as session:
+                existing = await repo.live_item_by_sha256(
+                    session, actor.tenant_id, values["sha256"]
+                )
             if existing is not None:
                 await self._adopt_file_id(existing, kind, source)
-                await self.session.commit()
                 return IngestResult(existing, duplicate=True)
-        # Again in the transaction that adds the item (on SQLite it holds the write lock):
-        # uploads that raced this one since the first look count too.
-        refusal = caps.over_cap(
-            self.config,
-            await self._operator_uploads(actor, lock=True),
-            values["size"],
-            self.clock.now(),
-        )
-        if refusal is not None:
-            if values.get("blob_key") and not await repo.blob_in_use(
-                self.session, values["blob_key"]
-            ):
-                await self.blobs.delete(values["blob_key"])
-            await self._refuse(actor, source, refusal)
 
         now = self.clock.now()
         values.update(
@@ -173,42 +161,65 @@ class VaultService:
             extension=extension_for(values["mime"]),
         )
         try:
-            item = await repo.add_item(self.session, values)
+            async with self.uow.write() as session:
+                # Again in the write that adds the item: uploads that raced this one since
+                # the first look count too.
+                refusal = caps.over_cap(
+                    self.config,
+                    await self._operator_uploads(session, actor, lock=True),
+                    values["size"],
+                    self.clock.now(),
+                )
+                if refusal is None:
+                    item = await repo.add_item(session, values)
+                    await record(
+                        session,
+                        self.clock,
+                        tenant_id=actor.tenant_id,
+                        actor=actor,
+                        action="vault.ingest",
+                        target=f"vault_item:{item.id}",
+                        details={
+                            "kind": item.kind,
+                            "size": item.size,
+                            "telegram_only": item.blob_key is None,
+                        },
+                    )
         except IntegrityError:
             # The same file arrived twice at once (an album with a repeat); the other won.
-            await self.session.rollback()
             twin = await self._live_twin(actor.tenant_id, values)
             if twin is None:
                 raise
-            await self.session.commit()
             return IngestResult(twin, duplicate=True)
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="vault.ingest",
-            target=f"vault_item:{item.id}",
-            details={"kind": item.kind, "size": item.size, "telegram_only": item.blob_key is None},
-        )
-        await self.session.commit()
+        if refusal is not None:
+            await self._drop_blob(values.get("blob_key"))
+            await self._refuse(actor, source, refusal)
         return IngestResult(item, duplicate=False)
 
-    async def _operator_uploads(self, actor: Actor, *, lock: bool = False) -> list[tuple[Any, int]]:
+    async def _drop_blob(self, key: str | None) -> None:
+        """Remove stored bytes no item refers to (after the write: the store may be remote)."""
+        if not key:
+            return
+        async with self.uow.read() as session:
+            in_use = await repo.blob_in_use(session, key)
+        if not in_use:
+            await self.blobs.delete(key)
+
+    async def _operator_uploads(
+        self, session: AsyncSession, actor: Actor, *, lock: bool = False
+    ) -> list[tuple[Any, int]]:
         """The actor's uploads of the last 24 hours, when a per-operator cap is set. `lock`:
         hold the operator's uploads until this transaction ends (the insert's re-check)."""
         cfg = self.config
         if not (cfg.operator_max_uploads_per_hour or cfg.operator_max_bytes_per_day):
             return []
         if lock:
-            await repo.lock_uploader(self.session, actor.operator_id)
+            await repo.lock_uploader(session, actor.operator_id)
         since = self.clock.now() - caps.DAY
-        return await repo.uploads_since(self.session, actor.tenant_id, actor.user_id, since)
+        return await repo.uploads_since(session, actor.tenant_id, actor.user_id, since)
 
     async def _refuse(self, actor: Actor, source: IngestSource, refusal: caps.CapRefusal) -> None:
         """Audit and log a refusal by a per-operator cap, then raise its answer."""
-        if self.session.in_transaction():
-            await self.session.rollback()
         details = {
             "cap": refusal.cap,
             "limit": refusal.limit,
@@ -224,16 +235,16 @@ class VaultService:
             refusal.limit,
             refusal.size,
         )
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="vault.ingest_refused",
-            target=None,
-            details=details,
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="vault.ingest_refused",
+                target=None,
+                details=details,
+            )
         raise InvalidInput(refusal.message(self.clock.now(), actor.timezone), **details)
 
     async def _store(
@@ -256,7 +267,8 @@ class VaultService:
             stored = await self.blobs.put_stream(tapped(), max_size=limit)
         except BlobTooLarge as exc:
             if limit < self.config.max_file_bytes:
-                rows = await self._operator_uploads(actor)
+                async with self.uow.read() as session:
+                    rows = await self._operator_uploads(session, actor)
                 refusal = caps.over_cap(self.config, rows, exc.size, self.clock.now())
                 if refusal is not None:
                     await self._refuse(actor, source, refusal)
@@ -278,22 +290,24 @@ class VaultService:
         # A Telegram file_id is only valid for its own kind (a photo id cannot be sent as a
         # document), so an existing item only borrows one sent as the same kind.
         if item.tg_file_id is None and source.file_id and item.kind == kind.value:
-            await repo.set_telegram_file(
-                self.session,
-                item_id=item.id,
-                file_id=source.file_id,
-                file_unique_id=source.file_unique_id,
-            )
+            async with self.uow.write() as session:
+                await repo.set_telegram_file(
+                    session,
+                    item_id=item.id,
+                    file_id=source.file_id,
+                    file_unique_id=source.file_unique_id,
+                )
             item.tg_file_id = source.file_id
             item.tg_file_unique_id = source.file_unique_id or item.tg_file_unique_id
 
     async def _live_twin(self, tenant_id: int, values: dict[str, Any]) -> VaultItem | None:
-        if values.get("sha256"):
-            return await repo.live_item_by_sha256(self.session, tenant_id, values["sha256"])
-        if values.get("tg_file_unique_id"):
-            return await repo.live_item_by_unique_id(
-                self.session, tenant_id, values["tg_file_unique_id"]
-            )
+        async with self.uow.read() as session:
+            if values.get("sha256"):
+                return await repo.live_item_by_sha256(session, tenant_id, values["sha256"])
+            if values.get("tg_file_unique_id"):
+                return await repo.live_item_by_unique_id(
+                    session, tenant_id, values["tg_file_unique_id"]
+                )
         return None
 
     def _too_large(self, size: int, *, at_least: bool = False) -> InvalidInput:
@@ -315,9 +329,10 @@ class VaultService:
 
     # -- items -----------------------------------------------------------------------------------
     async def get(self, actor: Actor, item_id: int, *, include_deleted: bool = False) -> VaultItem:
-        item = await repo.get_item(
-            self.session, item_id, actor.tenant_id, include_deleted=include_deleted
-        )
+        async with self.uow.read() as session:
+            item = await repo.get_item(
+                session, item_id, actor.tenant_id, include_deleted=include_deleted
+            )
         if item is None:
             raise NotFound(f"File #{item_id} does not exist in your workspace.")
         return item
@@ -335,22 +350,24 @@ class VaultService:
         if kind is not None:
             kind = self._kind(kind).value
         page, size = max(0, page), max(1, size)
-        rows, total = await repo.page_items(
-            self.session,
-            tenant_id=actor.tenant_id,
-            kind=kind,
-            nsfw=nsfw,
-            offset=page * size,
-            limit=size,
-        )
+        async with self.uow.read() as session:
+            rows, total = await repo.page_items(
+                session,
+                tenant_id=actor.tenant_id,
+                kind=kind,
+                nsfw=nsfw,
+                offset=page * size,
+                limit=size,
+            )
         pages = _page_count(total, size)
         if page >= pages and total:
             return await self.page(actor, kind=kind, nsfw=nsfw, page=pages - 1, size=size)
         return Page(rows, total, page, pages)
 
     async def stats(self, actor: Actor) -> VaultStats:
-        totals = await repo.totals_by_kind(self.session, actor.tenant_id)
-        active = await repo.count_active_links(self.session, actor.tenant_id, self.clock.now())
+        async with self.uow.read() as session:
+            totals = await repo.totals_by_kind(session, actor.tenant_id)
+            active = await repo.count_active_links(session, actor.tenant_id, self.clock.now())
         return VaultStats(
             by_kind={t.kind: KindStats(t.count, t.bytes, t.telegram_only) for t in totals},
             active_links=active,
@@ -366,40 +383,40 @@ class VaultService:
         _, old_ext = split_extension(item.name)
         name = sanitize_name(new_name, extension=old_ext or None)
         old_name = item.name
-        updated = await repo.update_item(
-            self.session, item_id=item_id, tenant_id=actor.tenant_id, values={"name": name}
-        )
-        if updated is None:
-            raise Conflict(f"File #{item_id} was deleted meanwhile.")
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="vault.rename",
-            target=f"vault_item:{item_id}",
-            details={"from": old_name, "to": name},
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            updated = await repo.update_item(
+                session, item_id=item_id, tenant_id=actor.tenant_id, values={"name": name}
+            )
+            if updated is None:
+                raise Conflict(f"File #{item_id} was deleted meanwhile.")
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="vault.rename",
+                target=f"vault_item:{item_id}",
+                details={"from": old_name, "to": name},
+            )
         return updated
 
     async def set_nsfw(self, actor: Actor, item_id: int, nsfw: bool) -> VaultItem:
         actor.require(Role.operator, "change files")
-        updated = await repo.update_item(
-            self.session, item_id=item_id, tenant_id=actor.tenant_id, values={"nsfw": nsfw}
-        )
-        if updated is None:
-            raise NotFound(f"File #{item_id} does not exist in your workspace.")
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="vault.nsfw",
-            target=f"vault_item:{item_id}",
-            details={"nsfw": nsfw},
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            updated = await repo.update_item(
+                session, item_id=item_id, tenant_id=actor.tenant_id, values={"nsfw": nsfw}
+            )
+            if updated is None:
+                raise NotFound(f"File #{item_id} does not exist in your workspace.")
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="vault.nsfw",
+                target=f"vault_item:{item_id}",
+                details={"nsfw": nsfw},
+            )
         return updated
 
     async def delete(self, actor: Actor, item_id: int) -> int:
@@ -408,35 +425,33 @@ class VaultService:
         The bytes stay in the blob store: other items may share them (content addressing)."""
         actor.require(Role.operator, "delete files")
         now = self.clock.now()
-        deleted = await repo.update_item(
-            self.session, item_id=item_id, tenant_id=actor.tenant_id, values={"deleted_at": now}
-        )
-        if deleted is None:
-            if await repo.get_item(self.session, item_id, actor.tenant_id, include_deleted=True):
-                raise Conflict(f"File #{item_id} was already deleted.")
-            raise NotFound(f"File #{item_id} does not exist in your workspace.")
-        revoked = await repo.revoke_links_of_item(
-            self.session, item_id=item_id, now=now, by=actor.user_id
-        )
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="vault.delete",
-            target=f"vault_item:{item_id}",
-            details={"name": deleted.name, "links_revoked": revoked},
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            deleted = await repo.update_item(
+                session, item_id=item_id, tenant_id=actor.tenant_id, values={"deleted_at": now}
+            )
+            if deleted is None:
+                if await repo.get_item(session, item_id, actor.tenant_id, include_deleted=True):
+                    raise Conflict(f"File #{item_id} was already deleted.")
+                raise NotFound(f"File #{item_id} does not exist in your workspace.")
+            revoked = await repo.revoke_links_of_item(
+                session, item_id=item_id, now=now, by=actor.user_id
+            )
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="vault.delete",
+                target=f"vault_item:{item_id}",
+                details={"name": deleted.name, "links_revoked": revoked},
+            )
         return revoked
 
     async def record_file_id(
         self, item_id: int, file_id: str, file_unique_id: str | None = None
     ) -> None:
         """Cache the `file_id` Telegram gave an upload of this item's bytes."""
-        await ClaimService(self.session, self.clock).record_file_id(
-            item_id, file_id, file_unique_id
-        )
+        await ClaimService(self.uow, self.clock).record_file_id(item_id, file_id, file_unique_id)
 
     # -- links -----------------------------------------------------------------------------------
     async def create_link(
@@ -452,70 +467,73 @@ class VaultService:
         """A new claim link. The returned `code` is the only copy: show it once."""
         actor.require(Role.operator, "create links")
         _check_bounds(lifetime_seconds, max_uses, auto_delete_seconds)
-        item = await self.get(actor, item_id)
         now = self.clock.now()
         code = new_claim_code()
-        link = await repo.add_link(
-            self.session,
-            {
-                "tenant_id": actor.tenant_id,
-                "item_id": item.id,
-                "code_hash": hash_code(code),
-                "expires_at": now + timedelta(seconds=lifetime_seconds),
-                "max_uses": max_uses,
-                "used_count": 0,
-                "protect_content": bool(protect_content),
-                "auto_delete_seconds": auto_delete_seconds,
-                "created_by": actor.user_id,
-                "created_at": now,
-            },
-        )
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="vault.link.create",
-            target=f"vault_link:{link.id}",
-            details={
-                "item_id": item.id,
-                "max_uses": max_uses,
-                "expires_at": link.expires_at.isoformat(),
-                "protect_content": bool(protect_content),
-                "auto_delete_seconds": auto_delete_seconds,
-            },
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            item = await self.get(actor, item_id)
+            link = await repo.add_link(
+                session,
+                {
+                    "tenant_id": actor.tenant_id,
+                    "item_id": item.id,
+                    "code_hash": hash_code(code),
+                    "expires_at": now + timedelta(seconds=lifetime_seconds),
+                    "max_uses": max_uses,
+                    "used_count": 0,
+                    "protect_content": bool(protect_content),
+                    "auto_delete_seconds": auto_delete_seconds,
+                    "created_by": actor.user_id,
+                    "created_at": now,
+                },
+            )
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="vault.link.create",
+                target=f"vault_link:{link.id}",
+                details={
+                    "item_id": item.id,
+                    "max_uses": max_uses,
+                    "expires_at": link.expires_at.isoformat(),
+                    "protect_content": bool(protect_content),
+                    "auto_delete_seconds": auto_delete_seconds,
+                },
+            )
         return NewLink(code=code, link=link, item=item)
 
     async def revoke(self, actor: Actor, link_id: int) -> VaultLink:
         actor.require(Role.operator, "revoke links")
-        link = await repo.revoke_link(
-            self.session,
-            link_id=link_id,
-            tenant_id=actor.tenant_id,
-            now=self.clock.now(),
-            by=actor.user_id,
-        )
-        if link is None:
-            existing = await repo.get_link(self.session, link_id, actor.tenant_id)
-            if existing is None:
-                raise NotFound(f"Link #{link_id} does not exist in your workspace.")
-            raise Conflict(f"Link #{link_id} was already revoked.", revoked_at=existing.revoked_at)
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="vault.link.revoke",
-            target=f"vault_link:{link_id}",
-            details={"item_id": link.item_id, "used": link.used_count},
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            link = await repo.revoke_link(
+                session,
+                link_id=link_id,
+                tenant_id=actor.tenant_id,
+                now=self.clock.now(),
+                by=actor.user_id,
+            )
+            if link is None:
+                existing = await repo.get_link(session, link_id, actor.tenant_id)
+                if existing is None:
+                    raise NotFound(f"Link #{link_id} does not exist in your workspace.")
+                raise Conflict(
+                    f"Link #{link_id} was already revoked.", revoked_at=existing.revoked_at
+                )
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="vault.link.revoke",
+                target=f"vault_link:{link_id}",
+                details={"item_id": link.item_id, "used": link.used_count},
+            )
         return link
 
     async def get_link(self, actor: Actor, link_id: int) -> VaultLink:
-        link = await repo.get_link(self.session, link_id, actor.tenant_id)
+        async with self.uow.read() as session:
+            link = await repo.get_link(session, link_id, actor.tenant_id)
         if link is None:
             raise NotFound(f"Link #{link_id} does not exist in your workspace.")
         return link
@@ -531,15 +549,16 @@ class VaultService:
     ) -> Page[tuple[VaultLink, VaultItem]]:
         """(link, item) pairs. Active: soonest to expire first; all: newest first."""
         page, size = max(0, page), max(1, size)
-        rows, total = await repo.page_links(
-            self.session,
-            tenant_id=actor.tenant_id,
-            now=self.clock.now(),
-            active_only=active_only,
-            item_id=item_id,
-            offset=page * size,
-            limit=size,
-        )
+        async with self.uow.read() as session:
+            rows, total = await repo.page_links(
+                session,
+                tenant_id=actor.tenant_id,
+                now=self.clock.now(),
+                active_only=active_only,
+                item_id=item_id,
+                offset=page * size,
+                limit=size,
+            )
         pages = _page_count(total, size)
         if page >= pages and total:
             return await self.links(
@@ -554,14 +573,15 @@ class VaultService:
         actor.require(Role.operator, "read the access log")
         await self.get(actor, item_id, include_deleted=True)
         page, size = max(0, page), max(1, size)
-        rows, total = await repo.page_claims(
-            self.session,
-            tenant_id=actor.tenant_id,
-            item_id=item_id,
-            link_id=None,
-            offset=page * size,
-            limit=size,
-        )
+        async with self.uow.read() as session:
+            rows, total = await repo.page_claims(
+                session,
+                tenant_id=actor.tenant_id,
+                item_id=item_id,
+                link_id=None,
+                offset=page * size,
+                limit=size,
+            )
         pages = _page_count(total, size)
         if page >= pages and total:
             return await self.access_log(actor, item_id, page=pages - 1, size=size)
@@ -591,9 +611,10 @@ async def _close(content: AsyncIterator[bytes] | None) -> None:
 
 
 def service_builder(blobs: BlobStore, config: VaultConfig | None = None) -> Any:
-    """For `ServiceFactory.builders["vault"]`: `(session, factory) -> VaultService`."""
+    """For `ServiceFactory.builders["vault"]`: `(session, factory) -> VaultService` on the
+    factory's unit of work (the per-update session is not used)."""
 
     def build(session: AsyncSession, factory: Any) -> VaultService:
-        return VaultService(session, factory.clock, blobs, config)
+        return VaultService(factory.uow, factory.clock, blobs, config)
 
     return build

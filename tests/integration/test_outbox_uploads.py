@@ -38,7 +38,7 @@ from core.vault import IngestSource, VaultConfig, VaultService
 from storage.blobs import BlobReader, BlobStore, LocalBlobStore
 from storage.blobs.base import StoredBlob
 from storage.outbox_models import OutboxMessage, OutboxStatus
-from storage.uow import over_session
+from storage.uow import UnitOfWork, over_session
 from storage.vault_models import VaultItem, VaultLink
 from tests.fakes.telegram import FakeTelegram
 
@@ -124,6 +124,7 @@ class FaultyBlobs(BlobStore):
 @dataclass
 class World:
     sessionmaker: async_sessionmaker[AsyncSession]
+    uow: UnitOfWork
     clock: OffsetClock
     blobs: FaultyBlobs
     actor: Actor
@@ -144,14 +145,12 @@ class World:
             settings=OutboxSettings(**{**FAST, **settings}),
             outbox=self.outbox,
         )
-        sender.add_source(
-            VAULT_SOURCE, VaultUploadSource(self.sessionmaker, self.blobs, self.clock)
-        )
+        sender.add_source(VAULT_SOURCE, VaultUploadSource(self.uow, self.blobs, self.clock))
 
         async def on_sent(_sent) -> None:
             return None
 
-        on_failed = delivery_failed_hook(self.outbox, self.clock)
+        on_failed = delivery_failed_hook(self.outbox, self.uow, self.clock)
         sender.add_hook(DELIVERED_HOOK, on_sent, on_failed=on_failed)
         return sender
 
@@ -161,12 +160,10 @@ class World:
         async def chunks() -> AsyncIterator[bytes]:
             yield data
 
-        async with self.sessionmaker() as session:
-            vault = VaultService(session, self.clock, self.blobs, VaultConfig())
-            result = await vault.ingest(
-                self.actor,
-                IngestSource(kind=kind, name=name, size=len(data), content=chunks()),
-            )
+        vault = VaultService(self.uow, self.clock, self.blobs, VaultConfig())
+        result = await vault.ingest(
+            self.actor, IngestSource(kind=kind, name=name, size=len(data), content=chunks())
+        )
         assert result.item.tg_file_id is None and result.item.blob_key is not None
         return result.item
 
@@ -181,7 +178,7 @@ class World:
 
 
 @pytest.fixture
-async def world(sessionmaker, tmp_path) -> AsyncIterator[World]:
+async def world(engine, sessionmaker, tmp_path) -> AsyncIterator[World]:
     clock = OffsetClock()
     async with sessionmaker() as session:
         await bootstrap_owners(session, clock, [OWNER])
@@ -189,9 +186,11 @@ async def world(sessionmaker, tmp_path) -> AsyncIterator[World]:
         actor = await OperatorService(over_session(session), clock).resolve(OWNER)
     assert actor is not None
     bots: list[Bot] = []
+    uow = UnitOfWork(engine)
     async with FakeTelegram() as tg:
         yield World(
             sessionmaker,
+            uow,
             clock,
             FaultyBlobs(LocalBlobStore(tmp_path / "blobs")),
             actor,
@@ -201,6 +200,7 @@ async def world(sessionmaker, tmp_path) -> AsyncIterator[World]:
         )
         for bot in bots:
             await bot.session.close()
+        await uow.dispose()
         assert not tg.internal_errors, tg.internal_errors
 
 

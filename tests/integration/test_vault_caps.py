@@ -19,7 +19,7 @@ from core.vault import IngestSource, VaultConfig, VaultService
 from core.vault.caps import over_cap
 from storage.blobs import LocalBlobStore
 from storage.models import AuditEntry
-from storage.uow import over_session
+from storage.uow import UnitOfWork, over_session
 from storage.vault_models import VaultItem
 
 OWNER = 1001
@@ -42,13 +42,20 @@ def src(data: bytes, n: int, *, announce: bool = True) -> IngestSource:
 
 
 @pytest.fixture
-async def setup(sessionmaker, tmp_path):
+async def setup(engine, sessionmaker, tmp_path):
     clock = OffsetClock()
     async with sessionmaker() as session:
         await bootstrap_owners(session, clock, [OWNER])
         await session.commit()
         actor = await OperatorService(over_session(session), clock).resolve(OWNER)
-    return sessionmaker, clock, LocalBlobStore(tmp_path / "blobs"), actor
+    uow = UnitOfWork(engine)
+    blobs = LocalBlobStore(tmp_path / "blobs")
+
+    def vault(config: VaultConfig) -> VaultService:
+        return VaultService(uow, clock, blobs, config)
+
+    yield sessionmaker, vault, blobs, actor
+    await uow.dispose()
 
 
 def stored_blobs(root: Path) -> int:
@@ -61,17 +68,14 @@ async def count(sessionmaker, model, *where) -> int:
 
 
 async def test_concurrent_uploads_never_overshoot_the_hourly_cap(setup) -> None:
-    sessionmaker, clock, blobs, actor = setup
+    sessionmaker, vault, blobs, actor = setup
     config = VaultConfig(operator_max_uploads_per_hour=3)
 
     async def one(n: int) -> str:
-        async with sessionmaker() as session:
-            try:
-                await VaultService(session, clock, blobs, config).ingest(
-                    actor, src(f"file number {n}".encode() * 50, n)
-                )
-            except InvalidInput as exc:
-                return exc.message
+        try:
+            await vault(config).ingest(actor, src(f"file number {n}".encode() * 50, n))
+        except InvalidInput as exc:
+            return exc.message
         return "stored"
 
     answers = await asyncio.gather(*(one(n) for n in range(8)))
@@ -84,17 +88,11 @@ async def test_concurrent_uploads_never_overshoot_the_hourly_cap(setup) -> None:
 
 
 async def test_unannounced_size_stops_at_the_daily_cap(setup) -> None:
-    sessionmaker, clock, blobs, actor = setup
+    sessionmaker, vault, blobs, actor = setup
     config = VaultConfig(operator_max_bytes_per_day=1000)
-    async with sessionmaker() as session:
-        await VaultService(session, clock, blobs, config).ingest(
-            actor, src(b"a" * 600, 1, announce=False)
-        )
-    async with sessionmaker() as session:
-        with pytest.raises(InvalidInput) as refused:
-            await VaultService(session, clock, blobs, config).ingest(
-                actor, src(b"b" * 5000, 2, announce=False)
-            )
+    await vault(config).ingest(actor, src(b"a" * 600, 1, announce=False))
+    with pytest.raises(InvalidInput) as refused:
+        await vault(config).ingest(actor, src(b"b" * 5000, 2, announce=False))
     assert "Daily upload cap reached" in refused.value.message
     assert refused.value.data["cap"] == "bytes_per_day"
     assert await count(sessionmaker, VaultItem) == 1

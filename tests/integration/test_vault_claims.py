@@ -33,8 +33,7 @@ from core.vault import (
 )
 from core.vault.jobs import EXPIRE_LINKS, SWEEP_BLOBS
 from storage.blobs import LocalBlobStore
-from storage.db import create_read_engine, create_sessionmaker
-from storage.uow import over_session
+from storage.uow import UnitOfWork, over_session
 from storage.vault_models import VaultClaim, VaultItem, VaultLink
 
 OWNER = 1001
@@ -44,26 +43,28 @@ DATA = b"%PDF-1.7\n" + b"claim me " * 500
 @dataclass
 class World:
     sessionmaker: async_sessionmaker[AsyncSession]
+    uow: UnitOfWork
     clock: OffsetClock
     blobs: LocalBlobStore
     actor: Actor
 
+    @property
+    def vault(self) -> VaultService:
+        return VaultService(self.uow, self.clock, self.blobs)
+
     async def link(self, max_uses: int = 1, lifetime: int = 3600, **kw) -> NewLink:
-        async with self.sessionmaker() as session:
-            vault = VaultService(session, self.clock, self.blobs)
-            item = (await vault.ingest(self.actor, IngestSource(kind="document", **kw))).item
-            return await vault.create_link(
-                self.actor, item.id, lifetime_seconds=lifetime, max_uses=max_uses
-            )
+        item = (await self.vault.ingest(self.actor, IngestSource(kind="document", **kw))).item
+        return await self.vault.create_link(
+            self.actor, item.id, lifetime_seconds=lifetime, max_uses=max_uses
+        )
 
     async def claim(
         self, code: str, who: int | str = 7, *, require_blob: bool = False
     ) -> ClaimResult:
         claimer = Claimer.telegram(who) if isinstance(who, int) else Claimer.http(who)
-        async with self.sessionmaker() as session:
-            return await ClaimService(session, self.clock).claim(
-                code, claimer, require_blob=require_blob
-            )
+        return await ClaimService(self.uow, self.clock).claim(
+            code, claimer, require_blob=require_blob
+        )
 
     async def log(self) -> list[VaultClaim]:
         async with self.sessionmaker() as session:
@@ -82,14 +83,18 @@ async def content() -> AsyncIterator[bytes]:
 
 
 @pytest.fixture
-async def world(sessionmaker, tmp_path) -> World:
+async def world(engine, sessionmaker, tmp_path) -> AsyncIterator[World]:
     clock = OffsetClock()
     async with sessionmaker() as session:
         await bootstrap_owners(session, clock, [OWNER])
         await session.commit()
         actor = await OperatorService(over_session(session), clock).resolve(OWNER)
     assert actor is not None
-    return World(sessionmaker, clock, LocalBlobStore(tmp_path / "blobs"), actor)
+    uow = UnitOfWork(engine)
+    try:
+        yield World(sessionmaker, uow, clock, LocalBlobStore(tmp_path / "blobs"), actor)
+    finally:
+        await uow.dispose()
 
 
 async def test_delivers_then_used_up(world: World) -> None:
@@ -129,8 +134,7 @@ async def test_telegram_user_and_http_address_are_different_claimers(world: Worl
 async def test_revoked(world: World) -> None:
     new = await world.link(max_uses=5, content=content())
     assert (await world.claim(new.code, 1)).spent_use
-    async with world.sessionmaker() as session:
-        await VaultService(session, world.clock, world.blobs).revoke(world.actor, new.link.id)
+    await world.vault.revoke(world.actor, new.link.id)
     assert (await world.claim(new.code, 2)).outcome is ClaimOutcome.denied_revoked
     # Revocation also stops re-deliveries.
     assert (await world.claim(new.code, 1)).outcome is ClaimOutcome.denied_revoked
@@ -151,8 +155,7 @@ async def test_expired_when_the_clock_moves(world: World) -> None:
 async def test_deleted_item(world: World) -> None:
     new = await world.link(max_uses=5, content=content())
     assert (await world.claim(new.code, 1)).spent_use
-    async with world.sessionmaker() as session:
-        await VaultService(session, world.clock, world.blobs).delete(world.actor, new.item.id)
+    await world.vault.delete(world.actor, new.item.id)
     for who in (1, 2):
         result = await world.claim(new.code, who)
         assert result.outcome is ClaimOutcome.denied_deleted
@@ -216,8 +219,8 @@ async def claim_storm(world: World, code: str, claimers: list[Claimer]) -> Count
     gate = asyncio.Semaphore(16)
 
     async def one(claimer: Claimer) -> str:
-        async with gate, world.sessionmaker() as session:
-            return (await ClaimService(session, world.clock).claim(code, claimer)).outcome.value
+        async with gate:
+            return (await ClaimService(world.uow, world.clock).claim(code, claimer)).outcome.value
 
     return Counter(await asyncio.gather(*(one(c) for c in claimers)))
 
@@ -239,34 +242,46 @@ async def test_thousand_concurrent_claims_on_fifty_uses_deliver_fifty(world: Wor
     assert logged == {"delivered": 50, "denied:used_up": 950}
 
 
-async def test_claim_lookups_outside_the_write_lock_still_deliver_exactly_fifty(
-    world: World, db_url: str
-) -> None:
-    """The app's SQLite path: link, item and "received before" are read on the lock-free read
-    engine; only the conditional spend and the log row take the write lock. 300 concurrent
-    claimers on 50 uses still get exactly 50 files, and a re-claimer spends nothing."""
-    read_engine = create_read_engine(db_url)
-    if read_engine is None:
-        pytest.skip("the read engine is SQLite's (PostgreSQL reads inside the transaction)")
-    reads = create_sessionmaker(read_engine)
+async def test_a_re_claimer_inside_a_storm_spends_nothing(world: World) -> None:
+    """The lookups are reads outside any transaction; only the conditional spend and the log
+    row are a write. 300 concurrent claimers on 50 uses still get exactly 50 files, and a
+    re-claimer inside the storm spends nothing."""
     new = await world.link(max_uses=50, content=content())
-    gate = asyncio.Semaphore(16)
-
-    async def one(claimer: Claimer) -> str:
-        async with gate, world.sessionmaker() as session, reads() as read_session:
-            service = ClaimService(session, world.clock, reads=read_session)
-            return (await service.claim(new.code, claimer)).outcome.value
-
-    try:
-        # Claimer 7 holds a use before the storm: which 50 of 300 racers win is up to the
-        # write lock, so a re-claimer inside the storm might itself have been refused.
-        assert await one(Claimer.telegram(7)) == "delivered"
-        claimers = [Claimer.telegram(i) for i in range(1000, 1300)] + [Claimer.telegram(7)] * 5
-        outcomes = Counter(await asyncio.gather(*(one(c) for c in claimers)))
-    finally:
-        await read_engine.dispose()
+    # Claimer 7 holds a use before the storm: which 50 of 300 racers win is up to the
+    # database, so a re-claimer inside the storm might itself have been refused.
+    assert (await world.claim(new.code, 7)).outcome is ClaimOutcome.delivered
+    claimers = [Claimer.telegram(i) for i in range(1000, 1300)] + [Claimer.telegram(7)] * 5
+    outcomes = await claim_storm(world, new.code, claimers)
     assert outcomes == {"delivered": 49, "denied:used_up": 251, "redelivered": 5}, outcomes
     assert await world.used(new.link.id) == 50
+
+
+async def test_what_then_writes_commits_with_the_claim_or_not_at_all(world: World) -> None:
+    """The Telegram door queues its answer in `then`, inside the claim's write: a failure there
+    undoes the use and the log row too; a success commits all three together."""
+    new = await world.link(max_uses=1, content=content())
+
+    async def broken(result: ClaimResult, session: AsyncSession) -> None:
+        assert session.in_transaction() and result.spent_use
+        raise RuntimeError("the outbox insert failed")
+
+    with pytest.raises(RuntimeError):
+        await ClaimService(world.uow, world.clock).claim(new.code, Claimer.telegram(1), then=broken)
+    assert await world.used(new.link.id) == 0 and await world.log() == []
+
+    seen: list[str] = []
+
+    async def answer(result: ClaimResult, session: AsyncSession) -> None:
+        seen.append(result.outcome.value)
+        await world.vault.rename(world.actor, new.item.id, "answered.pdf")  # joins this write
+
+    for who in (1, 1, 2):
+        await ClaimService(world.uow, world.clock).claim(
+            new.code, Claimer.telegram(who), then=answer
+        )
+    assert seen == ["delivered", "redelivered", "denied:used_up"]
+    assert [c.outcome for c in await world.log()] == seen
+    assert (await world.vault.get(world.actor, new.item.id)).name == "answered.pdf"
 
 
 async def test_one_claimer_tapping_many_times_at_once_spends_one_use(world: World) -> None:

@@ -27,7 +27,7 @@ from core.clock import OffsetClock
 from core.services.operators import OperatorService, bootstrap_owners
 from core.vault import IngestSource, NewLink, VaultConfig, VaultGateway, VaultService
 from storage.blobs import LocalBlobStore
-from storage.uow import over_session
+from storage.uow import UnitOfWork, over_session
 from storage.vault_models import VaultClaim, VaultLink
 
 OWNER = 1001
@@ -39,13 +39,14 @@ JSON = {"Accept": "application/json"}
 @dataclass
 class World:
     sessionmaker: async_sessionmaker[AsyncSession]
+    uow: UnitOfWork
     clock: OffsetClock
     blobs: LocalBlobStore
     actor: Actor
     gateway: VaultGateway
 
-    def vault(self, session: AsyncSession) -> VaultService:
-        return VaultService(session, self.clock, self.blobs)
+    def vault(self) -> VaultService:
+        return VaultService(self.uow, self.clock, self.blobs)
 
     async def link(self, max_uses: int = 5, data: bytes | None = DATA, **kw) -> NewLink:
         async def content() -> AsyncIterator[bytes]:
@@ -55,13 +56,12 @@ class World:
 
         values = {"kind": "document", "name": "report.pdf", "file_id": "F", "file_unique_id": "U"}
         values.update(kw)
-        async with self.sessionmaker() as session:
-            vault = self.vault(session)
-            src = IngestSource(content=content() if data is not None else None, **values)
-            item = (await vault.ingest(self.actor, src)).item
-            return await vault.create_link(
-                self.actor, item.id, lifetime_seconds=3600, max_uses=max_uses
-            )
+        vault = self.vault()
+        src = IngestSource(content=content() if data is not None else None, **values)
+        item = (await vault.ingest(self.actor, src)).item
+        return await vault.create_link(
+            self.actor, item.id, lifetime_seconds=3600, max_uses=max_uses
+        )
 
     async def used(self, link_id: int) -> int:
         async with self.sessionmaker() as session:
@@ -71,7 +71,7 @@ class World:
 
 
 @pytest.fixture
-async def world(sessionmaker, tmp_path) -> World:
+async def world(engine, sessionmaker, tmp_path) -> AsyncIterator[World]:
     clock = OffsetClock()
     async with sessionmaker() as session:
         await bootstrap_owners(session, clock, [OWNER])
@@ -79,14 +79,18 @@ async def world(sessionmaker, tmp_path) -> World:
         actor = await OperatorService(over_session(session), clock).resolve(OWNER)
     assert actor is not None
     blobs = LocalBlobStore(tmp_path / "blobs")
+    uow = UnitOfWork(engine)
     gateway = VaultGateway(
-        sessionmaker=sessionmaker,
+        uow=uow,
         clock=clock,
         blobs=blobs,
         secret_key=b"test-secret-key-0123456789",
         config=VaultConfig(download_ttl_seconds=600),
     )
-    return World(sessionmaker, clock, blobs, actor, gateway)
+    try:
+        yield World(sessionmaker, uow, clock, blobs, actor, gateway)
+    finally:
+        await uow.dispose()
 
 
 async def make_client(world: World, **config) -> TestClient:
@@ -268,8 +272,7 @@ async def test_used_up_revoked_expired_are_410(world: World) -> None:
         assert (await resp.json())["error"] == "denied:used_up"
 
         revoked = await world.link(data=DATA + b"r")
-        async with world.sessionmaker() as session:
-            await world.vault(session).revoke(world.actor, revoked.link.id)
+        await world.vault().revoke(world.actor, revoked.link.id)
         resp = await client.get(f"/claim/{revoked.code}")
         assert resp.status == 410 and "withdrawn" in await resp.text()
 
@@ -286,8 +289,7 @@ async def test_revoked_or_deleted_after_the_claim_stops_the_download(
 ) -> None:
     new = await world.link()
     path = await download_path(client, new.code)
-    async with world.sessionmaker() as session:
-        await world.vault(session).delete(world.actor, new.item.id)
+    await world.vault().delete(world.actor, new.item.id)
     resp = await client.get(path)
     assert resp.status == 410
     assert "no longer available" in await resp.text()
