@@ -96,7 +96,7 @@ from core.services.container import ServiceFactory
 from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners
 from core.settings import Settings
-from core.status import database_kind
+from core.status import StatusService, database_kind
 from core.vault import (
     VaultConfig,
     VaultGateway,
@@ -426,6 +426,8 @@ class Opsdeck:
 
         return ApiDeps(
             services=services,
+            status=StatusService(self.uow, self.clock, s.opsdeck.owner_ids),
+            process=self.dispatcher["runtime"].process,
             tokens=self.api_tokens,
             keys=IdempotencyKeys(self.uow, self.clock),
             limiter=SharedLimiter(

@@ -19,20 +19,21 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from bot.api import idempotency
+from bot.api.docs import add_docs_routes
 from bot.api.idempotency import IdempotencyKeys, KeyInProgress, KeyMismatch
 from bot.api.openapi import build_document
 from bot.api.problems import from_error, problem
 from bot.api.registry import Call, NoParams, Operation, Registry
-from core.actor import RANK, Actor
+from core.actor import RANK, Actor, is_deployment_owner
 from core.errors import OpsdeckError, Unauthorized
 from core.ratelimit import SharedLimiter
 from core.services.api_tokens import ApiTokenService
-from storage.models import Role
+from core.status import ProcessInfo, StatusService
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
-OPEN_PATHS = frozenset({f"{PREFIX}/openapi.json", f"{PREFIX}/docs"})
+OPEN_PATHS = frozenset({f"{PREFIX}/openapi.json", f"{PREFIX}/docs", f"{PREFIX}/docs.css"})
 ACTOR = web.RequestKey("api_actor", Actor)
 MAX_JSON_BODY = 1 << 20
 
@@ -40,12 +41,17 @@ MAX_JSON_BODY = 1 << 20
 @dataclass
 class ApiDeps:
     services: Callable[[], AbstractAsyncContextManager[Any]]  # yields core Services
+    status: StatusService
+    process: Callable[[], ProcessInfo]  # what only the running process knows
     tokens: ApiTokenService
     keys: IdempotencyKeys
     limiter: SharedLimiter
     deployment_owner_ids: frozenset[int]
     version: str
     public_base_url: str
+
+
+DEPS = web.AppKey("api_deps", ApiDeps)
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -102,13 +108,13 @@ def build_api_app(
             return problem("internal", "Something went wrong on our side; it was logged.")
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_JSON_BODY)
+    app[DEPS] = deps
 
     async def openapi(_: web.Request) -> web.Response:
         return web.Response(text=document_text, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi)
-    if docs_page is not None:
-        app.router.add_get("/docs", lambda _request: docs_page)
+    add_docs_routes(app, registry, deps.version)
     for op in registry.operations:
         app.router.add_route(op.method, op.path, _endpoint(op, deps))
     return app
@@ -119,9 +125,7 @@ def _endpoint(op: Operation, deps: ApiDeps) -> Any:
         actor = request[ACTOR]
         if RANK[actor.role] < RANK[op.role]:
             return problem("forbidden", f"A {actor.role.value} token cannot {op.summary.lower()}.")
-        if op.deployment_only and (
-            actor.role != Role.owner or actor.user_id not in deps.deployment_owner_ids
-        ):
+        if op.deployment_only and not is_deployment_owner(actor, deps.deployment_owner_ids):
             return problem("forbidden", "Only a deployment owner's token may see this.")
         try:
             path = op.path_params.model_validate(dict(request.match_info))

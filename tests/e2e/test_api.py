@@ -213,3 +213,46 @@ async def test_paging_bounds(app: Harness, limit: int, offset: int) -> None:
     async with client(app, token) as http:
         r = await http.get("/api/v1/jobs", params={"limit": limit, "offset": offset})
     assert r.status_code == 422
+
+
+async def test_status_and_backup_keep_the_deployment_rule(app: Harness) -> None:
+    await app.say(OWNER, f"/tenants add beta {OTHER_OWNER}", contains="beta")
+    app.users[OTHER_OWNER] = app.tg.user(OTHER_OWNER, "Bea")
+    deployment = await make_token(app, OWNER, "root owner")
+    workspace = await make_token(app, OTHER_OWNER, "beta-root owner")
+    viewer = await make_token(app, OWNER, "dash viewer")
+    await app.submit_job("test.ok", requires_approval=True)
+    async with client(app, deployment) as http:
+        status = (await http.get("/api/v1/status")).json()
+        assert status["jobs"]["pending_approval"] == 1
+        assert status["version"] and status["database"] == "SQLite"
+        backup = await http.get("/api/v1/backup")
+        assert backup.status_code == 200 and backup.json()["supported"] is True
+    for token in (workspace, viewer):
+        async with client(app, token) as http:
+            status = (await http.get("/api/v1/status")).json()
+            assert status["version"] is None and status["backup"] is None
+            refused = await http.get("/api/v1/backup")
+            assert refused.status_code == 403
+    async with client(app, workspace) as http:
+        assert (await http.get("/api/v1/status")).json()["jobs"] == {}
+
+
+async def test_docs_page_lists_every_operation_and_problem(app: Harness) -> None:
+    async with client(app) as anon:
+        page = await anon.get("/api/v1/docs")
+        css = await anon.get("/api/v1/docs.css")
+    assert page.status_code == 200 and css.status_code == 200
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    for op in routes.registry().operations:
+        assert f'id="{op.operation_id}"' in page.text
+        assert f"/api/v1{op.doc_path}" in page.text
+    doc_types = {p.split("#")[1] for p in _problem_types(routes.registry())}
+    for slug in doc_types:
+        assert f'id="{slug}"' in page.text
+
+
+def _problem_types(reg) -> set[str]:
+    from bot.api.problems import PROBLEMS, TYPE_BASE
+
+    return {TYPE_BASE + slug for slug in PROBLEMS}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from bot.api.registry import Registry
-from bot.api.routes import jobs
+from bot.api.routes import jobs, status
 
 
 def registry() -> Registry:
     reg = Registry()
-    for module in (jobs,):
+    for module in (jobs, status):
         module.register(reg)
     return reg
