@@ -51,6 +51,7 @@ from bot.metrics import Metrics, bind_job_context
 from bot.middlewares.context import ContextMiddleware
 from bot.notifier import TelegramNotifier
 from bot.outbox import Outbox, Sender
+from bot.peer_guard import TransactionGuard
 from bot.progress import ChatProgress
 from bot.telegram_retry import RetryMiddleware
 from bot.vault_delivery import (
@@ -200,6 +201,7 @@ class Opsdeck:
             default=DefaultBotProperties(parse_mode=ParseMode.HTML),
         )
         self.retry = RetryMiddleware()
+        self.bot.session.middleware(TransactionGuard())  # DESIGN §9, storage/txguard.py
         self.bot.session.middleware(self.retry)
         self.bot.session.middleware(SentTracker())  # see bot/db_retry.py
         self.me = await self.bot.get_me()
@@ -210,6 +212,7 @@ class Opsdeck:
             session=AiohttpSession(api=api),
             default=DefaultBotProperties(parse_mode=ParseMode.HTML),
         )
+        self.sender_bot.session.middleware(TransactionGuard())
         self.outbox = Outbox(self.sessionmaker, self.clock)
         self.sender = Sender(
             self.sender_bot,

@@ -14,6 +14,7 @@ import logging
 import os
 import traceback
 import weakref
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
@@ -71,6 +72,16 @@ def open_transactions() -> int:
     """Transactions the current task holds open on watched engines."""
     task = _task()
     return _open.get(task, 0) if task is not None else 0
+
+
+async def httpx_hook(request: Any) -> None:
+    """An httpx request event hook: `event_hooks={"request": [txguard.httpx_hook]}`."""
+    check(f"{request.url.host} (HTTP {request.method})")
+
+
+def s3_hook(**_: Any) -> None:
+    """An aiobotocore `before-send` handler: returning None lets the request go."""
+    check("S3")
 
 
 def check(peer: str) -> None:

@@ -50,9 +50,24 @@ class _Write:
     session: AsyncSession
     uow: UnitOfWork
     hooks: list[AfterCommit] = field(default_factory=list)
+    task: asyncio.Task[Any] | None = field(default_factory=lambda: _task())
 
 
 _CURRENT: ContextVar[_Write | None] = ContextVar("opsdeck_uow_write", default=None)
+
+
+def _task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+def _open_write() -> _Write | None:
+    """This task's open write. A task started inside a write inherits the context variable
+    but not the write: it must not use that session (nor commit with it)."""
+    current = _CURRENT.get()
+    return current if current is not None and current.task is _task() else None
 
 
 class NoWriteOpen(RuntimeError):
@@ -73,7 +88,7 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        current = _CURRENT.get()
+        current = _open_write()
         if current is not None and current.uow is self:
             yield current.session  # see what this transaction wrote
             return
@@ -82,7 +97,7 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        current = _CURRENT.get()
+        current = _open_write()
         if current is not None and current.uow is self:
             yield current.session  # joined: the outer block commits
             return
@@ -100,18 +115,18 @@ class UnitOfWork:
     @staticmethod
     def after_commit(hook: AfterCommit) -> None:
         """Run `hook` once the enclosing `write()` has committed (never if it rolls back)."""
-        current = _CURRENT.get()
+        current = _open_write()
         if current is None:
             raise NoWriteOpen("after_commit() needs an open uow.write()")
         current.hooks.append(hook)
 
     @staticmethod
     def in_write() -> bool:
-        return _CURRENT.get() is not None
+        return _open_write() is not None
 
     async def read_row(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row of one short lookup (`:name` parameters), through the read door."""
-        current = _CURRENT.get()
+        current = _open_write()
         if self._sqlite_path is not None and (current is None or current.uow is not self):
             try:
                 return self._fast_row(sql, params)
@@ -176,7 +191,7 @@ class SessionBound(UnitOfWork):
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        current = _CURRENT.get()
+        current = _open_write()
         if current is not None and current.uow is self._key:
             yield current.session
         elif self.base is None or self.session.in_transaction():
@@ -187,7 +202,7 @@ class SessionBound(UnitOfWork):
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        current = _CURRENT.get()
+        current = _open_write()
         if current is not None and current.uow is self._key:
             yield current.session
             return

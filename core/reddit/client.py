@@ -59,6 +59,7 @@ from core.reddit.models import (
 )
 from core.reddit.ratelimit import RateBudget, Sleep
 from core.reddit.thread_models import Comment, Thread, ThreadPost
+from storage import txguard
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class RedditClient:
             timeout=httpx.Timeout(config.timeout),
             headers={"User-Agent": config.user_agent},
             follow_redirects=False,
+            event_hooks={"request": [txguard.httpx_hook]},
         )
         self._token: AccessToken | None = None
         self._token_lock = asyncio.Lock()

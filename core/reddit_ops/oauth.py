@@ -43,6 +43,7 @@ from core.reddit.models import Me
 from core.services.audit import record
 from core.services.operators import to_actor
 from core.settings import Settings
+from storage import txguard
 from storage.models import Role
 from storage.reddit_models import (
     DEFAULT_MIN_GAP_MINUTES,
@@ -345,6 +346,7 @@ class ConnectService:
             transport=self._transport,
             timeout=httpx.Timeout(self.config.timeout),
             headers={"User-Agent": self.config.user_agent},
+            event_hooks={"request": [txguard.httpx_hook]},
         ) as http:
             try:
                 response = await http.post(

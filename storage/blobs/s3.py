@@ -37,6 +37,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from storage import txguard
 from storage.blobs.base import (
     DEFAULT_CHUNK_SIZE,
     BlobReader,
@@ -148,6 +149,7 @@ class S3BlobStore(BlobStore):
                                 config=self._config,
                             )
                         )
+                    client.meta.events.register("before-send.s3", txguard.s3_hook)
                     self._exit_stack, self._client = stack, client
         return self._client
 
