@@ -163,7 +163,8 @@ class _ClaimRoutes:
             return _refusal(409, "telegram_only", exc.message, wants_json=False)
 
         etag = f'"{download.sha256}"'
-        headers = _file_headers(download, etag, self.vault.config.download_ttl_seconds)
+        left = (download.expires_at - self.vault.clock.now()).total_seconds()
+        headers = _file_headers(download, etag, max(0, int(left)))
         if _etag_matches(request.headers.get("If-None-Match"), etag):
             return web.Response(status=304, headers=headers)
 

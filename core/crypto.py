@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,9 @@ from core.errors import Forbidden
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
+
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def derive_key(master: bytes, purpose: str) -> bytes:
@@ -71,6 +75,7 @@ class Signer:
         """The signed data; raises Forbidden when forged, malformed or expired."""
         try:
             raw, mac = token.split(".", 1)
+            _unb64(raw)  # strict before anything else: one spelling per token
             if not hmac.compare_digest(_unb64(mac), self._mac(raw)):
                 raise ValueError("bad signature")
             data = json.loads(_unb64(raw))
@@ -104,4 +109,13 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: only the URL-safe alphabet, no padding, and the one canonical spelling of the
+    bytes. Lenient decoding skips characters outside the alphabet (`~~~~` inserted), accepts
+    a trailing `=` and ignores the unused low bits of the last character (so several final
+    characters decode alike): each of those would be a second spelling of a signed token."""
+    if not _B64URL.fullmatch(text):
+        raise ValueError("not unpadded URL-safe base64")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical encoding")
+    return data

@@ -3,7 +3,9 @@
 Framework-free (the aiohttp routes live in `bot.web_claims`). Each call is its own unit of
 work (reads outside any transaction; a claim is one short write). Download tokens are
 HMAC-signed (`Signer` purpose "download") and carry only the item and link ids; they spend
-nothing — the claim that issued them did.
+nothing — the claim that issued them did. A token dies with its link (DESIGN §4): it expires
+at the earlier of its own TTL and the link's expiry, and each request re-reads the link and
+the item, so a revocation or a deletion stops it at once.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Download:
     sha256: str
     blob_key: str
     created_at: datetime
+    expires_at: datetime  # the token's, or the link's if sooner: how long a copy may be kept
 
 
 class VaultGateway:
@@ -78,14 +81,16 @@ class VaultGateway:
         if not result.delivers or result.item is None or result.link is None:
             raise ValueError("only a delivering claim gets a download token")
         now = self.clock.now().timestamp()
-        ttl = self.config.download_ttl_seconds
+        ttl = min(self.config.download_ttl_seconds, result.link.expires_at.timestamp() - now)
         token = self._signer.sign({"i": result.item.id, "l": result.link.id}, ttl, now=now)
         return SignedDownload(token, datetime.fromtimestamp(int(now + ttl), UTC))
 
     async def open_download(self, token: str) -> Download:
         """The file a token names. Forbidden: forged, malformed or expired token. Gone: the
-        link was revoked or the file deleted since. NotDownloadable: no bytes to serve."""
-        data = self._signer.verify(token, now=self.clock.now().timestamp())
+        link expired or was revoked, or the file was deleted since. NotDownloadable: no bytes
+        to serve. Two primary-key reads, outside any transaction."""
+        now = self.clock.now()
+        data = self._signer.verify(token, now=now.timestamp())
         try:
             item_id, link_id = int(data["i"]), int(data["l"])
         except (KeyError, TypeError, ValueError):
@@ -97,6 +102,8 @@ class VaultGateway:
             raise Gone(claimer_text(ClaimOutcome.denied_deleted))
         if link is None or link.item_id != item.id or link.revoked_at is not None:
             raise Gone(claimer_text(ClaimOutcome.denied_revoked))
+        if now >= link.expires_at:
+            raise Gone(claimer_text(ClaimOutcome.denied_expired))
         if item.blob_key is None or item.sha256 is None or item.size is None:
             raise NotDownloadable(claimer_text(ClaimOutcome.denied_telegram_only))
         return Download(
@@ -108,4 +115,5 @@ class VaultGateway:
             sha256=item.sha256,
             blob_key=item.blob_key,
             created_at=item.created_at,
+            expires_at=min(datetime.fromtimestamp(int(data["exp"]), UTC), link.expires_at),
         )
