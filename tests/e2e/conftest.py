@@ -50,6 +50,7 @@ def make_settings(
     webhook: bool = False,
     reddit: RedditSettings | None = None,
     api: ApiSettings | None = None,
+    database_url: str | None = None,
     **jobs: Any,
 ) -> Settings:
     port = free_port()
@@ -66,7 +67,9 @@ def make_settings(
         opsdeck=OpsdeckSettings(
             **env, owner_ids=[OWNER], data_dir=tmp_path / "data", secret_key="k" * 32
         ),
-        database=DatabaseSettings(**env, url=f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}"),
+        database=DatabaseSettings(
+            **env, url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}"
+        ),
         http=HttpSettings(**env, host="127.0.0.1", port=port),
         public=PublicSettings(**env, base_url=f"http://127.0.0.1:{port}"),
         vault=VaultSettings(**env, storage_url=str(tmp_path / "vault")),
@@ -214,11 +217,20 @@ async def start_app(tmp_path, tg) -> AsyncIterator[Callable[..., Any]]:
         registrars=(test_kinds,),
         reddit: RedditSettings | None = None,
         api: ApiSettings | None = None,
+        database_url: str | None = None,
         **jobs: Any,
     ) -> Harness:
         clock = OffsetClock()
         app = Opsdeck(
-            make_settings(tmp_path, tg, webhook=webhook, reddit=reddit, api=api, **jobs),
+            make_settings(
+                tmp_path,
+                tg,
+                webhook=webhook,
+                reddit=reddit,
+                api=api,
+                database_url=database_url,
+                **jobs,
+            ),
             clock=clock,
             registrars=registrars,
         )

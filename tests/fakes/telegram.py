@@ -654,6 +654,9 @@ class FakeTelegram:
         self._commands: dict[tuple[str, str], list[Json]] = {}
         self._faults: dict[str, deque[ApiError]] = {}
         self._delays: dict[str, deque[tuple[float, bool]]] = {}
+        # seconds every Bot API call and file download takes before it is handled (a slow
+        # network); getUpdates is the feed, not a call a handler waits on, so it is exempt
+        self.latency = 0.0
         self._rate: dict[str, int] | None = None
         self._rate_all: deque[float] = deque()
         self._rate_chat: dict[Any, deque[float]] = {}
@@ -795,6 +798,8 @@ class FakeTelegram:
             if handler is None:
                 raise ApiError(404, "Not Found: method not found")
             call.params = params = coerce_params(params)
+            if self.latency and key != "getupdates":
+                await asyncio.sleep(self.latency)
             if delay := _pop(self._delays, key):
                 delay_before, delay_after = (0.0, delay[0]) if delay[1] else (delay[0], 0.0)
                 await asyncio.sleep(delay_before)
@@ -826,6 +831,8 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             return web.json_response(ApiError(401, "Unauthorized").body(), status=401)
         path = request.match_info["path"]
+        if self.latency:
+            await asyncio.sleep(self.latency)
         stored = self._files_by_path.get(path)
         if stored is None and self._files_dir is not None:
             with contextlib.suppress(ValueError):
