@@ -7,6 +7,8 @@ from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
+from bot.callbacks import STALE_BUTTON
+from bot.render.common import h
 from core.actor import Actor
 
 
@@ -27,13 +29,14 @@ async def unknown_message(message: Message, actor: Actor | None) -> None:
     text = message.text or ""
     if text.startswith("/"):
         command = text.split()[0][:40]
-        await message.answer(f"I don't know {command}. /help lists what you can do.")
+        await message.answer(f"I don't know {h(command)}. /help lists what you can do.")
     else:
         await message.answer("I didn't understand that. /menu shows what you can do.")
 
 
 async def unknown_button(query: CallbackQuery) -> None:
-    await query.answer("This button is no longer valid. Open it again from /menu.", show_alert=True)
+    """Data no button class accepts: forged, or from a message older than this version."""
+    await query.answer(STALE_BUTTON, show_alert=True)
 
 
 def build_router() -> Router:

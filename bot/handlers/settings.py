@@ -3,11 +3,14 @@ the workspace's Reddit accounts with a login test (every workspace owner)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiogram import Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, Message
 
+from bot.callbacks import Id
 from bot.handlers.status import Runtime
 from bot.render.common import keyboard, shorten
 from bot.render.status import settings_text, workspace_settings_text
@@ -20,8 +23,8 @@ from storage.repositories import reddit as reddit_repo
 
 
 class SettingsAct(CallbackData, prefix="se"):
-    act: str  # test
-    id: int
+    act: Literal["test"]
+    id: Id  # a Reddit account
 
 
 DEPLOYMENT_ONLY = (

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class StatusAct(CallbackData, prefix="st"):
-    act: str  # refresh
+    act: Literal["refresh"]
 
 
 @dataclass

@@ -9,6 +9,7 @@ A callback class without samples below fails the test, so new buttons join the m
 
 from __future__ import annotations
 
+import logging
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,13 +18,18 @@ from typing import Any
 from aiogram import Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData, CallbackQueryFilter
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import delete, select
 
+from bot.callbacks import STALE_BUTTON
 from bot.commands import COMMANDS, EXTRA_COMMANDS, RANK
 from storage.models import AuditEntry, Base, FsmRecord, Job, Role
 from tests.e2e.conftest import OPERATOR, OWNER, STRANGER, VIEWER, Harness
+from tests.e2e.test_http_doors import PATH_TRICKS, raw_get
+from tests.unit.test_callback_data import forged
 
 OTHER_OWNER = 4001  # owns another workspace
+METRICS_TOKEN = "matrix-metrics-token-0123456789"
 ROLES = {
     "stranger": STRANGER,
     "viewer": VIEWER,
@@ -32,6 +38,22 @@ ROLES = {
     "owner": OWNER,
 }
 CRASH = "Something went wrong on our side"
+# Deployment-wide commands (issue 12): what another workspace's owner gets instead.
+DEPLOYMENT_ONLY = {
+    "settings": "only to the deployment's owners",
+    "backup": "Only the deployment's owners",
+    "tenants": "Only owners named in OPSDECK_OWNER_IDS",
+    "status": "its owners (OPSDECK_OWNER_IDS) see them",
+}
+DEPLOYMENT_LEAKS = (
+    "OPSDECK_OWNER_IDS:",
+    "Effective settings",
+    "Kept files",
+    "Last backup",
+    "Telegram: webhook",
+    "Telegram: long polling",
+    "restore",
+)
 # Columns that change without anyone acting (bookkeeping), left out of the "nothing changed" check.
 VOLATILE = {"updated_at", "display_name", "last_synced_at", "last_check_at"}
 SKIP_TABLES = {
@@ -79,67 +101,53 @@ def samples(ids: Ids) -> dict[str, Callable[[type[CallbackData]], list[CallbackD
         return lambda cls: [cls(**{field: v, **fixed}) for v in values]
 
     def generic(cls: type[CallbackData]) -> list[CallbackData]:
-        """For feature buttons: every string field tried with each verb seen in the bot's code,
-        every int field with this workspace's ids."""
-        verbs = [
-            "open",
-            "link",
-            "send",
-            "rename",
-            "delete",
-            "delete_yes",
-            "revoke",
-            "revoke_yes",
-            "check",
-            "pause",
-            "resume",
-            "remove",
-            "remove_yes",
-            "now",
-            "cancel",
-            "approve",
-            "reschedule",
-            "queue",
-            "edit",
-            "yes",
-            "no",
-            "back",
-            "refresh",
-            "log",
-            "nsfw",
-        ]
-        out = []
-        fields = cls.model_fields
+        """For feature buttons: every verb each Literal field allows (the others at a
+        valid value), every int field at this workspace's ids."""
         int_value = next(iter(ids.other.values()), 1)
-        for verb in verbs:
-            values = {}
-            for name, info in fields.items():
-                if info.annotation in (int, "int"):
-                    values[name] = int_value
-                elif info.annotation in (bool, "bool"):
-                    values[name] = True
-                else:
-                    values[name] = verb
-            try:
-                out.append(cls(**values))
-            except Exception:  # a field shape we cannot fill generically
-                continue
-        return out
+        base = {name: base_value(cls, name, info, int_value) for name, info in fields(cls)}
+        if cls.__prefix__ == "rc":  # the account step carries an account id
+            base["val"] = str(int_value)
+        out = []
+        for name, info in fields(cls):
+            if typing.get_origin(info.annotation) is typing.Literal:
+                for verb in typing.get_args(info.annotation):
+                    try:
+                        out.append(cls(**{**base, name: verb}))
+                    except ValueError:  # a combination the class refuses (rc: acct + word)
+                        continue
+        return out or [cls(**base)]
 
     return {
-        "m": each("to", ["menu", "help", "tz", "queue", "operators", "audit", "bogus"]),
-        "j": each(
-            "act", ["approve", "reject", "retry", "cancel", "refresh", "details", "bogus"], id=job
-        ),
-        "jl": each("status", ["active", "failed", "all", "bogus"]),
+        "m": each("to", ["menu", "help", "tz", "queue", "operators", "audit"]),
+        "j": each("act", ["approve", "reject", "retry", "cancel", "refresh", "details"], id=job),
+        "jl": each("status", ["active", "failed", "all"]),
         "ra": each("step", ["ask", "yes", "no"], n=1),
         "op": lambda cls: [
             cls(act=a, id=ids.operator, role="operator")
-            for a in ("role", "remove", "remove_yes", "cancel", "bogus")
+            for a in ("role", "remove", "remove_yes", "cancel")
         ],
         "au": each("page", [0, 1]),
         "*": generic,
     }
+
+
+def fields(cls: type[CallbackData]) -> list[tuple[str, Any]]:
+    return list(cls.model_fields.items())
+
+
+def base_value(cls: type[CallbackData], name: str, info: Any, int_value: int) -> Any:
+    """A value the field accepts: a Literal's first word, an id, a string its pattern takes."""
+    if typing.get_origin(info.annotation) is typing.Literal:
+        words = [a for a in typing.get_args(info.annotation) if a != ""]
+        return words[0] if words else ""
+    adapter = TypeAdapter(typing.Annotated[info.annotation, *info.metadata])
+    candidates = (int_value, 1, 0) if info.annotation is int else ("1", "abc", "hot", "")
+    for candidate in candidates:
+        try:
+            return adapter.validate_python(candidate)
+        except ValidationError:
+            continue
+    raise AssertionError(f"no sample value for {cls.__name__}.{name}")
 
 
 async def snapshot(app: Harness) -> dict[str, set[tuple]]:
@@ -169,6 +177,11 @@ async def acted_by(app: Harness, user_id: int) -> list[str]:
         ).scalars()
         jobs = (await session.execute(select(Job.kind).where(Job.created_by == user_id))).scalars()
         return [*audit, *jobs]
+
+
+async def jobs_of_kind(app: Harness, kind: str) -> int:
+    async with app.app.sessionmaker() as session:
+        return len((await session.execute(select(Job.id).where(Job.kind == kind))).all())
 
 
 async def reset_flows(app: Harness) -> None:
@@ -210,7 +223,20 @@ async def test_commands_by_role(app: Harness) -> None:
             rank = RANK[Role.owner if role == "other" else Role(role)]
             if need is not None and rank < RANK[need]:
                 assert "cannot" in text or "Only owners" in text, (command, role, text)
+            if command in DEPLOYMENT_ONLY and user_id != OWNER:
+                # another workspace's owner (and anyone below an owner) sees no deployment
+                assert DEPLOYMENT_ONLY[command] in text or "cannot" in text, (command, role)
+                assert not any(leak in text for leak in DEPLOYMENT_LEAKS), (command, role, text)
             checked += 1
+    # the deployment-wide commands with arguments, by another workspace's owner
+    for command, refusal in (
+        ("/backup now", "Only the deployment's owners"),
+        (f"/tenants add third {OTHER_OWNER + 1}", "Only owners named in OPSDECK_OWNER_IDS"),
+    ):
+        text = (await app.say(OTHER_OWNER, command, timeout=10))["text"]
+        assert refusal in text, (command, text)
+        checked += 1
+    assert await jobs_of_kind(app, "maintenance.backup") == 0
     # strangers: everything but /start is refused, and the refusals are rate-limited
     since = app.tg.mark()
     for command in sorted(commands - {"start"}):
@@ -265,3 +291,49 @@ async def test_buttons_by_role_and_forged_ids_change_nothing(app: Harness) -> No
             assert CRASH not in (answer.get("text") or ""), (cls.__name__, data, role, answer)
             checked += 1
     print(f"button authorisation cases checked: {checked}")
+
+
+async def test_forged_buttons_are_out_of_date_and_log_no_error(app: Harness, caplog) -> None:
+    """Numbers past BIGINT, negative ids, unknown verbs, wrong prefixes, extra parts: for every
+    registered callback class, pressed by the owner and a viewer."""
+    _, callbacks = registered(app)
+    every = sorted(callbacks, key=lambda c: c.__prefix__)
+    anchor = {uid: await app.say(uid, "/start") for uid in (OWNER, VIEWER)}
+    caplog.set_level(logging.INFO)
+    pressed = 0
+    for cls in every:
+        cases = [data for data in forged(cls) if not any(accepts(other, data) for other in every)]
+        assert cases, cls.__name__
+        for data in cases:
+            for user_id in (OWNER, VIEWER):
+                answer = await app.forge(user_id, anchor[user_id], data)
+                assert answer.get("text") == STALE_BUTTON, (cls.__name__, data, answer)
+                pressed += 1
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage()[:200] for r in errors]
+    print(f"forged presses answered as out of date: {pressed}")
+
+
+def accepts(cls: type[CallbackData], data: str) -> bool:
+    try:
+        cls.unpack(data)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+async def test_the_metrics_door(start_app, monkeypatch) -> None:
+    """Strangers on the public port never reach metrics, under any spelling; the metrics
+    listener wants the bearer token when one is set."""
+    monkeypatch.setenv("METRICS_TOKEN", METRICS_TOKEN)
+    app = await start_app()
+    public = app.app.settings.http.port
+    for target in PATH_TRICKS:
+        for headers in ({}, {"Authorization": f"Bearer {METRICS_TOKEN}"}):
+            status, _, body = await raw_get(public, target, headers)
+            assert status in (400, 404) and b"opsdeck_" not in body, (target, status)
+    port = app.app.metrics_port
+    status, _, body = await raw_get(port, "/metrics")
+    assert status == 401 and b"opsdeck_" not in body
+    status, _, body = await raw_get(port, "/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert status == 200 and b"opsdeck_jobs" in body
