@@ -19,8 +19,9 @@ Measured in one run, on the same file:
    temp file + fsync into the blob store, the row committed).
 4. **a claim link** made in chat with the card's buttons, as an operator does.
 5. **HTTP download** — a *separate client process* (this module with `--client`) does
-   `GET /claim/<code>` (303 → `/files/<token>`) on the bot's own web server, streams the body
-   and hashes it; the hash must equal the baseline's.
+   `POST /claim/<code>` as a script does (JSON in, `download_url` out), then
+   `GET /files/<token>` on the bot's own web server, streams the body and hashes it; the
+   hash must equal the baseline's.
 6. **peak RSS of the bot process** — `/proc/<pid>/status` sampled every 20 ms per phase by
    this process, and the kernel's high-water mark `VmHWM` for the bot's whole life (start-up
    included), read just before SIGTERM; the bot must then exit with code 0.
@@ -148,22 +149,24 @@ async def client_main(url: str, chunk_size: int) -> None:
     size = 0
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
     started = time.perf_counter()
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.get(url) as resp,  # follows the 303 to /files/<token>
-    ):
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        # a GET is only the landing page; a script claims with a JSON POST
+        async with session.post(url, headers={"Accept": "application/json"}) as claimed:
+            claimed.raise_for_status()
+            download_url = (await claimed.json())["download_url"]
+        resp = await session.get(download_url)
         status = resp.status
-        redirects = [str(r.url.path).split("/")[1] for r in resp.history]
         first_byte = time.perf_counter() - started
         async for chunk in resp.content.iter_chunked(chunk_size):
             digest.update(chunk)
             size += len(chunk)
+        resp.release()
     elapsed = time.perf_counter() - started
     print(
         json.dumps(
             {
                 "status": status,
-                "redirects": redirects,
+                "via": "POST /claim (JSON) then GET /files",
                 "bytes": size,
                 "sha256": digest.hexdigest(),
                 "seconds": elapsed,
@@ -345,7 +348,7 @@ async def run(args: argparse.Namespace) -> int:
     )
     print(
         f"client process: VmHWM {client['hwm_kb'] / 1024:.1f} MB; status {client['status']}"
-        f" via {client['redirects']}; first byte after {client['first_byte_seconds'] * 1000:.0f} ms"
+        f" via {client['via']}; first byte after {client['first_byte_seconds'] * 1000:.0f} ms"
     )
     if code == 0:
         import shutil

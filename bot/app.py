@@ -367,6 +367,7 @@ class Opsdeck:
                 public_base_url=s.public_base_url,
                 trusted_proxy_hops=s.http.trusted_proxy_hops,
             ),
+            secret_key=s.secret_key(),
         )
         add_reddit_routes(
             app, self.reddit_connect, self.outbox, self.dispatcher.fsm.storage, self.bot.id

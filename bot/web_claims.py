@@ -1,13 +1,20 @@
-"""The HTTP door of the vault: `GET /claim/<code>` and `GET|HEAD /files/<signed token>`.
+"""The HTTP door of the vault: `GET|POST /claim/<code>` and `GET|HEAD /files/<signed token>`.
 
-`/claim/<code>` spends a use (or re-delivers to the same address for free) and answers with
-JSON metadata and a signed download URL when the client asks for JSON, otherwise with a 303
-redirect to that URL. `/files/<token>` streams the bytes from the blob store in bounded
-memory with single-range support, an ETag (the sha256) and a safe Content-Disposition.
+`GET /claim/<code>` is a landing page (or, with `Accept: application/json`, the metadata) and
+spends nothing: link previewers (Telegram, Slack, WhatsApp, mail scanners) fetch every URL
+they see. Its Download button is a form that POSTs to the same URL with a CSRF token bound to
+the browser's cookie; `POST /claim/<code>` spends one use (or none for a browser that has the
+file already) and answers 303 to a short-lived signed `/files/<token>` (JSON for scripts).
+`/files/<token>` streams the bytes from the blob store in bounded memory with single-range
+support, an ETag (the sha256) and a safe Content-Disposition.
 
-Status codes: 403 forged or expired signature, 404 unknown or malformed code, 409 a
-Telegram-only file, 410 an expired, used-up or revoked link (or a deleted file), 416 an
-unsatisfiable range, 429 too many requests from one address (with Retry-After).
+The claimer is the browser: a random id in a signed, HttpOnly, SameSite=Lax cookie
+(`core.vault.browsers`), never an address. Addresses only feed the rate limits.
+
+Status codes: 403 a POST without a valid CSRF token, a forged or expired download signature;
+404 unknown or malformed code; 409 a Telegram-only file; 410 an expired, used-up or revoked
+link (or a deleted file); 416 an unsatisfiable range; 429 too many requests from one address
+(with Retry-After).
 
 The per-address limits are counted in the database (`core.ratelimit.SharedLimiter`, one
 upsert per request), so several web processes behind one balancer share them: the limit is
@@ -28,11 +35,14 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from bot.web_claim_pages import ClaimPages, Refusal, add_static_routes, page_headers
 from core.errors import Forbidden
 from core.ratelimit import Limit, SharedLimiter
+from core.vault.browsers import COOKIE_MAX_AGE_SECONDS, BrowserIds
 from core.vault.errors import Gone, NotDownloadable
 from core.vault.gateway import Download, VaultGateway
 from core.vault.names import ascii_fallback
+from core.vault.types import Claimer, ClaimResult
 from storage.blobs.errors import BlobNotFound
 from storage.vault_models import ClaimOutcome
 
@@ -51,6 +61,32 @@ REFUSAL_STATUS: dict[ClaimOutcome, int] = {
     ClaimOutcome.denied_telegram_only: 409,
     ClaimOutcome.denied_rate_limited: 429,
 }
+# The headings of the refusal pages; the sentence under each is `ClaimResult.reason_text`.
+REFUSAL_HEADING: dict[ClaimOutcome, str] = {
+    ClaimOutcome.denied_malformed: "Link not found",
+    ClaimOutcome.denied_unknown: "Link not found",
+    ClaimOutcome.denied_expired: "Link expired",
+    ClaimOutcome.denied_used_up: "No downloads left",
+    ClaimOutcome.denied_revoked: "Link withdrawn",
+    ClaimOutcome.denied_deleted: "File removed",
+    ClaimOutcome.denied_telegram_only: "Only in Telegram",
+    ClaimOutcome.denied_rate_limited: "Too many attempts",
+}
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "X-CSRF-Token"
+COOKIE_NAME = "opsdeck_claimer"
+# Over https the cookie is `__Host-` prefixed: browsers then insist on Secure, Path=/ and no
+# Domain, so no sibling subdomain can plant or overwrite it.
+SECURE_COOKIE_NAME = "__Host-opsdeck_claimer"
+STALE_FORM = Refusal(
+    "Download not started",
+    "The Download button you pressed did not come from this browser's copy of the page, "
+    "so nothing was downloaded. Open the link again and press Download there. If this "
+    "keeps happening, allow cookies for this site.",
+    403,
+)
+TOO_MANY = Refusal("Too many requests", "Too many requests; try again in a moment.", 429)
 
 # The bytes are whatever an operator uploaded: never let a browser render them on our origin.
 SAFE_FILE_HEADERS = {
@@ -70,6 +106,7 @@ class ClaimRoutesConfig:
     `trusted_proxy_hops`: 0 (default) uses the socket's peer address; N > 0 trusts N
     reverse proxies and takes the Nth address from the right of X-Forwarded-For. Turn it
     on only behind a proxy that sets that header, or clients can pick their own address.
+    The address only keys the rate limits: it is never who claims.
     """
 
     claim_limit: int = 20
@@ -82,19 +119,29 @@ class ClaimRoutesConfig:
 
 
 def add_claim_routes(
-    app: web.Application, vault: VaultGateway, config: ClaimRoutesConfig | None = None
+    app: web.Application,
+    vault: VaultGateway,
+    config: ClaimRoutesConfig | None = None,
+    *,
+    secret_key: bytes,
 ) -> None:
-    """Register `/claim/{code}` and `/files/{token}` on `app`."""
-    routes = _ClaimRoutes(vault, config or ClaimRoutesConfig())
-    # No HEAD on /claim: a HEAD must not spend a use.
-    app.router.add_get("/claim/{code}", routes.claim, allow_head=False)
+    """Register `/claim/{code}`, `/files/{token}` and the pages' static files on `app`.
+
+    `secret_key` signs the claimer cookies and CSRF tokens (OPSDECK_SECRET_KEY)."""
+    routes = _ClaimRoutes(vault, config or ClaimRoutesConfig(), BrowserIds(secret_key))
+    app.router.add_get("/claim/{code}", routes.landing)  # HEAD too: it spends nothing
+    app.router.add_post("/claim/{code}", routes.claim)
     app.router.add_get("/files/{token}", routes.files)
+    add_static_routes(app)
 
 
 class _ClaimRoutes:
-    def __init__(self, vault: VaultGateway, config: ClaimRoutesConfig) -> None:
+    def __init__(self, vault: VaultGateway, config: ClaimRoutesConfig, ids: BrowserIds) -> None:
         self.vault = vault
         self.config = config
+        self.ids = ids
+        self.pages = ClaimPages()
+        self.page_headers = page_headers(config.public_base_url)
         self.claim_limiter = SharedLimiter(
             "claim:http", Limit(config.claim_limit, config.claim_window_seconds), vault.clock
         )
@@ -109,38 +156,163 @@ class _ClaimRoutes:
         async with self.vault.uow.write() as session:
             return await limiter.hit_in(session, address)
 
-    # -- /claim/{code} ---------------------------------------------------------------------------
-    async def claim(self, request: web.Request) -> web.StreamResponse:
-        wants_json = "application/json" in request.headers.get("Accept", "").lower()
-        address = client_address(request, self.config.trusted_proxy_hops)
-        retry_after = await self._hit(self.claim_limiter, address)
+    # -- GET /claim/{code}: the landing page; spends nothing -------------------------------------
+    async def landing(self, request: web.Request) -> web.StreamResponse:
+        wants_json = _wants_json(request)
+        retry_after = await self._limited(request)
         if retry_after is not None:
-            return _too_many(retry_after, wants_json)
-
-        result = await self.vault.claim(request.match_info["code"], address)
+            return self._too_many(retry_after, wants_json)
+        code = request.match_info["code"]
+        browser_id = self.ids.read(request.cookies.get(self._cookie_name(request)))
+        new_cookie = None
+        if browser_id is None:
+            browser_id, new_cookie = self.ids.new()
+        result = await self.vault.preview(code, Claimer.browser(browser_id))
         if not result.delivers:
-            status = REFUSAL_STATUS.get(result.outcome, 410)
-            return _refusal(status, result.outcome.value, result.reason_text, wants_json)
+            return self._refused(result, wants_json)
+        assert result.item is not None and result.link is not None
+        item, link = result.item, result.link
+        csrf = self.ids.csrf(browser_id, code)
+        received_before = result.outcome is ClaimOutcome.redelivered
+        if wants_json:
+            response: web.Response = web.json_response(
+                {
+                    "name": item.name,
+                    "size": item.size,
+                    "mime": item.mime,
+                    "kind": item.kind,
+                    "sha256": item.sha256,
+                    "expires_at": _iso(link.expires_at),
+                    "uses_left": link.uses_left,
+                    "max_uses": link.max_uses,
+                    "received_before": received_before,
+                    "csrf_token": csrf,
+                },
+                headers=NO_STORE,
+            )
+        else:
+            html = self.pages.landing(
+                action=f"/claim/{code}",
+                csrf=csrf,
+                name=item.name,
+                kind=str(item.kind),
+                mime=item.mime,
+                size=item.size,
+                expires_at=link.expires_at,
+                uses_left=link.uses_left,
+                max_uses=link.max_uses,
+                received_before=received_before,
+                now=self.vault.clock.now(),
+            )
+            response = self._html(html, 200)
+        if new_cookie is not None:
+            self._set_cookie(request, response, new_cookie)
+        return response
+
+    # -- POST /claim/{code}: spends a use (or none for a browser that has the file) --------------
+    async def claim(self, request: web.Request) -> web.StreamResponse:
+        wants_json = _wants_json(request)
+        retry_after = await self._limited(request)
+        if retry_after is not None:
+            return self._too_many(retry_after, wants_json)
+        code = request.match_info["code"]
+        browser_id = self.ids.read(request.cookies.get(self._cookie_name(request)))
+        token = await _csrf_token(request)
+        new_cookie = None
+        if browser_id is None and token is None and wants_json:
+            # A script without a cookie: a new claimer, like a browser on its first visit.
+            # (Nothing here can act as anyone else: it has no identity to borrow.)
+            browser_id, new_cookie = self.ids.new()
+        elif not self.ids.csrf_ok(browser_id, code, token):
+            # No cookie (cookies off, a cross-site form), a forged or tampered one, or a token
+            # from another browser or another link: never claim in anyone's name.
+            return self._stale_form(code, wants_json)
+        assert browser_id is not None
+        result = await self.vault.claim(code, Claimer.browser(browser_id))
+        if not result.delivers:
+            return self._refused(result, wants_json)
 
         assert result.item is not None and result.link is not None
         signed = self.vault.sign_download(result)
         url = f"{self._base_url(request)}/files/{signed.token}"
         if not wants_json:
-            return web.Response(status=303, headers={"Location": url, **NO_STORE})
-        item, link = result.item, result.link
-        body = {
-            "name": item.name,
-            "size": item.size,
-            "mime": item.mime,
-            "kind": item.kind,
-            "sha256": item.sha256,
-            "download_url": url,
-            "expires_at": _iso(signed.expires_at),
-            "link_expires_at": _iso(link.expires_at),
-            "uses_left": link.uses_left,
-            "redelivered": result.outcome is ClaimOutcome.redelivered,
-        }
-        return web.json_response(body, headers=NO_STORE)
+            response: web.Response = web.Response(
+                status=303, headers={"Location": url, **self.page_headers}
+            )
+        else:
+            item, link = result.item, result.link
+            body = {
+                "name": item.name,
+                "size": item.size,
+                "mime": item.mime,
+                "kind": item.kind,
+                "sha256": item.sha256,
+                "download_url": url,
+                "expires_at": _iso(signed.expires_at),
+                "link_expires_at": _iso(link.expires_at),
+                "uses_left": link.uses_left,
+                "redelivered": result.outcome is ClaimOutcome.redelivered,
+                "csrf_token": self.ids.csrf(browser_id, code),
+            }
+            response = web.json_response(body, headers=NO_STORE)
+        if new_cookie is not None:
+            self._set_cookie(request, response, new_cookie)
+        return response
+
+    # -- shared steps ----------------------------------------------------------------------------
+    async def _limited(self, request: web.Request) -> float | None:
+        return await self._hit(
+            self.claim_limiter, client_address(request, self.config.trusted_proxy_hops)
+        )
+
+    def _secure(self, request: web.Request) -> bool:
+        if self.config.public_base_url:
+            return self.config.public_base_url.lower().startswith("https://")
+        return request.secure
+
+    def _cookie_name(self, request: web.Request) -> str:
+        return SECURE_COOKIE_NAME if self._secure(request) else COOKIE_NAME
+
+    def _set_cookie(self, request: web.Request, response: web.Response, value: str) -> None:
+        response.set_cookie(
+            self._cookie_name(request),
+            value,
+            max_age=COOKIE_MAX_AGE_SECONDS,
+            path="/",
+            httponly=True,
+            samesite="Lax",
+            secure=self._secure(request),
+        )
+
+    def _html(self, html: str, status: int) -> web.Response:
+        return web.Response(
+            status=status,
+            text=html,
+            content_type="text/html",
+            charset="utf-8",
+            headers=self.page_headers,
+        )
+
+    def _refused(self, result: ClaimResult, wants_json: bool) -> web.Response:
+        outcome = result.outcome
+        status = REFUSAL_STATUS.get(outcome, 410)
+        if wants_json:
+            return _json_refusal(status, outcome.value, result.reason_text)
+        heading = REFUSAL_HEADING.get(outcome, "This link cannot be used")
+        return self._html(self.pages.refusal(Refusal(heading, result.reason_text, status)), status)
+
+    def _stale_form(self, code: str, wants_json: bool) -> web.Response:
+        if wants_json:
+            return _json_refusal(403, "csrf", STALE_FORM.message)
+        return self._html(self.pages.refusal(STALE_FORM, retry_url=f"/claim/{code}"), 403)
+
+    def _too_many(self, retry_after: float, wants_json: bool) -> web.Response:
+        if wants_json:
+            response = _json_refusal(429, "rate_limited", TOO_MANY.message)
+        else:
+            response = self._html(self.pages.refusal(TOO_MANY), 429)
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        return response
 
     def _base_url(self, request: web.Request) -> str:
         if self.config.public_base_url:
@@ -298,6 +470,26 @@ def _etag_matches(header: str | None, etag: str) -> bool:
         return False
     tags = [t.strip() for t in header.split(",")]
     return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
+
+
+def _wants_json(request: web.Request) -> bool:
+    return "application/json" in request.headers.get("Accept", "").lower()
+
+
+async def _csrf_token(request: web.Request) -> str | None:
+    """The form's hidden field, or the `X-CSRF-Token` header of a script."""
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    if request.content_type not in FORM_TYPES or not request.can_read_body:
+        return None
+    form = await request.post()
+    value = form.get(CSRF_FIELD)
+    return value if isinstance(value, str) and value else None
+
+
+def _json_refusal(status: int, error: str, message: str) -> web.Response:
+    return web.json_response({"error": error, "message": message}, status=status, headers=NO_STORE)
 
 
 def _refusal(status: int, error: str, message: str, wants_json: bool) -> web.Response:

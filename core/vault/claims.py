@@ -125,6 +125,26 @@ class ClaimService:
                 return await self._log_only(ClaimOutcome.denied_deleted, claimer, channel, then)
             return await self._redeliver(fresh, item, claimer, channel, require_blob, then)
 
+    async def preview(
+        self, code: str, claimer: Claimer, *, require_blob: bool = False
+    ) -> ClaimResult:
+        """What claiming `code` would do for `claimer` now, reading only: `delivered` (a use
+        would be spent), `redelivered` (free: they have it already) or the refusal. Spends,
+        logs and counts nothing — the HTTP landing page, which link previewers fetch too."""
+        if not is_well_formed(code):
+            return _result(ClaimOutcome.denied_malformed)
+        async with self.uow.read() as reads:
+            link = await repo.link_by_code_hash(reads, hash_code(code))
+            if link is None:
+                return _result(ClaimOutcome.denied_unknown)
+            item = await repo.get_item(reads, link.item_id, include_deleted=True)
+            received = await self._received_before(reads, link, claimer)
+        if received:
+            why_not = self._why_not(link, item, require_blob, ignore_uses=True)
+            return _result(why_not or ClaimOutcome.redelivered, item, link)
+        why_not = self._why_not(link, item, require_blob)
+        return _result(why_not or ClaimOutcome.delivered, item, link)
+
     async def record_file_id(
         self, item_id: int, file_id: str, file_unique_id: str | None = None
     ) -> None:
@@ -269,6 +289,12 @@ class ClaimService:
             if then is not None:
                 await then(result, session)
         return result
+
+
+def _result(
+    outcome: ClaimOutcome, item: VaultItem | None = None, link: VaultLink | None = None
+) -> ClaimResult:
+    return ClaimResult(outcome, item, link, claimer_text(outcome))
 
 
 async def claim(

@@ -68,12 +68,17 @@ class VaultGateway:
         self.config = config or VaultConfig()
         self._signer = Signer(secret_key, DOWNLOAD_PURPOSE)
 
-    async def claim(self, code: str, address: str) -> ClaimResult:
-        """Claim `code` for the HTTP client at `address` (spends a use on first delivery).
+    async def preview(self, code: str, claimer: Claimer) -> ClaimResult:
+        """What claiming `code` would do for `claimer` (a browser), spending nothing: the
+        landing page. `delivered` means a claim would spend a use; `redelivered`, free."""
+        return await ClaimService(self.uow, self.clock).preview(code, claimer, require_blob=True)
+
+    async def claim(self, code: str, claimer: Claimer) -> ClaimResult:
+        """Claim `code` for `claimer` (a browser; spends a use on its first delivery).
 
         Telegram-only files are refused (`denied:telegram_only`) without spending a use."""
         return await ClaimService(self.uow, self.clock).claim(
-            code, Claimer.http(address), ClaimerKind.http, require_blob=True
+            code, claimer, ClaimerKind.http, require_blob=True
         )
 
     def sign_download(self, result: ClaimResult) -> SignedDownload:

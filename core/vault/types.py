@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from core.vault.browsers import claimer_id
 from storage.vault_models import (
     ClaimerKind,
     ClaimOutcome,
@@ -50,7 +51,7 @@ class IngestResult:
 
 @dataclass(frozen=True, slots=True)
 class Claimer:
-    """Who claims: a Telegram user id, or an HTTP client address."""
+    """Who claims: a Telegram user id, or a browser (`core.vault.browsers`) — never an address."""
 
     kind: ClaimerKind | str
     id: str
@@ -60,8 +61,9 @@ class Claimer:
         return cls(ClaimerKind.telegram, str(user_id))
 
     @classmethod
-    def http(cls, address: str) -> Claimer:
-        return cls(ClaimerKind.http, address[:64])
+    def browser(cls, browser_id: str) -> Claimer:
+        """The HTTP claimer: the browser whose signed cookie carries `browser_id`."""
+        return cls(ClaimerKind.http, claimer_id(browser_id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -281,11 +281,19 @@ async def test_auto_delete_removes_the_delivered_file(app: Harness) -> None:
 
 
 async def test_http_link_downloads_the_file(app: Harness) -> None:
+    """A script's claim over HTTP: GET is the landing page, a JSON POST the download URL.
+    (The browser's page and form: tests/browser and tests/integration/test_claim_page.py.)"""
     card = await upload(app, OPERATOR, "document", b"over http", file_name="h.txt")
     _, url, _ = await make_link(app, card)
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
-        assert response.status == 200
-        assert await response.read() == b"over http"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as page:
+            assert page.status == 200 and "h.txt" in await page.text()
+        async with http.post(url, headers={"Accept": "application/json"}) as claimed:
+            assert claimed.status == 200
+            download_url = (await claimed.json())["download_url"]
+        async with http.get(download_url) as response:
+            assert response.status == 200
+            assert await response.read() == b"over http"
 
 
 async def test_rename_send_to_me_and_delete(app: Harness) -> None:

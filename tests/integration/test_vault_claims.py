@@ -61,7 +61,7 @@ class World:
     async def claim(
         self, code: str, who: int | str = 7, *, require_blob: bool = False
     ) -> ClaimResult:
-        claimer = Claimer.telegram(who) if isinstance(who, int) else Claimer.http(who)
+        claimer = Claimer.telegram(who) if isinstance(who, int) else Claimer.browser(who)
         return await ClaimService(self.uow, self.clock).claim(
             code, claimer, require_blob=require_blob
         )
@@ -123,10 +123,10 @@ async def test_same_claimer_again_does_not_spend(world: World) -> None:
     assert await world.used(new.link.id) == 2
 
 
-async def test_telegram_user_and_http_address_are_different_claimers(world: World) -> None:
+async def test_telegram_user_and_browser_are_different_claimers(world: World) -> None:
     new = await world.link(max_uses=3, content=content())
     assert (await world.claim(new.code, 10)).spent_use
-    assert (await world.claim(new.code, "10")).spent_use  # an address "10", not user 10
+    assert (await world.claim(new.code, "10")).spent_use  # a browser "10", not user 10
     assert (await world.claim(new.code, "10")).outcome is ClaimOutcome.redelivered
     assert await world.used(new.link.id) == 2
 

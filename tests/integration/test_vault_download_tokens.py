@@ -66,7 +66,7 @@ class World:
     async def token(self, new: NewLink) -> str:
         """What the HTTP door's claim hands out for `new`."""
         result = await ClaimService(self.uow, self.clock).claim(
-            new.code, Claimer.http("192.0.2.1"), "http", require_blob=True
+            new.code, Claimer.browser("a-browser"), "http", require_blob=True
         )
         assert result.delivers, result.outcome
         return self.gateway.sign_download(result).token
@@ -94,7 +94,7 @@ async def world(engine, sessionmaker, tmp_path) -> AsyncIterator[World]:
         config=VaultConfig(download_ttl_seconds=600),
     )
     app = web.Application()
-    add_claim_routes(app, gateway, ClaimRoutesConfig(download_limit=10_000))
+    add_claim_routes(app, gateway, ClaimRoutesConfig(download_limit=10_000), secret_key=SECRET)
     client = TestClient(TestServer(app))
     await client.start_server()
     try:

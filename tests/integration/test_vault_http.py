@@ -1,10 +1,13 @@
 """The HTTP door against aiohttp's test server, a LocalBlobStore and both database backends:
-JSON and redirect, Range, ETag, signatures, refusals, rate limit, Content-Disposition."""
+JSON and redirect, Range, ETag, signatures, refusals, rate limit, Content-Disposition.
+(The landing page, cookies and CSRF: tests/integration/test_claim_page.py.)"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import unquote, urlsplit
@@ -31,6 +34,7 @@ from storage.uow import UnitOfWork, over_session
 from storage.vault_models import VaultClaim, VaultLink
 
 OWNER = 1001
+SECRET = b"test-secret-key-0123456789"
 DATA = b"%PDF-1.7\n" + bytes(range(256)) * 4000  # ~1 MB, several chunks
 SHA = hashlib.sha256(DATA).hexdigest()
 JSON = {"Accept": "application/json"}
@@ -72,6 +76,12 @@ class World:
 
 @pytest.fixture
 async def world(engine, sessionmaker, tmp_path) -> AsyncIterator[World]:
+    async with make_world(engine, sessionmaker, tmp_path) as made:
+        yield made
+
+
+@asynccontextmanager
+async def make_world(engine, sessionmaker, tmp_path) -> AsyncIterator[World]:
     clock = OffsetClock()
     async with sessionmaker() as session:
         await bootstrap_owners(session, clock, [OWNER])
@@ -84,7 +94,7 @@ async def world(engine, sessionmaker, tmp_path) -> AsyncIterator[World]:
         uow=uow,
         clock=clock,
         blobs=blobs,
-        secret_key=b"test-secret-key-0123456789",
+        secret_key=SECRET,
         config=VaultConfig(download_ttl_seconds=600),
     )
     try:
@@ -95,7 +105,12 @@ async def world(engine, sessionmaker, tmp_path) -> AsyncIterator[World]:
 
 async def make_client(world: World, **config) -> TestClient:
     app = web.Application()
-    add_claim_routes(app, world.gateway, ClaimRoutesConfig(chunk_size=64 * 1024, **config))
+    add_claim_routes(
+        app,
+        world.gateway,
+        ClaimRoutesConfig(chunk_size=64 * 1024, **config),
+        secret_key=SECRET,
+    )
     client = TestClient(TestServer(app))
     await client.start_server()
     return client
@@ -108,15 +123,21 @@ async def client(world: World) -> AsyncIterator[TestClient]:
     await client.close()
 
 
+async def post_json(client: TestClient, code: str, **headers):
+    """A script's claim: JSON, no cookie (so a new claimer each time)."""
+    client.session.cookie_jar.clear()
+    return await client.post(f"/claim/{code}", headers=JSON | headers)
+
+
 async def download_path(client: TestClient, code: str, **headers) -> str:
-    resp = await client.get(f"/claim/{code}", headers=JSON | headers)
+    resp = await post_json(client, code, **headers)
     assert resp.status == 200, await resp.text()
     return urlsplit((await resp.json())["download_url"]).path
 
 
 async def test_json_claim_then_download(world: World, client: TestClient) -> None:
     new = await world.link()
-    resp = await client.get(f"/claim/{new.code}", headers=JSON)
+    resp = await post_json(client, new.code)
     assert resp.status == 200
     assert resp.headers["Cache-Control"] == "no-store"
     body = await resp.json()
@@ -137,23 +158,32 @@ async def test_json_claim_then_download(world: World, client: TestClient) -> Non
     assert resp.headers["Content-Disposition"].startswith('attachment; filename="report.pdf"')
 
 
+async def browser_claim(client: TestClient, code: str, **kw):
+    """What the landing page's Download button does: GET the page, POST its form."""
+    page = await client.get(f"/claim/{code}")
+    assert page.status == 200, await page.text()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+    assert csrf is not None
+    return await client.post(f"/claim/{code}", data={"csrf": csrf.group(1)}, **kw)
+
+
 async def test_browser_gets_a_redirect(world: World, client: TestClient) -> None:
     new = await world.link()
-    resp = await client.get(f"/claim/{new.code}", allow_redirects=False)
+    resp = await browser_claim(client, new.code, allow_redirects=False)
     assert resp.status == 303
     location = resp.headers["Location"]
     assert "/files/" in location
-    resp = await client.get(f"/claim/{new.code}")  # followed: the same address re-receives
+    resp = await browser_claim(client, new.code)  # followed: the same browser re-receives
     assert resp.status == 200 and await resp.read() == DATA
     assert await world.used(new.link.id) == 1
 
 
 async def test_public_base_url_is_used_for_download_urls(world: World) -> None:
-    client = await make_client(world, public_base_url="https://files.example.org/")
+    client = await make_client(world, public_base_url="http://files.example.org/")
     try:
         new = await world.link()
-        resp = await client.get(f"/claim/{new.code}", allow_redirects=False)
-        assert resp.headers["Location"].startswith("https://files.example.org/files/")
+        resp = await browser_claim(client, new.code, allow_redirects=False)
+        assert resp.headers["Location"].startswith("http://files.example.org/files/")
     finally:
         await client.close()
 
@@ -216,8 +246,8 @@ async def test_etag_gives_304(world: World, client: TestClient) -> None:
 
 async def test_head_sends_headers_only(world: World, client: TestClient) -> None:
     new = await world.link()
-    # HEAD on the claim does not spend a use.
-    assert (await client.head(f"/claim/{new.code}")).status == 405
+    # HEAD on the claim is the landing page's: it spends no use.
+    assert (await client.head(f"/claim/{new.code}")).status == 200
     assert await world.used(new.link.id) == 0
     path = await download_path(client, new.code)
     resp = await client.head(path)
@@ -245,7 +275,7 @@ async def test_forged_and_expired_signatures_are_403(world: World, client: TestC
 async def test_token_of_another_purpose_is_refused(world: World, client: TestClient) -> None:
     from core.crypto import Signer
 
-    other = Signer(b"test-secret-key-0123456789", "something-else").sign({"i": 1, "l": 1}, 600)
+    other = Signer(SECRET, "something-else").sign({"i": 1, "l": 1}, 600)
     assert (await client.get(f"/files/{other}")).status == 403
 
 
@@ -259,29 +289,26 @@ async def test_unknown_and_malformed_codes_are_404(world: World, client: TestCli
     assert resp.status == 404 and "does not exist" in await resp.text()
 
 
-async def test_used_up_revoked_expired_are_410(world: World) -> None:
-    client = await make_client(world, trusted_proxy_hops=1)
-    try:
-        used = await world.link(max_uses=1)
-        ok = await client.get(f"/claim/{used.code}", headers=JSON | {"X-Forwarded-For": "1.1.1.1"})
-        assert ok.status == 200
-        resp = await client.get(
-            f"/claim/{used.code}", headers=JSON | {"X-Forwarded-For": "2.2.2.2"}
-        )
-        assert resp.status == 410
-        assert (await resp.json())["error"] == "denied:used_up"
+async def test_used_up_revoked_expired_are_410(world: World, client: TestClient) -> None:
+    used = await world.link(max_uses=1)
+    assert (await post_json(client, used.code)).status == 200
+    resp = await post_json(client, used.code)  # another claimer
+    assert resp.status == 410
+    assert (await resp.json())["error"] == "denied:used_up"
+    resp = await client.get(f"/claim/{used.code}")
+    assert resp.status == 410 and "used as many times as allowed" in await resp.text()
 
-        revoked = await world.link(data=DATA + b"r")
-        await world.vault().revoke(world.actor, revoked.link.id)
-        resp = await client.get(f"/claim/{revoked.code}")
-        assert resp.status == 410 and "withdrawn" in await resp.text()
+    revoked = await world.link(data=DATA + b"r")
+    await world.vault().revoke(world.actor, revoked.link.id)
+    resp = await client.get(f"/claim/{revoked.code}")
+    assert resp.status == 410 and "withdrawn" in await resp.text()
+    assert (await post_json(client, revoked.code)).status == 410
 
-        expiring = await world.link(data=DATA + b"e")
-        world.clock.advance(timedelta(hours=2))
-        resp = await client.get(f"/claim/{expiring.code}")
-        assert resp.status == 410 and "expired" in await resp.text()
-    finally:
-        await client.close()
+    expiring = await world.link(data=DATA + b"e")
+    world.clock.advance(timedelta(hours=2))
+    resp = await client.get(f"/claim/{expiring.code}")
+    assert resp.status == 410 and "expired" in await resp.text()
+    assert (await post_json(client, expiring.code)).status == 410
 
 
 async def test_revoked_or_deleted_after_the_claim_stops_the_download(
@@ -302,34 +329,60 @@ async def test_telegram_only_item_is_refused_clearly(world: World, client: TestC
     assert "open the Telegram link instead" in await resp.text()
     resp = await client.get(f"/claim/{new.code}", headers=JSON)
     assert (await resp.json())["error"] == "denied:telegram_only"
+    resp = await post_json(client, new.code)
+    assert resp.status == 409 and (await resp.json())["error"] == "denied:telegram_only"
     assert await world.used(new.link.id) == 0
 
 
 async def test_rate_limit_per_address(world: World) -> None:
     client = await make_client(world, claim_limit=3, claim_window_seconds=60)
     try:
-        for _ in range(3):
-            assert (await client.get(f"/claim/{'A' * 43}")).status == 404
-        resp = await client.get(f"/claim/{'A' * 43}", headers=JSON)
+        assert (await client.get(f"/claim/{'A' * 43}")).status == 404  # spends, logs nothing
+        for _ in range(2):
+            assert (await post_json(client, "A" * 43)).status == 404
+        resp = await post_json(client, "A" * 43)
         assert resp.status == 429
         assert 1 <= int(resp.headers["Retry-After"]) <= 60
         assert (await resp.json())["error"] == "rate_limited"
     finally:
         await client.close()
-    # Refused requests never reached the database.
+    # Refused requests never reached the database; landing pages write no access log.
     async with world.sessionmaker() as session:
-        assert len((await session.execute(select(VaultClaim))).scalars().all()) == 3
+        assert len((await session.execute(select(VaultClaim))).scalars().all()) == 2
 
 
-async def test_forwarded_for_is_ignored_unless_trusted(world: World, client: TestClient) -> None:
-    new = await world.link(max_uses=5)
-    for address in ("1.1.1.1", "2.2.2.2"):
-        resp = await client.get(f"/claim/{new.code}", headers=JSON | {"X-Forwarded-For": address})
-        assert resp.status == 200
-    assert await world.used(new.link.id) == 1  # both counted as 127.0.0.1
-    async with world.sessionmaker() as session:
-        ids = (await session.execute(select(VaultClaim.claimer_id))).scalars().all()
-    assert set(ids) == {"127.0.0.1"}
+async def test_forwarded_for_is_ignored_unless_trusted(world: World) -> None:
+    """Untrusted, X-Forwarded-For keys no limit; trusted, it keys only the limit."""
+    client = await make_client(world, claim_limit=2)
+    try:
+        for address in ("1.1.1.1", "2.2.2.2"):
+            resp = await client.get(f"/claim/{'A' * 43}", headers={"X-Forwarded-For": address})
+            assert resp.status == 404
+        resp = await client.get(f"/claim/{'A' * 43}", headers={"X-Forwarded-For": "3.3.3.3"})
+        assert resp.status == 429  # all three were 127.0.0.1
+    finally:
+        await client.close()
+
+
+async def test_a_forged_forwarded_for_never_redownloads_a_used_up_link(world: World) -> None:
+    """Behind one trusted proxy, a client that writes an earlier claimer's address into
+    X-Forwarded-For is still a new claimer: the address is no identity."""
+    client = await make_client(world, trusted_proxy_hops=1)
+    try:
+        new = await world.link(max_uses=1)
+        first = await post_json(client, new.code, **{"X-Forwarded-For": "203.0.113.7"})
+        assert first.status == 200
+        for forged in ("203.0.113.7", "192.0.2.1, 203.0.113.7"):
+            resp = await post_json(client, new.code, **{"X-Forwarded-For": forged})
+            assert resp.status == 410, forged
+            assert (await resp.json())["error"] == "denied:used_up"
+        assert await world.used(new.link.id) == 1
+        async with world.sessionmaker() as session:
+            ids = (await session.execute(select(VaultClaim.claimer_id))).scalars().all()
+        assert all(i.startswith("browser:") and "203.0.113.7" not in i for i in ids), ids
+        assert len(set(ids)) == 3  # three cookie-less scripts: three claimers
+    finally:
+        await client.close()
 
 
 async def test_nasty_filename_in_content_disposition(world: World, client: TestClient) -> None:
