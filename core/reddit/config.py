@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# What Opsdeck needs from Reddit. `vote` is deliberately absent and refused: we never vote.
+# What Opsdeck calls and no more (README "Reddit apps" says why each): `vote` is deliberately
+# absent and refused (we never vote), `edit` too (nothing edits or deletes on Reddit).
 DEFAULT_SCOPES: tuple[str, ...] = (
     "identity",
     "read",
     "submit",
     "flair",
-    "privatemessages",
     "history",
-    "edit",
+    "privatemessages",
 )
 FORBIDDEN_SCOPES = frozenset({"vote"})
 

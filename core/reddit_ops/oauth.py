@@ -30,6 +30,7 @@ from core.clock import Clock
 from core.crypto import SecretBox
 from core.errors import InvalidInput
 from core.reddit import (
+    DEFAULT_SCOPES,
     RateBudgetRegistry,
     RedditAuthError,
     RedditClient,
@@ -64,17 +65,10 @@ CALLBACK_PATH = "/reddit/callback"
 STATE_TTL = timedelta(minutes=10)
 # What Opsdeck calls, and no more: identity (/api/v1/me), read (subreddit about/rules/
 # requirements, /api/info, listings and comments for /browse), submit (/api/submit, image
-# uploads, /api/comment), flair (the flair picker), history (/user/<me>/submitted: the
-# history backfill and the look before re-sending), privatemessages (/message/inbox).
-# Never `vote`.
-CONNECT_SCOPES: tuple[str, ...] = (
-    "identity",
-    "read",
-    "submit",
-    "flair",
-    "history",
-    "privatemessages",
-)
+# uploads, /api/comment), flair (the flair picker), history (/user/<me>/submitted and
+# /comments: the history backfill and the look before re-sending), privatemessages
+# (/message/inbox). Never `vote`. The script apps' password grant asks for the same.
+CONNECT_SCOPES: tuple[str, ...] = DEFAULT_SCOPES
 _STATE_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 _CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,512}$")
 
