@@ -370,7 +370,12 @@ class Opsdeck:
             secret_key=s.secret_key(),
         )
         add_reddit_routes(
-            app, self.reddit_connect, self.outbox, self.dispatcher.fsm.storage, self.bot.id
+            app,
+            self.reddit_connect,
+            self.outbox,
+            self.dispatcher.fsm.storage,
+            self.bot.id,
+            s.public_base_url,
         )
         metrics_token = s.metrics.token.get_secret_value() if s.metrics.token else None
         if s.metrics.on_http_port:  # one port must do: only with the bearer token

@@ -13,36 +13,31 @@ from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiohttp import web
 
 from bot.outbox import Outbox
+from bot.web_claim_pages import STATIC_PATH, ClaimPages, page_headers
 from core.reddit_ops.oauth import CALLBACK_PATH, ConnectOutcome, ConnectService
 
 log = logging.getLogger(__name__)
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{title} · Opsdeck</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}
-h1{{font-size:1.4rem}}</style></head>
-<body><h1>{mark} {title}</h1><p>{text}</p></body></html>
-"""
-# The page carries no secrets, but the URL that led to it held a code and a state.
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-}
+TITLE = "Connect with Reddit"
+DESCRIPTION = "Connecting a Reddit account to Opsdeck."
 
 
-def render(outcome: ConnectOutcome) -> web.Response:
-    body = _PAGE.format(
-        title=html.escape(outcome.title),
-        text=html.escape(outcome.text),
-        mark="✅" if outcome.ok else "⚠️",
+def render(pages: ClaimPages, outcome: ConnectOutcome, public_base_url: str) -> web.Response:
+    """The page, through the claim door's Jinja2 environment (autoescaped, same stylesheet
+    and strict headers); the URL that led here held a code and a state: nothing is cached."""
+    body = pages.env.get_template("reddit_connect.html").render(
+        static=STATIC_PATH,
+        title=TITLE,
+        description=DESCRIPTION,
+        ok=outcome.ok,
+        heading=outcome.title,
+        message=outcome.text,
     )
     return web.Response(
-        status=outcome.status, text=body, content_type="text/html", headers=_HEADERS
+        status=outcome.status,
+        text=body,
+        content_type="text/html",
+        headers=page_headers(public_base_url),
     )
 
 
@@ -57,7 +52,10 @@ def add_reddit_routes(
     outbox: Outbox,
     fsm: BaseStorage,
     bot_id: int,
+    public_base_url: str,
 ) -> None:
+    pages = ClaimPages()
+
     async def end_add_flow(outcome: ConnectOutcome) -> None:
         if outcome.chat_id is None or outcome.user_id is None:
             return
@@ -81,6 +79,6 @@ def add_reddit_routes(
                 dedupe_key=f"reddit-connect:{outcome.state_id}",
             )
         log.info("reddit connect callback: %s %s", outcome.status, outcome.title)
-        return render(outcome)
+        return render(pages, outcome, public_base_url)
 
     app.router.add_get(CALLBACK_PATH, callback)
