@@ -466,12 +466,16 @@ class Opsdeck:
 
     async def _publish_commands(self) -> None:
         await commands.publish_default(self.bot)
-        async with self.sessionmaker() as session:
-            from storage.repositories import tenants as tenant_repo
+        from storage.repositories import tenants as tenant_repo
 
-            for tenant in await tenant_repo.list_all(session):
-                for op in await op_repo.in_tenant(session, tenant.id):
-                    await commands.publish_for(self.bot, op.telegram_user_id, op.role)
+        async with self.uow.read() as session:
+            operators = [
+                (op.telegram_user_id, op.role)
+                for tenant in await tenant_repo.list_all(session)
+                for op in await op_repo.in_tenant(session, tenant.id)
+            ]
+        for user_id, role in operators:
+            await commands.publish_for(self.bot, user_id, role)
 
     async def stop(self) -> None:
         """Stop taking updates, finish what is in flight, release job leases, close everything."""
