@@ -25,7 +25,12 @@ class JobContext:
     notifier: Notifier
     deps: dict[str, Any] = field(default_factory=dict)
     # short writes and lock-free reads (DESIGN §9); handlers move onto this from sessionmaker
-    uow: UnitOfWork | None = None
+    uow: UnitOfWork = None  # type: ignore[assignment]  # set below when not given
+
+    def __post_init__(self) -> None:
+        if self.uow is None:  # built by hand (tests): reads through the write engine
+            bind = self.sessionmaker.kw["bind"]
+            self.uow = UnitOfWork(bind, read_engine=bind)
 
     def dep(self, name: str) -> Any:
         """A named dependency registered with the engine (e.g. the Reddit service)."""

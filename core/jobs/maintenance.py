@@ -19,7 +19,7 @@ async def prune(ctx: JobContext) -> dict[str, Any]:
     job_days = int(ctx.payload.get("job_days", 30))
     audit_days = int(ctx.payload.get("audit_days", 365))
     now = ctx.clock.now()
-    async with ctx.sessionmaker() as session, session.begin():
+    async with ctx.uow.write() as session:
         jobs = await job_repo.prune_finished(session, now - timedelta(days=job_days))
         audit = await audit_repo.prune(session, now - timedelta(days=audit_days))
         windows = await ratelimit_repo.prune_counters(session, now_ms=int(now.timestamp() * 1000))
