@@ -102,7 +102,8 @@ async def test_a_full_run_logs_no_secret(captured: io.StringIO, start_app, reddi
     await connect(app, OWNER, "team_main")
     checks = await app.say(OWNER, "/accounts", "team_main")
     assert checks
-    # a vault upload, a claim in Telegram and one over HTTP (following the signed redirect)
+    # a vault upload, a claim in Telegram and one over HTTP (the landing page, then its
+    # Download form: cookie, CSRF token, the redirect to the signed download)
     if upload is not None:
         card = await upload(app, OPERATOR, "photo", PNG, caption="holiday")
         code, url, _ = await make_link(app, card)
@@ -110,15 +111,20 @@ async def test_a_full_run_logs_no_secret(captured: io.StringIO, start_app, reddi
         since = app.tg.mark()
         await app.tg.send_text(app.user(STRANGER), f"/start {code}")
         await app.tg.wait_for_message(STRANGER, "Here is your file", since=since)
-        async with aiohttp.ClientSession() as http:
-            async with http.get(url, allow_redirects=False) as response:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.get(url) as page:
+                html = await page.text()
+                csrf = html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+                secrets["claimer cookie"] = next(iter(page.cookies.values())).value
+                secrets["CSRF token"] = csrf
+            async with http.post(url, data={"csrf": csrf}, allow_redirects=False) as response:
                 location = response.headers.get("Location", "")
             if FILES in location:
                 secrets["signed download token"] = location.split(FILES, 1)[1]
                 async with http.get(location) as response:
                     assert response.status == 200
     # scrape metrics too: everything an operator might run
-    metrics_url = f"http://{s.http.host}:{s.http.port}/metrics"
+    metrics_url = f"http://127.0.0.1:{app.app.metrics_port}/metrics"  # its own listener
     async with aiohttp.ClientSession() as http, http.get(metrics_url) as response:
         assert response.status == 200
     await app.app.stop()
