@@ -57,6 +57,7 @@ from core.reddit_ops import (
     BACKFILL_SUBMISSIONS,
     DEP_BLOBS,
     DEP_CLIENTS,
+    DEP_UOW,
     INBOX,
     REDDIT_PERIODIC,
     AccountService,
@@ -74,7 +75,7 @@ from storage.reddit_models import PostStatus, RedditInboxMessage, RedditPost
 from storage.repositories import jobs as job_repo
 from storage.repositories import tenants as tenant_repo
 from storage.repositories.jobs import ClaimedJob
-from storage.uow import over_session
+from storage.uow import UnitOfWork
 from tests.fakes.reddit import FakeReddit, VirtualTime
 
 APP = "opsdeck-bench-app"
@@ -250,6 +251,7 @@ async def main(args: argparse.Namespace) -> int:
     db = create_engine(f"sqlite+aiosqlite:///{tmp / 'opsdeck.db'}")
     await migrate.upgrade(db)
     sessionmaker = create_sessionmaker(db)
+    uow = UnitOfWork(db)
     notifier = RecordingNotifier()
     box = SecretBox(b"bench-master-key")
     budgets = RateBudgetRegistry(clock=vt, sleep=vt.sleep)
@@ -284,66 +286,58 @@ async def main(args: argparse.Namespace) -> int:
         registry,
         vt,
         notifier,
-        {DEP_CLIENTS: clients, DEP_BLOBS: LocalBlobStore(tmp / "blobs", fsync=False)},
+        {
+            DEP_CLIENTS: clients,
+            DEP_BLOBS: LocalBlobStore(tmp / "blobs", fsync=False),
+            DEP_UOW: uow,
+        },
         concurrency=args.concurrency,
         rng=random.Random(args.seed),
     )
 
     # -- 00:00: accounts, pacing, 200 posts composed with pre-flight and queued --------------
     account_ids: dict[str, int] = {}
-    async with sessionmaker() as session:
-        jobs = JobService(over_session(session), vt.clock, notifier)
-        accounts = AccountService(session, vt.clock, box, jobs=jobs, clients=clients)
-        posts = PostService(session, vt.clock, jobs, clients=clients)
-        for name in ACCOUNTS:
-            view = await accounts.add(
-                actor,
-                username=name,
-                client_id=APP,
-                client_secret=SECRET,
-                password=f"{name}-pw",
-                posts_per_day=POSTS_PER_DAY,
-                min_gap_minutes=int(ACCOUNT_GAP.total_seconds() // 60),
-                check=False,
-            )
-            account_ids[name] = view.id
-        for sub in SUBREDDITS:
-            await posts.set_subreddit_gap(actor, sub, int(SUBREDDIT_GAP.total_seconds() // 60))
-        for name in ACCOUNTS:
-            for kind in (BACKFILL_SUBMISSIONS, INBOX):
-                await jobs.submit(tenant.id, kind, {"account_id": account_ids[name]}, actor=actor)
+    jobs = JobService(uow, vt.clock, notifier, registry=registry)
+    accounts = AccountService(uow, vt.clock, box, jobs=jobs, clients=clients)
+    posts = PostService(uow, vt.clock, jobs, clients=clients)
+    for name in ACCOUNTS:
+        view = await accounts.add(
+            actor,
+            username=name,
+            client_id=APP,
+            client_secret=SECRET,
+            password=f"{name}-pw",
+            posts_per_day=POSTS_PER_DAY,
+            min_gap_minutes=int(ACCOUNT_GAP.total_seconds() // 60),
+            check=False,
+        )
+        account_ids[name] = view.id
+    for sub in SUBREDDITS:
+        await posts.set_subreddit_gap(actor, sub, int(SUBREDDIT_GAP.total_seconds() // 60))
+    for name in ACCOUNTS:
+        for kind in (BACKFILL_SUBMISSIONS, INBOX):
+            await jobs.submit(tenant.id, kind, {"account_id": account_ids[name]}, actor=actor)
 
     post_ids: list[int] = []
-    async with sessionmaker() as session:
-        posts = PostService(
-            session, vt.clock, JobService(over_session(session), vt.clock, notifier)
+    for n in range(args.posts):
+        name = ACCOUNTS[n % 3]
+        view = await posts.create_draft(
+            actor,
+            account_id=account_ids[name],
+            subreddit=SUBREDDITS[rng.randrange(10)],
+            kind="self",
+            title=f"Bench post {n}",
+            body=f"Post number {n}.",
         )
-        for n in range(args.posts):
-            name = ACCOUNTS[n % 3]
-            view = await posts.create_draft(
-                actor,
-                account_id=account_ids[name],
-                subreddit=SUBREDDITS[rng.randrange(10)],
-                kind="self",
-                title=f"Bench post {n}",
-                body=f"Post number {n}.",
-            )
-            post_ids.append(view.id)
+        post_ids.append(view.id)
 
     preflight_started = vt.now()
     preflight_errors = 0
 
     async def check(post_id: int) -> None:
         nonlocal preflight_errors
-        async with sessionmaker() as session:
-            service = PostService(
-                session,
-                vt.clock,
-                JobService(over_session(session), vt.clock, notifier),
-                clients=clients,
-            )
-            report = await service.preflight(actor, post_id)
-            preflight_errors += len(report.errors)
+        report = await posts.preflight(actor, post_id)
+        preflight_errors += len(report.errors)
 
     async def operator(mine: list[int]) -> None:
         for post_id in mine:
@@ -354,14 +348,10 @@ async def main(args: argparse.Namespace) -> int:
     preflight_minutes = (vt.now() - preflight_started).total_seconds() / 60
 
     moved = 0
-    async with sessionmaker() as session:
-        posts = PostService(
-            session, vt.clock, JobService(over_session(session), vt.clock, notifier)
-        )
-        for post_id in post_ids:
-            wanted = START + timedelta(minutes=rng.randrange(0, 18 * 60))
-            result = await posts.queue(actor, post_id, wanted)
-            moved += result.decision.moved
+    for post_id in post_ids:
+        wanted = START + timedelta(minutes=rng.randrange(0, 18 * 60))
+        result = await posts.queue(actor, post_id, wanted)
+        moved += result.decision.moved
 
     # -- what Reddit does during the day -----------------------------------------------------
     timeline = Timeline()
@@ -414,6 +404,7 @@ async def main(args: argparse.Namespace) -> int:
     )
     await clients.aclose()
     await fake.close()
+    await uow.dispose()
     await db.dispose()
     print(report["text"])
     return 0 if report["ok"] else 1

@@ -39,6 +39,7 @@ from bot.handlers import (
     queue,
     reddit_accounts,
     reddit_browse,
+    reddit_compose,
     reddit_posts,
     vault,
 )
@@ -82,6 +83,7 @@ from core.reddit import RateBudgetRegistry
 from core.reddit_ops import (
     DEP_CLIENTS,
     DEP_PROGRESS,
+    DEP_UOW,
     REDDIT_PERIODIC,
     AccountService,
     PostService,
@@ -91,6 +93,7 @@ from core.reddit_ops import (
 )
 from core.reddit_ops.browse import BrowseService
 from core.reddit_ops.budget import database_budgets
+from core.reddit_ops.listing import RedditListing
 from core.reddit_ops.oauth import ConnectService, WebApp
 from core.services.api_tokens import ApiTokenService
 from core.services.container import ServiceFactory
@@ -143,6 +146,7 @@ def build_dispatcher(
     for module in (errors, vault, common, jobs, queue, operators, me, audit):
         dp.include_router(module.build_router())
     dp.include_router(reddit_accounts.build_router())
+    dp.include_router(reddit_compose.build_router())  # before reddit_posts: it takes Edit
     dp.include_router(reddit_posts.build_router())
     dp.include_router(reddit_browse.build_router())
     dp.include_router(status_handlers.build_router())
@@ -265,6 +269,7 @@ class Opsdeck:
                 "bot": self.bot,
                 "blobs": self.blobs,
                 DEP_CLIENTS: self.reddit_clients,
+                DEP_UOW: self.uow,
                 # backfills started from chat edit one message with their progress
                 DEP_PROGRESS: ChatProgress(self.bot, self.uow),
             },
@@ -309,6 +314,7 @@ class Opsdeck:
                 "reddit_browse": lambda _session, factory: BrowseService(
                     factory.uow, factory.clock, self.reddit_clients
                 ),
+                "reddit_listing": self._reddit_listing,
             },
         )
 
@@ -448,21 +454,23 @@ class Opsdeck:
         )
 
     def _reddit_accounts(self, session, factory: ServiceFactory) -> AccountService:
+        uow = factory.uow.over(session)  # the update's session while it holds one
         return AccountService(
-            session,
+            uow,
             factory.clock,
             SecretBox(self.settings.secret_key()),
-            jobs=JobService(
-                factory.uow.over(session), factory.clock, factory.notifier, factory.engine
-            ),
+            jobs=JobService(uow, factory.clock, factory.notifier, factory.engine),
             clients=self.reddit_clients,
         )
 
     def _reddit_posts(self, session, factory: ServiceFactory) -> PostService:
-        jobs = JobService(
-            factory.uow.over(session), factory.clock, factory.notifier, factory.engine
-        )
-        return PostService(session, factory.clock, jobs, clients=self.reddit_clients)
+        uow = factory.uow.over(session)
+        jobs = JobService(uow, factory.clock, factory.notifier, factory.engine)
+        return PostService(uow, factory.clock, jobs, clients=self.reddit_clients)
+
+    def _reddit_listing(self, session, factory: ServiceFactory) -> RedditListing:
+        posts = self._reddit_posts(session, factory)
+        return RedditListing({"posts": posts.listed})
 
     async def _publish_commands(self) -> None:
         await commands.publish_default(self.bot)

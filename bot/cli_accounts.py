@@ -94,11 +94,12 @@ async def add_account(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"opsdeck: {owner_id} is not an owner", file=sys.stderr)
                 return 2
             actor = to_actor(op)
+            uow = over_session(session)
             service = AccountService(
-                session,
+                uow,
                 clock,
                 SecretBox(settings.secret_key()),
-                jobs=JobService(over_session(session), clock, NullNotifier()),
+                jobs=JobService(uow, clock, NullNotifier()),
             )
             view = await service.add(
                 actor,

@@ -76,7 +76,7 @@ EXTRA_COMMANDS += [
 EXTRA_COMMANDS += [
     ("accounts", "Reddit accounts: list · /accounts add", Role.viewer),
     ("post", "compose a Reddit post", Role.operator),
-    ("posts", "upcoming Reddit posts", Role.viewer),
+    ("posts", "Reddit posts: upcoming, published, all", Role.viewer),
 ]
 
 EXTRA_COMMANDS += [

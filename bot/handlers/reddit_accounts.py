@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from aiogram import Router
+from aiogram import F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
@@ -14,13 +14,14 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.callbacks import RedditAccountAct, RedditAddKind
 from bot.handlers.jobs import edit
+from bot.handlers.reddit_common import CANCEL_HINT, accounts_of
 from bot.progress import progress_payload
 from bot.render.common import h, keyboard
 from bot.render.reddit import account_card, account_list, remove_confirm
 from bot.render.reddit_connect import add_intro
 from core.actor import Actor
 from core.errors import InvalidInput, OpsdeckError
-from core.reddit_ops import BACKFILL_SUBMISSIONS, INBOX, REFRESH_STATS, AccountService
+from core.reddit_ops import BACKFILL_SUBMISSIONS, INBOX, REFRESH_STATS, AccountView
 from core.reddit_ops.accounts import parse_client_id, parse_username
 from core.reddit_ops.oauth import ConnectService
 from core.services.container import Services
@@ -28,7 +29,6 @@ from storage.models import Role
 
 log = logging.getLogger(__name__)
 
-CANCEL_HINT = "\n/cancel stops."
 KINDS = {
     "script": "Script app (app id, secret, password)",
     "refresh_token": "Refresh token (app id, secret, token)",
@@ -42,10 +42,6 @@ class AddAccount(StatesGroup):
     client_id = State()
     client_secret = State()
     secret = State()  # password or refresh token
-
-
-def accounts_of(services: Services) -> AccountService:
-    return services.extra["reddit_accounts"]
 
 
 async def forget_secret(message: Message) -> str:
@@ -87,50 +83,89 @@ async def accounts(
     await message.answer(text, reply_markup=markup)
 
 
-async def account_button(
+async def _show(query: CallbackQuery, view: AccountView, actor: Actor) -> None:
+    text, markup = account_card(view, actor)
+    await edit(query, text, markup)
+
+
+async def show_list(query: CallbackQuery, actor: Actor, services: Services) -> None:
+    await query.answer()
+    text, markup = account_list(await accounts_of(services).list(actor))
+    await edit(query, text, markup)
+
+
+async def show_card(
+    query: CallbackQuery, callback_data: RedditAccountAct, actor: Actor, services: Services
+) -> None:
+    view = await accounts_of(services).get(actor, callback_data.id)
+    await query.answer()
+    await _show(query, view, actor)
+
+
+async def check(
     query: CallbackQuery, callback_data: RedditAccountAct, actor: Actor, services: Services
 ) -> None:
     svc = accounts_of(services)
-    act, account_id = callback_data.act, callback_data.id
-    if act == "list":
-        await query.answer()
-        text, markup = account_list(await svc.list(actor))
-        await edit(query, text, markup)
-        return
-    if act == "card":
-        view = await svc.get(actor, account_id)
-        await query.answer()
-    elif act == "check":
-        await svc.check_now(actor, account_id)
-        view = await svc.get(actor, account_id)
-        await query.answer(f"Checking u/{view.username} with Reddit now.")
-    elif act == "pause":
-        view = await svc.pause(actor, account_id)
-        await query.answer(f"u/{view.username} paused; its queued posts wait.")
-    elif act == "resume":
-        view = await svc.resume(actor, account_id)
-        await query.answer(f"u/{view.username} is active again.")
-    elif act in BACKFILLS:
-        await _start_backfill(query, act, account_id, actor, services)
-        return
-    elif act == "remove":
-        actor.require(Role.owner, "remove Reddit accounts")
-        view = await svc.get(actor, account_id)
-        await query.answer()
-        text, markup = remove_confirm(view)
-        await edit(query, text, markup)
-        return
-    elif act == "remove_yes":
-        name = await svc.remove(actor, account_id)
-        await query.answer(f"u/{name} removed.")
-        text, markup = account_list(await svc.list(actor))
-        await edit(query, text, markup)
-        return
-    else:
-        await query.answer("This button is no longer valid.", show_alert=True)
-        return
-    text, markup = account_card(view, actor)
+    await svc.check_now(actor, callback_data.id)
+    view = await svc.get(actor, callback_data.id)
+    await query.answer(f"Checking u/{view.username} with Reddit now.")
+    await _show(query, view, actor)
+
+
+async def pause(
+    query: CallbackQuery, callback_data: RedditAccountAct, actor: Actor, services: Services
+) -> None:
+    view = await accounts_of(services).pause(actor, callback_data.id)
+    await query.answer(f"u/{view.username} paused; its queued posts wait.")
+    await _show(query, view, actor)
+
+
+async def resume(
+    query: CallbackQuery, callback_data: RedditAccountAct, actor: Actor, services: Services
+) -> None:
+    view = await accounts_of(services).resume(actor, callback_data.id)
+    await query.answer(f"u/{view.username} is active again.")
+    await _show(query, view, actor)
+
+
+async def remove_asked(
+    query: CallbackQuery, callback_data: RedditAccountAct, actor: Actor, services: Services
+) -> None:
+    actor.require(Role.owner, "remove Reddit accounts")
+    view = await accounts_of(services).get(actor, callback_data.id)
+    await query.answer()
+    text, markup = remove_confirm(view)
     await edit(query, text, markup)
+
+
+async def remove_confirmed(
+    query: CallbackQuery, callback_data: RedditAccountAct, actor: Actor, services: Services
+) -> None:
+    svc = accounts_of(services)
+    removed = await svc.remove(actor, callback_data.id)
+    if removed.revoke_problem is not None:
+        # the owner must know the tokens may still work on Reddit until they expire
+        await query.answer(
+            f"u/{removed.username} removed, but Reddit did not confirm revoking its tokens "
+            f"({removed.revoke_problem[:80]}). Revoke the app's access on reddit.com/prefs/apps.",
+            show_alert=True,
+        )
+    elif removed.had_credentials:
+        await query.answer(f"u/{removed.username} removed; its tokens were revoked on Reddit.")
+    else:
+        await query.answer(f"u/{removed.username} removed.")
+    text, markup = account_list(await svc.list(actor))
+    await edit(query, text, markup)
+
+
+async def start_backfill(
+    query: CallbackQuery, callback_data: RedditAccountAct, actor: Actor, services: Services
+) -> None:
+    await _start_backfill(query, callback_data.act, callback_data.id, actor, services)
+
+
+async def unknown_button(query: CallbackQuery) -> None:
+    await query.answer("This button is no longer valid.", show_alert=True)
 
 
 # The card's backfill buttons: job kind and what the progress message says first.
@@ -281,7 +316,19 @@ def build_router() -> Router:
     router = Router(name="reddit_accounts")
     router.message.register(cancel, Command("cancel"), StateFilter(AddAccount))
     router.message.register(accounts, Command("accounts"))
-    router.callback_query.register(account_button, RedditAccountAct.filter())
+    buttons = (
+        ("list", show_list),
+        ("card", show_card),
+        ("check", check),
+        ("pause", pause),
+        ("resume", resume),
+        ("remove", remove_asked),
+        ("remove_yes", remove_confirmed),
+        *((act, start_backfill) for act in BACKFILLS),
+    )
+    for act, handler in buttons:
+        router.callback_query.register(handler, RedditAccountAct.filter(F.act == act))
+    router.callback_query.register(unknown_button, RedditAccountAct.filter())
     router.callback_query.register(add_kind_button, RedditAddKind.filter())
     router.message.register(add_username, StateFilter(AddAccount.username))
     router.message.register(add_kind_typed, StateFilter(AddAccount.kind))

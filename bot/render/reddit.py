@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from bot.callbacks import RedditAccountAct, RedditCompose, RedditPostAct
 from bot.render.common import clip, h, keyboard, shorten
 from core.actor import Actor
 from core.reddit_ops import AccountView, PacingDecision, PostView, PreflightReport
+from core.reddit_ops.listing import ListedEntry
 from core.timefmt import fmt
 from storage.models import Role
 
@@ -94,8 +96,8 @@ def account_card(a: AccountView, actor: Actor):
 
 def remove_confirm(a: AccountView):
     text = (
-        f"Remove u/{h(a.username)}? Its stored secrets, queued posts, inbox and history in "
-        "Opsdeck are deleted (nothing changes on Reddit)."
+        f"Remove u/{h(a.username)}? Its tokens are revoked on Reddit, and its stored secrets, "
+        "queued posts, inbox and history in Opsdeck are deleted (its posts stay on Reddit)."
     )
     return text, keyboard(
         [
@@ -250,4 +252,31 @@ def upcoming_list(posts: list[PostView], actor: Actor):
             rows.append(
                 [(f"#{p.id} {shorten(p.title, 30)}", RedditPostAct(act="card", id=p.id).pack())]
             )
+    return clip("\n".join(lines)), keyboard(rows)
+
+
+# The button that opens an entry of `/posts published|all`, per kind of entry.
+ENTRY_CARD: dict[str, Callable[[int], str]] = {
+    "post": lambda entry_id: RedditPostAct(act="card", id=entry_id).pack(),
+}
+HISTORY_TITLE = {"published": "Published on Reddit", "all": "Reddit posts"}
+
+
+def history_list(entries: list[ListedEntry], which: str, actor: Actor):
+    """`/posts published|all`: newest first, each with what became of it on Reddit."""
+    title = f"<b>{HISTORY_TITLE.get(which, 'Reddit posts')}</b>"
+    if not entries:
+        return f"{title}\nNothing yet. Compose a post with /post.", None
+    lines = [title]
+    rows = []
+    for e in entries:
+        when = fmt(e.at, actor.timezone)
+        lines.append(
+            f"• #{e.id} {when} u/{h(e.username or '?')} → r/{h(e.subreddit)}: "
+            f"{h(shorten(e.text, 50) or '(deleted)')}\n  {h(e.state)}"
+        )
+        card = ENTRY_CARD.get(e.kind)
+        if card is not None:
+            rows.append([(f"#{e.id} {shorten(e.text, 30) or e.kind}", card(e.id))])
+    lines.append("\n/posts — upcoming · /posts published · /posts all")
     return clip("\n".join(lines)), keyboard(rows)

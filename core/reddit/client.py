@@ -29,7 +29,12 @@ import httpx
 
 from core.clock import Clock, SystemClock
 from core.reddit.auth import AccessToken, grant_form, parse_grant, who
-from core.reddit.config import Credentials, RedditConfig, ScriptCredentials
+from core.reddit.config import (
+    Credentials,
+    RedditConfig,
+    RefreshTokenCredentials,
+    ScriptCredentials,
+)
 from core.reddit.errors import (
     RedditAPIError,
     RedditAuthError,
@@ -555,6 +560,54 @@ class RedditClient:
         return None
 
     # == tokens =============================================================================
+
+    async def revoke_tokens(self) -> None:
+        """Revoke the account's tokens on Reddit (`POST /api/v1/revoke_token`, HTTP basic auth
+        with the app, as prawcore does): the refresh token, which ends every access token
+        granted from it, and the access token in hand (a script app's lives for its hour
+        otherwise). Reddit answers 204 whether or not the token was still valid; a refused
+        app raises RedditAuthError, an unreachable Reddit RedditUnavailable."""
+        tokens: list[tuple[str, str]] = []
+        if isinstance(self.credentials, RefreshTokenCredentials):
+            tokens.append((self.credentials.refresh_token, "refresh_token"))
+        if self._token is not None:
+            tokens.append((self._token.value, "access_token"))
+        url = self.config.www_url.rstrip("/") + "/api/v1/revoke_token"
+        auth = httpx.BasicAuth(self.credentials.client_id, self.credentials.client_secret)
+        for token, hint in tokens:
+            attempt = 0
+            while True:
+                try:
+                    response = await self._http.post(
+                        url, data={"token": token, "token_type_hint": hint}, auth=auth
+                    )
+                except _RETRYABLE_TRANSPORT as exc:
+                    attempt = await self._backoff_or_raise(
+                        attempt, f"revoking the {hint.replace('_', ' ')} failed: {exc!r}"
+                    )
+                    continue
+                except httpx.HTTPError as exc:
+                    raise RedditUnavailable(f"could not reach Reddit to revoke: {exc}") from exc
+                if response.status_code in RETRY_STATUSES or response.status_code == 429:
+                    attempt = await self._backoff_or_raise(
+                        attempt, f"Reddit's revoke answered HTTP {response.status_code}"
+                    )
+                    continue
+                break
+            if response.status_code in (401, 403):
+                raise RedditAuthError(
+                    f"Reddit refused to revoke the {hint.replace('_', ' ')}: the app's "
+                    "client id or secret is wrong",
+                    status=response.status_code,
+                )
+            if response.status_code not in (200, 204):
+                raise RedditUnavailable(
+                    f"Reddit answered HTTP {response.status_code} to the revocation of the "
+                    f"{hint.replace('_', ' ')}",
+                    status=response.status_code,
+                )
+        self._token = None
+        log.info("reddit tokens revoked for %s", who(self.credentials))
 
     @property
     def token_expires_at(self) -> float | None:

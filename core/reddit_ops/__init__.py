@@ -1,17 +1,14 @@
 """Reddit operations: accounts, the post queue with pre-flight and pacing, the submit job,
 dry run and backfills. The client itself lives in `core.reddit`."""
 
-from core.reddit_ops.accounts import (
-    AccountService,
-    AccountView,
-    RedditClients,
-    config_from_settings,
-)
+from core.reddit_ops.accounts import AccountService, AccountView, RemovedAccount
+from core.reddit_ops.clients import RedditClients, config_from_settings
 from core.reddit_ops.common import (
     BACKFILL_SUBMISSIONS,
     DEP_BLOBS,
     DEP_CLIENTS,
     DEP_PROGRESS,
+    DEP_UOW,
     HEALTH_CHECK,
     INBOX,
     REFRESH_STATS,
@@ -19,7 +16,8 @@ from core.reddit_ops.common import (
 )
 from core.reddit_ops.jobs import REDDIT_PERIODIC, register_reddit_jobs
 from core.reddit_ops.pacing import PacingDecision, PacingRules, earliest_allowed
-from core.reddit_ops.posts import PostService, PostView, QueueResult
+from core.reddit_ops.post_views import PostView, QueueResult
+from core.reddit_ops.posts import PostService
 from core.reddit_ops.preflight import (
     Draft,
     Finding,
@@ -37,6 +35,7 @@ __all__ = [
     "DEP_BLOBS",
     "DEP_CLIENTS",
     "DEP_PROGRESS",
+    "DEP_UOW",
     "HEALTH_CHECK",
     "INBOX",
     "REDDIT_PERIODIC",
@@ -55,6 +54,7 @@ __all__ = [
     "PreflightReport",
     "QueueResult",
     "RedditClients",
+    "RemovedAccount",
     "SubredditFacts",
     "check_post",
     "config_from_settings",

@@ -1,4 +1,4 @@
-"""Connected Reddit accounts: adding, listing, pausing, removing, pacing, health checks.
+"""Connected Reddit accounts: adding, listing, pausing, removing, pacing, testing the login.
 
 Secrets (app secret, password, refresh token) are sealed with the SecretBox before they touch
 the database and only revealed in `RedditClients`, where a client is built. Everything shown
@@ -7,39 +7,21 @@ to an operator is an `AccountView`, where secrets are masked.
 
 from __future__ import annotations
 
-import dataclasses
-import random
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-
-import httpx
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.actor import Actor
 from core.clock import Clock
 from core.crypto import SecretBox, mask
 from core.errors import Conflict, InvalidInput, NotFound
-from core.jobs.context import JobContext
-from core.jobs.queue import enqueue
-from core.reddit import (
-    Credentials,
-    RateBudgetRegistry,
-    RedditAPIError,
-    RedditAuthError,
-    RedditClient,
-    RedditConfig,
-    RefreshTokenCredentials,
-    ScriptCredentials,
-    normalize_username,
-)
-from core.reddit.ratelimit import Sleep
-from core.reddit_ops.common import DEP_CLIENTS, HEALTH_CHECK
+from core.reddit import RedditAPIError, RedditError, normalize_username
+from core.reddit_ops.account_status import change_status
+from core.reddit_ops.clients import RedditClients
+from core.reddit_ops.common import HEALTH_CHECK
 from core.services.audit import record
 from core.services.jobs import JobService
-from core.settings import RedditSettings
-from core.timefmt import fmt
 from storage.models import Role
 from storage.reddit_models import (
     DEFAULT_MIN_GAP_MINUTES,
@@ -49,120 +31,11 @@ from storage.reddit_models import (
     RedditAccount,
 )
 from storage.repositories import reddit as repo
+from storage.uow import UnitOfWork
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{5,64}$")
 MAX_POSTS_PER_DAY = 200
 MAX_GAP_MINUTES = 7 * 24 * 60
-# Statuses a health check may turn back to active when Reddit says all is well.
-RECOVERABLE = (AccountStatus.suspended, AccountStatus.auth_failed)
-
-
-def config_from_settings(settings: RedditSettings, **overrides: Any) -> RedditConfig:
-    """The client configuration from REDDIT_* settings."""
-    values: dict[str, Any] = {
-        "user_agent": settings.user_agent,
-        "oauth_url": settings.oauth_url,
-        "www_url": settings.www_url,
-        "media_upload_url": (settings.media_upload_url or "").strip() or None,
-    }
-    values.update(overrides)
-    return RedditConfig(**values)
-
-
-class RedditClients:
-    """Builds one `RedditClient` per account and keeps it (its token lives as long as it does).
-
-    Accounts on the same OAuth client id share one `RateBudget` from `budgets`, so together
-    they stay inside Reddit's per-app limit (across processes when the registry is built with
-    `shared=database_budgets(...)`, as the app does). A client is rebuilt when the account's stored
-    credentials change. Close everything with `aclose()` at shutdown.
-    """
-
-    def __init__(
-        self,
-        config: RedditConfig,
-        budgets: RateBudgetRegistry,
-        box: SecretBox,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Clock | None = None,
-        sleep: Sleep | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.config = config
-        self.budgets = budgets
-        self.box = box
-        self.clock = clock
-        self.sleep = sleep
-        self._transport = transport
-        self._rng = rng
-        self._clients: dict[int, tuple[tuple[Any, ...], RedditClient]] = {}
-
-    def credentials(self, account: RedditAccount) -> Credentials | None:
-        """The account's credentials, decrypted; None for an account without any."""
-        if not account.has_credentials or account.client_id is None:
-            return None
-        secret = self.box.reveal(account.client_secret_enc) if account.client_secret_enc else ""
-        if account.auth_kind == AuthKind.script:
-            return ScriptCredentials(
-                client_id=account.client_id,
-                client_secret=secret,
-                username=account.username,
-                password=self.box.reveal(account.password_enc or ""),
-            )
-        if account.auth_kind == AuthKind.refresh_token:
-            return RefreshTokenCredentials(
-                client_id=account.client_id,
-                client_secret=secret,
-                refresh_token=self.box.reveal(account.refresh_token_enc or ""),
-            )
-        return None
-
-    async def client(self, account: RedditAccount) -> RedditClient | None:
-        """The account's client (cached), or None when it has no credentials."""
-        fingerprint = (
-            account.auth_kind,
-            account.client_id,
-            account.client_secret_enc,
-            account.password_enc,
-            account.refresh_token_enc,
-            account.user_agent,
-            account.username_key,
-        )
-        cached = self._clients.get(account.id)
-        if cached is not None and cached[0] == fingerprint:
-            return cached[1]
-        if cached is not None:
-            await cached[1].aclose()
-            del self._clients[account.id]
-        credentials = self.credentials(account)
-        if credentials is None:
-            return None
-        config = self.config
-        if account.user_agent:
-            config = dataclasses.replace(config, user_agent=account.user_agent)
-        client = RedditClient(
-            config,
-            credentials,
-            self.budgets.get(credentials.client_id),
-            self._transport,
-            clock=self.clock,
-            sleep=self.sleep,
-            rng=self._rng,
-        )
-        self._clients[account.id] = (fingerprint, client)
-        return client
-
-    async def forget(self, account_id: int) -> None:
-        cached = self._clients.pop(account_id, None)
-        if cached is not None:
-            await cached[1].aclose()
-
-    async def aclose(self) -> None:
-        for _, client in list(self._clients.values()):
-            await client.aclose()
-        self._clients.clear()
-        await self.budgets.flush()  # slots and pacing still being written to the database
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,84 +123,24 @@ def _check_pacing(posts_per_day: int | None, min_gap_minutes: int | None) -> Non
         raise InvalidInput("The minimum gap must be 0 to 10080 minutes (a week).")
 
 
-async def change_status(
-    session: AsyncSession,
-    clock: Clock,
-    account: RedditAccount,
-    status: str,
-    reason: str | None,
-    *,
-    actor: Actor | None = None,
-    action: str = "reddit.account.status",
-    from_statuses: tuple[str, ...] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> RedditAccount | None:
-    """Move an account to `status` if it is still where we saw it; audited. None = lost race."""
-    now = clock.now()
-    updated = await repo.update_account(
-        session,
-        account.id,
-        {
-            "status": status,
-            "status_reason": reason,
-            "status_changed_at": now,
-            "updated_at": now,
-            **(extra or {}),
-        },
-        tenant_id=account.tenant_id,
-        from_statuses=from_statuses or (account.status,),
-    )
-    if updated is not None:
-        await record(
-            session,
-            clock,
-            tenant_id=account.tenant_id,
-            actor=actor,
-            action=action,
-            target=f"reddit_account:{account.id}",
-            details={"username": account.username, "status": status, "reason": reason},
-        )
-    return updated
-
-
-_REFUSED_PREFIX = re.compile(r"^reddit refused the login(?: for \S+?)?:\s*", re.IGNORECASE)
-
-
-def status_message(username: str, status: str, reason: str | None) -> str:
-    """What the operators are told when an account's status changes on its own."""
-    if status == AccountStatus.suspended:
-        return (
-            f"⛔ u/{username} is suspended on Reddit{f' ({reason})' if reason else ''}. "
-            "Its queue is paused: its queued posts wait until the account is active again."
-        )
-    if status == AccountStatus.auth_failed:
-        # The client's error already reads "Reddit refused the login for u/x: why"; say it once.
-        why = _REFUSED_PREFIX.sub("", (reason or "").strip(), count=1)
-        return (
-            f"🔑 Reddit refused the login for u/{username}: {why or 'unknown reason'}. "
-            "Its queue is paused until the credentials are fixed (/accounts)."
-        )
-    if status == AccountStatus.active:
-        return f"✅ u/{username} checks out fine again; its queue runs again."
-    return f"u/{username} is now {status.replace('_', ' ')}{f': {reason}' if reason else ''}."
-
-
 class AccountService:
     """The team's own Reddit accounts. Viewers may look; operators change; owners remove.
 
-    Bound to one session; every mutating method commits (with its audit row) at the end.
+    Reads run lock-free; every change is one short `uow.write()` with its audit row. Nothing
+    here talks to Reddit inside a write: a login test or a token revocation reads first, talks
+    to Reddit with no transaction open, then writes.
     """
 
     def __init__(
         self,
-        session: AsyncSession,
+        uow: UnitOfWork,
         clock: Clock,
         box: SecretBox,
         *,
         jobs: JobService | None = None,
         clients: RedditClients | None = None,
     ) -> None:
-        self.session = session
+        self.uow = uow
         self.clock = clock
         self.box = box
         self.jobs = jobs
@@ -335,13 +148,16 @@ class AccountService:
 
     # -- reading --------------------------------------------------------------------------
     async def list(self, actor: Actor) -> list[AccountView]:
-        return [AccountView.of(a) for a in await repo.list_accounts(self.session, actor.tenant_id)]
+        async with self.uow.read() as session:
+            accounts = await repo.list_accounts(session, actor.tenant_id)
+        return [AccountView.of(a) for a in accounts]
 
     async def get(self, actor: Actor, account_id: int) -> AccountView:
         return AccountView.of(await self._load(actor, account_id))
 
     async def _load(self, actor: Actor, account_id: int) -> RedditAccount:
-        account = await repo.get_account(self.session, account_id, actor.tenant_id)
+        async with self.uow.read() as session:
+            account = await repo.get_account(session, account_id, actor.tenant_id)
         if account is None:
             raise NotFound(f"Reddit account #{account_id} does not exist in your workspace.")
         return account
@@ -376,45 +192,44 @@ class AccountService:
         _check_pacing(posts_per_day, min_gap_minutes)
         sealed = self._seal(kind, client_id, client_secret, password, refresh_token)
         agent = self._user_agent(user_agent)
-        if await repo.account_by_username(self.session, actor.tenant_id, name) is not None:
-            raise Conflict(f"u/{name} is already connected in this workspace.")
         now = self.clock.now()
-        account = await repo.add_account(
-            self.session,
-            RedditAccount(
-                tenant_id=actor.tenant_id,
-                username=name,
-                username_key=name.lower(),
-                auth_kind=kind,
-                user_agent=agent,
-                dry_run=dry_run,
-                status=AccountStatus.active,
-                status_changed_at=now,
-                posts_per_day=DEFAULT_POSTS_PER_DAY if posts_per_day is None else posts_per_day,
-                min_gap_minutes=(
-                    DEFAULT_MIN_GAP_MINUTES if min_gap_minutes is None else min_gap_minutes
+        async with self.uow.write() as session:
+            if await repo.account_by_username(session, actor.tenant_id, name) is not None:
+                raise Conflict(f"u/{name} is already connected in this workspace.")
+            account = await repo.add_account(
+                session,
+                RedditAccount(
+                    tenant_id=actor.tenant_id,
+                    username=name,
+                    username_key=name.lower(),
+                    auth_kind=kind,
+                    user_agent=agent,
+                    dry_run=dry_run,
+                    status=AccountStatus.active,
+                    status_changed_at=now,
+                    posts_per_day=(
+                        DEFAULT_POSTS_PER_DAY if posts_per_day is None else posts_per_day
+                    ),
+                    min_gap_minutes=(
+                        DEFAULT_MIN_GAP_MINUTES if min_gap_minutes is None else min_gap_minutes
+                    ),
+                    created_by=actor.user_id,
+                    created_at=now,
+                    updated_at=now,
+                    **sealed,
                 ),
-                created_by=actor.user_id,
-                created_at=now,
-                updated_at=now,
-                **sealed,
-            ),
-        )
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="reddit.account.add",
-            target=f"reddit_account:{account.id}",
-            details={"username": name, "auth_kind": kind, "dry_run": account.is_dry_run},
-        )
-        job_id = None
-        if check and account.has_credentials and self.jobs is not None:
-            job_id = await self._enqueue_check(actor, account)
-        await self.session.commit()
-        if job_id is not None and self.jobs is not None:
-            await self.jobs.after_commit(actor.tenant_id, job_id, now, False)
+            )
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="reddit.account.add",
+                target=f"reddit_account:{account.id}",
+                details={"username": name, "auth_kind": kind, "dry_run": account.is_dry_run},
+            )
+            if check and account.has_credentials:
+                await self._enqueue_check(actor, account)
         return AccountView.of(account)
 
     def _auth_kind(
@@ -497,19 +312,18 @@ class AccountService:
         account = await self._load(actor, account_id)
         if account.status == AccountStatus.paused:
             raise Conflict(f"u/{account.username} is already paused.")
-        updated = await change_status(
-            self.session,
-            self.clock,
-            account,
-            AccountStatus.paused,
-            reason or f"paused by {actor.label}",
-            actor=actor,
-            action="reddit.account.pause",
-        )
+        async with self.uow.write() as session:
+            updated = await change_status(
+                session,
+                self.clock,
+                account,
+                AccountStatus.paused,
+                reason or f"paused by {actor.label}",
+                actor=actor,
+                action="reddit.account.pause",
+            )
         if updated is None:
-            await self.session.rollback()
             raise Conflict(f"u/{account.username} changed meanwhile; look again.")
-        await self.session.commit()
         return AccountView.of(updated)
 
     async def resume(self, actor: Actor, account_id: int) -> AccountView:
@@ -518,51 +332,69 @@ class AccountService:
         account = await self._load(actor, account_id)
         if account.status == AccountStatus.active:
             raise Conflict(f"u/{account.username} is already active.")
-        updated = await change_status(
-            self.session,
-            self.clock,
-            account,
-            AccountStatus.active,
-            None,
-            actor=actor,
-            action="reddit.account.resume",
-        )
-        if updated is None:
-            await self.session.rollback()
-            raise Conflict(f"u/{account.username} changed meanwhile; look again.")
         now = self.clock.now()
-        await repo.wake_account_jobs(self.session, account.id, now)
-        await self.session.commit()
-        if self.jobs is not None and self.jobs.engine is not None:
-            self.jobs.engine.wake_at(now)
+        async with self.uow.write() as session:
+            updated = await change_status(
+                session,
+                self.clock,
+                account,
+                AccountStatus.active,
+                None,
+                actor=actor,
+                action="reddit.account.resume",
+            )
+            if updated is not None:
+                await repo.wake_account_jobs(session, account.id, now)
+                self.uow.after_commit(lambda: self._wake(now))
+        if updated is None:
+            raise Conflict(f"u/{account.username} changed meanwhile; look again.")
         return AccountView.of(updated)
 
-    async def remove(self, actor: Actor, account_id: int) -> str:
-        """Delete the account with its secrets, posts, inbox and cursors; owners only.
-
-        Waiting submit jobs of its posts are cancelled in the same transaction.
-        """
+    async def remove(self, actor: Actor, account_id: int) -> RemovedAccount:
+        """Revoke the account's tokens on Reddit, then delete it with its secrets, posts,
+        inbox and cursors (owners only). Waiting submit jobs of its posts are cancelled in the
+        same write. A revocation Reddit refuses (or cannot be reached for) is reported, but
+        the secrets are deleted all the same: keeping them would not make them safer."""
         actor.require(Role.owner, "remove Reddit accounts")
         account = await self._load(actor, account_id)
         name = account.username
+        revoke_problem = await self._revoke(account)
         now = self.clock.now()
-        await repo.cancel_account_jobs(
-            self.session, account.id, now, f"u/{name} was removed by {actor.label}"
-        )
-        await repo.delete_account(self.session, account.id, actor.tenant_id)
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="reddit.account.remove",
-            target=f"reddit_account:{account_id}",
-            details={"username": name},
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            await repo.cancel_account_jobs(
+                session, account.id, now, f"u/{name} was removed by {actor.label}"
+            )
+            deleted = await repo.delete_account(session, account.id, actor.tenant_id)
+            if not deleted:
+                raise NotFound(f"Reddit account #{account_id} was removed meanwhile.")
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="reddit.account.remove",
+                target=f"reddit_account:{account_id}",
+                details={
+                    "username": name,
+                    "revoked": account.has_credentials and revoke_problem is None,
+                    "revoke_problem": revoke_problem,
+                },
+            )
         if self.clients is not None:
             await self.clients.forget(account_id)
-        return name
+        return RemovedAccount(name, account.has_credentials, revoke_problem)
+
+    async def _revoke(self, account: RedditAccount) -> str | None:
+        """Revoke the account's tokens on Reddit; None when done (or nothing to revoke)."""
+        if self.clients is None or not account.has_credentials:
+            return None
+        try:
+            client = await self.clients.client(account)
+            if client is not None:
+                await client.revoke_tokens()
+        except RedditError as exc:
+            return exc.message
+        return None
 
     async def set_pacing(
         self,
@@ -576,51 +408,51 @@ class AccountService:
         to every submit (which re-checks the rules when it runs)."""
         actor.require(Role.operator, "change pacing")
         _check_pacing(posts_per_day, min_gap_minutes)
-        account = await self._load(actor, account_id)
         values: dict[str, Any] = {"updated_at": self.clock.now()}
         if posts_per_day is not None:
             values["posts_per_day"] = posts_per_day
         if min_gap_minutes is not None:
             values["min_gap_minutes"] = min_gap_minutes
-        updated = await repo.update_account(
-            self.session, account.id, values, tenant_id=actor.tenant_id
-        )
-        assert updated is not None
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="reddit.account.pacing",
-            target=f"reddit_account:{account.id}",
-            details={
-                "posts_per_day": updated.posts_per_day,
-                "min_gap_minutes": updated.min_gap_minutes,
-            },
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            updated = await repo.update_account(
+                session, account_id, values, tenant_id=actor.tenant_id
+            )
+            if updated is None:
+                raise NotFound(f"Reddit account #{account_id} does not exist in your workspace.")
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="reddit.account.pacing",
+                target=f"reddit_account:{account_id}",
+                details={
+                    "posts_per_day": updated.posts_per_day,
+                    "min_gap_minutes": updated.min_gap_minutes,
+                },
+            )
         return AccountView.of(updated)
 
     async def set_dry_run(self, actor: Actor, account_id: int, dry_run: bool) -> AccountView:
         actor.require(Role.operator, "switch dry run")
-        account = await self._load(actor, account_id)
-        updated = await repo.update_account(
-            self.session,
-            account.id,
-            {"dry_run": dry_run, "updated_at": self.clock.now()},
-            tenant_id=actor.tenant_id,
-        )
-        assert updated is not None
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="reddit.account.dry_run",
-            target=f"reddit_account:{account.id}",
-            details={"dry_run": dry_run},
-        )
-        await self.session.commit()
+        async with self.uow.write() as session:
+            updated = await repo.update_account(
+                session,
+                account_id,
+                {"dry_run": dry_run, "updated_at": self.clock.now()},
+                tenant_id=actor.tenant_id,
+            )
+            if updated is None:
+                raise NotFound(f"Reddit account #{account_id} does not exist in your workspace.")
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="reddit.account.dry_run",
+                target=f"reddit_account:{account_id}",
+                details={"dry_run": dry_run},
+            )
         return AccountView.of(updated)
 
     async def set_credentials(
@@ -638,146 +470,63 @@ class AccountService:
         """Replace the stored credentials (e.g. after "auth failed"). An account whose login
         had failed becomes active again; with `check` a health check is queued."""
         actor.require(Role.operator, "change Reddit credentials")
-        account = await self._load(actor, account_id)
         kind = self._auth_kind(auth_kind, client_id, password, refresh_token)
         sealed = self._seal(kind, client_id, client_secret, password, refresh_token)
         now = self.clock.now()
-        values: dict[str, Any] = {"auth_kind": kind, "updated_at": now, **sealed}
-        if account.status == AccountStatus.auth_failed:
-            values.update(status=AccountStatus.active, status_reason=None, status_changed_at=now)
-        updated = await repo.update_account(
-            self.session, account.id, values, tenant_id=actor.tenant_id
-        )
-        assert updated is not None
-        await record(
-            self.session,
-            self.clock,
-            tenant_id=actor.tenant_id,
-            actor=actor,
-            action="reddit.account.credentials",
-            target=f"reddit_account:{account.id}",
-            details={"auth_kind": kind},
-        )
-        job_id = None
-        if check and updated.has_credentials and self.jobs is not None:
-            job_id = await self._enqueue_check(actor, updated)
-        await self.session.commit()
-        if job_id is not None and self.jobs is not None:
-            await self.jobs.after_commit(actor.tenant_id, job_id, now, False)
+        async with self.uow.write() as session:
+            account = await repo.get_account(session, account_id, actor.tenant_id)
+            if account is None:
+                raise NotFound(f"Reddit account #{account_id} does not exist in your workspace.")
+            values: dict[str, Any] = {"auth_kind": kind, "updated_at": now, **sealed}
+            if account.status == AccountStatus.auth_failed:
+                values.update(
+                    status=AccountStatus.active, status_reason=None, status_changed_at=now
+                )
+            updated = await repo.update_account(
+                session, account.id, values, tenant_id=actor.tenant_id
+            )
+            assert updated is not None
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="reddit.account.credentials",
+                target=f"reddit_account:{account.id}",
+                details={"auth_kind": kind},
+            )
+            if check and updated.has_credentials:
+                await self._enqueue_check(actor, updated)
         return AccountView.of(updated)
 
     async def check_now(self, actor: Actor, account_id: int) -> int | None:
         """Queue a health check (`/api/v1/me`) for the account; returns the job id."""
         actor.require(Role.operator, "check Reddit accounts")
-        if self.jobs is None:
-            raise RuntimeError("AccountService needs a JobService to queue checks")
         account = await self._load(actor, account_id)
-        job_id = await self._enqueue_check(actor, account)
-        await self.session.commit()
-        await self.jobs.after_commit(actor.tenant_id, job_id, self.clock.now(), False)
-        return job_id
+        async with self.uow.write():
+            return await self._enqueue_check(actor, account)
 
     async def _enqueue_check(self, actor: Actor, account: RedditAccount) -> int | None:
-        assert self.jobs is not None
+        """Inside the caller's write: the job joins it, the engine wakes after the commit."""
+        if self.jobs is None:
+            raise RuntimeError("AccountService needs a JobService to queue checks")
         return await self.jobs.submit(
             actor.tenant_id,
             HEALTH_CHECK,
             {"account_id": account.id},
             actor=actor,
             max_attempts=3,
-            commit=False,
         )
 
-
-# == jobs ========================================================================================
-
-
-async def health_check(ctx: JobContext) -> dict[str, Any]:
-    """`reddit.health_check` (payload `account_id`): read `/api/v1/me` and update the status.
-
-    Suspended → `suspended`; refused login → `auth_failed`; a suspended or auth-failed account
-    that checks out fine → `active`. A change pauses (or resumes) the account's queue — the
-    submit job only sends for active accounts — and tells the operators. When Reddit cannot be
-    reached the status is left alone and the error propagates (the engine retries later).
-    """
-    account_id = int(ctx.payload["account_id"])
-    clients: RedditClients = ctx.dep(DEP_CLIENTS)
-    async with ctx.sessionmaker() as session:
-        account = await repo.get_account(session, account_id, ctx.tenant_id)
-    if account is None:
-        return {"skipped": "the account was removed"}
-    client = await clients.client(account)
-    now = ctx.clock.now()
-    if client is None:
-        async with ctx.sessionmaker() as session:
-            await repo.update_account(session, account.id, {"last_check_at": now})
-            await session.commit()
-        return {"dry_run": True, "status": account.status}
-
-    new_status: str | None = None
-    reason: str | None = None
-    values: dict[str, Any] = {"last_check_at": now}
-    try:
-        me = await client.me()
-    except RedditAuthError as exc:
-        new_status, reason = AccountStatus.auth_failed, exc.message
-    else:
-        if me.name and me.name.lower() != account.username_key:
-            new_status = AccountStatus.auth_failed
-            reason = f"these credentials log in as u/{me.name}, not u/{account.username}"
-        elif me.is_suspended:
-            new_status = AccountStatus.suspended
-            if me.suspension_expiration_utc:
-                until = datetime.fromtimestamp(me.suspension_expiration_utc, UTC)
-                reason = f"until {fmt(until, 'UTC')}"
-            else:
-                reason = "Reddit gives no end date"
-        else:
-            values.update(link_karma=me.link_karma, comment_karma=me.comment_karma)
-            if account.status in RECOVERABLE:
-                new_status = AccountStatus.active
-    changed = None
-    async with ctx.sessionmaker() as session:
-        await repo.update_account(session, account.id, values)
-        if new_status is not None and new_status != account.status:
-            changed = await change_status(session, ctx.clock, account, new_status, reason)
-            if changed is not None and new_status == AccountStatus.active:
-                await repo.wake_account_jobs(session, account.id, now)
-        await session.commit()
-    if changed is not None:
-        await ctx.notifier.tell_operators(
-            ctx.tenant_id, status_message(account.username, new_status or "", reason)
-        )
-    status = changed.status if changed is not None else account.status
-    return {"account_id": account.id, "status": status, "changed": changed is not None}
+    def _wake(self, run_at: datetime) -> None:
+        if self.jobs is not None and self.jobs.engine is not None:
+            self.jobs.engine.wake_at(run_at)
 
 
-async def fan_out(ctx: JobContext, kind: str, statuses: tuple[str, ...], **payload: Any) -> int:
-    """Queue `kind` for every account (of every workspace) in `statuses`; returns how many.
+@dataclass(frozen=True, slots=True)
+class RemovedAccount:
+    """What removing an account did: its name, and whether its tokens were revoked."""
 
-    The dedupe key ties each queued job to this run, so a retried fan-out adds nothing twice.
-    """
-    queued = 0
-    now = ctx.clock.now()
-    async with ctx.sessionmaker() as session:
-        accounts = await repo.accounts_with_status(session, statuses)
-        for account in accounts:
-            if not account.has_credentials:
-                continue
-            job_id = await enqueue(
-                session,
-                tenant_id=account.tenant_id,
-                kind=kind,
-                now=now,
-                payload={"account_id": account.id, **payload},
-                dedupe_key=f"{kind}:{account.id}:run{ctx.job_id}",
-                max_attempts=3,
-            )
-            queued += job_id is not None
-        await session.commit()
-    return queued
-
-
-async def health_check_all(ctx: JobContext) -> dict[str, Any]:
-    """`reddit.health_check_all` (periodic): a health check for every active account."""
-    return {"queued": await fan_out(ctx, HEALTH_CHECK, (AccountStatus.active,))}
+    username: str
+    had_credentials: bool
+    revoke_problem: str | None  # None: revoked (or there was nothing to revoke)

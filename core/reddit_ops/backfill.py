@@ -16,14 +16,17 @@ from typing import Any
 from core.jobs.context import JobContext
 from core.reddit import InboxMessage, RedditClient, RedditError, Submission
 from core.reddit.client import INFO_BATCH, LISTING_MAX
-from core.reddit_ops.accounts import RedditClients, fan_out
+from core.reddit_ops.clients import RedditClients
 from core.reddit_ops.common import (
     DEP_CLIENTS,
     INBOX,
     REFRESH_STATS,
+    job_uow,
     report_progress,
     short,
 )
+from core.reddit_ops.fate import AUTHOR_DELETED, removal_words
+from core.reddit_ops.health import fan_out
 from core.services.audit import record
 from storage.reddit_models import (
     AccountStatus,
@@ -38,18 +41,6 @@ from storage.repositories import reddit as repo
 SUBMITTED_CURSOR = "submitted"
 INBOX_CURSOR = "inbox"
 DEFAULT_STATS_DAYS = 7
-# removed_by_category values that mean the author deleted the post: its content is wiped.
-AUTHOR_DELETED = frozenset({"deleted", "author"})
-REMOVED_BY = {
-    "moderator": "by the subreddit's moderators",
-    "automod_filtered": "by AutoModerator's filter",
-    "reddit": "by Reddit",
-    "anti_evil_ops": "by Reddit's safety team",
-    "community_ops": "by Reddit's community team",
-    "legal_operations": "by Reddit for legal reasons",
-    "copyright_takedown": "after a copyright notice",
-    "content_takedown": "after a content takedown",
-}
 INBOX_SHOWN = 5
 STATS_SHOWN = 15
 
@@ -58,7 +49,7 @@ async def _open(ctx: JobContext, what: str) -> tuple[RedditAccount, RedditClient
     """The account and its client, or why the backfill `what` has nothing to do (also said in
     the progress message, which would otherwise keep saying "queued…")."""
     account_id = int(ctx.payload["account_id"])
-    async with ctx.sessionmaker() as session:
+    async with job_uow(ctx).read() as session:
         account = await repo.get_account(session, account_id, ctx.tenant_id)
     if account is None:
         why = "the account was removed"
@@ -87,7 +78,7 @@ def _says_when_it_fails(what: str) -> Callable[[Job], Job]:
                 return await job(ctx)
             except RedditError as exc:
                 account_id = int(ctx.payload["account_id"])
-                async with ctx.sessionmaker() as session:
+                async with job_uow(ctx).read() as session:
                     account = await repo.get_account(session, account_id, ctx.tenant_id)
                 who = f"u/{account.username}" if account else f"Reddit account #{account_id}"
                 again = (
@@ -173,7 +164,7 @@ async def backfill_submissions(ctx: JobContext) -> dict[str, Any]:
     account, client = opened
     username = await client.username()
     now = ctx.clock.now()
-    async with ctx.sessionmaker() as session:
+    async with job_uow(ctx).read() as session:
         cursor = await repo.get_cursor(session, account.id, SUBMITTED_CURSOR)
     resuming = cursor is not None and cursor.cursor is not None
     passes = cursor.passes if cursor is not None else 0
@@ -188,7 +179,7 @@ async def backfill_submissions(ctx: JobContext) -> dict[str, Any]:
         pages += 1
         now = ctx.clock.now()
         rows = [_history_row(account, post, now) for post in page.items if post.fullname]
-        async with ctx.sessionmaker() as session:
+        async with job_uow(ctx).write() as session:
             inserted = await repo.import_history(session, rows)
             seen += len(page.items)
             done = page.after is None or (incremental and inserted < len(rows))
@@ -203,7 +194,6 @@ async def backfill_submissions(ctx: JobContext) -> dict[str, Any]:
                 started_at=None if done else started_at,
                 now=now,
             )
-            await session.commit()
         imported += inserted
         await report_progress(
             ctx, f"u/{account.username} history: {seen} posts read, {imported} new so far"
@@ -220,10 +210,6 @@ async def backfill_submissions(ctx: JobContext) -> dict[str, Any]:
 # == stats =======================================================================================
 
 
-def _removal_words(category: str) -> str:
-    return REMOVED_BY.get(category, f"({category.replace('_', ' ')})")
-
-
 @_says_when_it_fails("stats")
 async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
     """`reddit.refresh_stats` (payload `account_id`, optional `days`, default 7).
@@ -238,7 +224,7 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
     account, client = opened
     days = int(ctx.payload.get("days", DEFAULT_STATS_DAYS))
     now = ctx.clock.now()
-    async with ctx.sessionmaker() as session:
+    async with job_uow(ctx).read() as session:
         posts = await repo.posts_to_sync(session, account.id, now - timedelta(days=days))
     total = len(posts)
     updated = 0
@@ -251,7 +237,7 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
         now = ctx.clock.now()
         removed: list[int] = []
         stats: list[dict[str, Any]] = []
-        async with ctx.sessionmaker() as session:
+        async with job_uow(ctx).write() as session:
             for post in batch:
                 live = fresh.get(post.fullname or "")
                 if (
@@ -280,7 +266,6 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
             updated += len(stats)
             # Flagged in the same transaction as the new stats: each removal is told once.
             to_alert += await repo.mark_removal_notified(session, removed)
-            await session.commit()
         await report_progress(
             ctx, f"u/{account.username} stats: {min(start + INFO_BATCH, total)}/{total} posts"
         )
@@ -303,7 +288,7 @@ def _stats_line(post: RedditPost, live: Submission) -> str:
     if live.upvote_ratio is not None:
         parts.append(f"{round(live.upvote_ratio * 100)}% upvoted")
     if live.removed_by_category:
-        parts.insert(0, f"removed {_removal_words(live.removed_by_category)}")
+        parts.insert(0, f"removed {removal_words(live.removed_by_category)}")
     return f"• r/{post.subreddit} “{short(post.title, 50)}”: " + " · ".join(parts)
 
 
@@ -355,7 +340,7 @@ async def _wipe(
 async def _alert_removals(ctx: JobContext, account: RedditAccount, post_ids: list[int]) -> int:
     if not post_ids:
         return 0
-    async with ctx.sessionmaker() as session:
+    async with job_uow(ctx).read() as session:
         posts = [await repo.get_post(session, pid) for pid in post_ids]
     lines = []
     for post in posts:
@@ -363,7 +348,7 @@ async def _alert_removals(ctx: JobContext, account: RedditAccount, post_ids: lis
             continue
         lines.append(
             f"• r/{post.subreddit}: “{short(post.title, 60)}” — removed "
-            f"{_removal_words(post.removed_by_category)}\n  {post.permalink or post.fullname}"
+            f"{removal_words(post.removed_by_category)}\n  {post.permalink or post.fullname}"
         )
     if not lines:
         return 0
@@ -425,7 +410,7 @@ async def inbox(ctx: JobContext) -> dict[str, Any]:
         now = ctx.clock.now()
         rows = [_inbox_row(account, m, now) for m in page.items if m.fullname]
         unread = {m.fullname for m in page.items if m.new}
-        async with ctx.sessionmaker() as session:
+        async with job_uow(ctx).write() as session:
             new = await repo.insert_inbox(session, rows)
             seen += len(page.items)
             done = page.after is None or (incremental and len(new) < len(rows))
@@ -440,7 +425,6 @@ async def inbox(ctx: JobContext) -> dict[str, Any]:
                 started_at=None if done else started_at,
                 now=now,
             )
-            await session.commit()
         stored += len(new)
         to_announce += [row_id for name, row_id in new.items() if not first_pass or name in unread]
         await report_progress(ctx, f"u/{account.username} inbox: {seen} read, {stored} new")
@@ -457,10 +441,9 @@ async def _announce(ctx: JobContext, account: RedditAccount, ids: list[int]) -> 
     """One message about the new inbox entries; each entry is announced at most once."""
     if not ids:
         return 0
-    async with ctx.sessionmaker() as session:
+    async with job_uow(ctx).write() as session:
         flagged = await repo.mark_inbox_notified(session, ids)
         messages = await repo.inbox_by_ids(session, flagged)
-        await session.commit()
     if not messages:
         return 0
     lines = []

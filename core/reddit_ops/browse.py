@@ -17,7 +17,7 @@ from core.errors import InvalidInput, NotFound, OpsdeckError
 from core.reddit import RedditAPIError, RedditNotFound, RedditUnavailable, normalize_subreddit
 from core.reddit.client import RedditClient
 from core.reddit.thread_models import Thread, ThreadPost
-from core.reddit_ops.accounts import RedditClients
+from core.reddit_ops.clients import RedditClients
 from storage.models import Role
 from storage.reddit_models import AccountStatus, RedditAccount
 from storage.repositories import reddit as repo

@@ -6,11 +6,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.jobs.context import JobContext
+from storage.uow import UnitOfWork
 
 # Job dependencies (JobEngine(deps={...})) the Reddit jobs look up by name.
 DEP_CLIENTS = "reddit_clients"  # RedditClients
 DEP_BLOBS = "blobs"  # storage.blobs.BlobStore, for image posts
 DEP_PROGRESS = "progress"  # optional: async (job_id, text) -> None, edits one chat message
+DEP_UOW = "uow"  # storage.uow.UnitOfWork: the jobs' reads and short writes (DESIGN §9)
 
 # Job kinds.
 SUBMIT = "reddit.submit"
@@ -36,3 +38,9 @@ async def report_progress(ctx: JobContext, text: str) -> None:
     progress: Any = ctx.deps.get(DEP_PROGRESS)
     if progress is not None:
         await progress(ctx.job_id, text)
+
+
+def job_uow(ctx: JobContext) -> UnitOfWork:
+    """The unit of work a Reddit job reads and writes through (never across a Reddit call)."""
+    uow: UnitOfWork = ctx.dep(DEP_UOW)
+    return uow

@@ -5,7 +5,6 @@ from __future__ import annotations
 from core.jobs.engine import PeriodicSpec
 from core.jobs.registry import JobRegistry
 from core.reddit_ops import common
-from core.reddit_ops.accounts import health_check, health_check_all
 from core.reddit_ops.backfill import (
     backfill_submissions,
     inbox,
@@ -13,6 +12,8 @@ from core.reddit_ops.backfill import (
     refresh_stats,
     refresh_stats_all,
 )
+from core.reddit_ops.health import health_check, health_check_all
+from core.reddit_ops.steering import SUBMIT_STEERING
 from core.reddit_ops.submit import submit_post
 
 # Enqueued by JobEngine.add_periodic: each fans out one job per account (every workspace).
@@ -26,13 +27,15 @@ REDDIT_PERIODIC: tuple[PeriodicSpec, ...] = (
 
 
 def register_reddit_jobs(registry: JobRegistry) -> None:
-    """Every Reddit job kind. The engine must carry the deps `reddit_clients` (RedditClients)
-    and, for image posts, `blobs` (a BlobStore); `progress` is optional."""
+    """Every Reddit job kind. The engine must carry the deps `reddit_clients` (RedditClients),
+    `uow` (the UnitOfWork) and, for image posts, `blobs` (a BlobStore); `progress` is
+    optional. Approving, rejecting or cancelling a submit job moves its post too."""
     registry.register(
         common.SUBMIT,
         submit_post,
         description="publish one queued Reddit post (exactly once)",
         timeout_seconds=600,
+        steering=SUBMIT_STEERING,
     )
     registry.register(
         common.HEALTH_CHECK,

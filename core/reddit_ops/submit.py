@@ -40,11 +40,13 @@ from core.reddit import (
     RedditValidationError,
     Submission,
 )
-from core.reddit_ops.accounts import RedditClients, change_status, status_message
-from core.reddit_ops.common import DEP_BLOBS, DEP_CLIENTS, short
+from core.reddit_ops.account_status import change_status, status_message
+from core.reddit_ops.clients import RedditClients
+from core.reddit_ops.common import DEP_BLOBS, DEP_CLIENTS, job_uow, short
 from core.reddit_ops.pacing import PacingDecision
-from core.reddit_ops.posts import draft_of, plan_slot
+from core.reddit_ops.post_views import draft_of
 from core.reddit_ops.preflight import preflight
+from core.reddit_ops.slots import plan_slot
 from core.services.audit import record
 from storage.blobs.errors import BlobNotFound, BlobStoreError
 from storage.reddit_models import AccountStatus, PostKind, PostStatus, RedditAccount, RedditPost
@@ -108,8 +110,11 @@ async def submit_post(ctx: JobContext) -> dict[str, Any]:
 
 
 async def _claim(ctx: JobContext, post_id: int) -> _Claimed | dict[str, Any]:
+    """One write: check the post, the account and pacing, then mark the post publishing.
+    A wait (RetryLater) is raised after the write committed what it noted on the post."""
     now = ctx.clock.now()
-    async with ctx.sessionmaker() as session:
+    wait: RetryLater | None = None
+    async with job_uow(ctx).write() as session:
         post = await repo.get_post(session, post_id, ctx.tenant_id)
         if post is None:
             return {"skipped": "the post no longer exists"}
@@ -121,6 +126,13 @@ async def _claim(ctx: JobContext, post_id: int) -> _Claimed | dict[str, Any]:
         account = await repo.get_account(session, post.account_id, ctx.tenant_id, for_update=True)
         if account is None:
             return {"skipped": "the account was removed"}
+        # A post left "publishing" may be on Reddit already: it is looked for before anything
+        # else, and it kept the account's other posts waiting meanwhile (no pacing re-check).
+        # A retry (attempt > 1) of a post that went back to the queue looks too, and keeps
+        # pacing like a first attempt.
+        unsure = post.status == PostStatus.publishing or post.reddit_accepted
+        look_first = unsure or ctx.attempt > 1
+        claimed = None
         if account.status != AccountStatus.active:
             text = (
                 f"u/{account.username} is {account.status.replace('_', ' ')}; "
@@ -135,37 +147,35 @@ async def _claim(ctx: JobContext, post_id: int) -> _Claimed | dict[str, Any]:
                     "updated_at": now,
                 },
             )
-            await session.commit()
-            raise RetryLater(ACCOUNT_WAIT_SECONDS, text)
-        # A post left "publishing" may be on Reddit already: it is looked for before anything
-        # else, and it kept the account's other posts waiting meanwhile (no pacing re-check).
-        # A retry (attempt > 1) of a post that went back to the queue looks too, and keeps
-        # pacing like a first attempt.
-        unsure = post.status == PostStatus.publishing or post.reddit_accepted
-        look_first = unsure or ctx.attempt > 1
-        if not unsure:
-            if post.scheduled_for is not None and post.scheduled_for - now > EARLY_TOLERANCE:
-                wait = (post.scheduled_for - now).total_seconds()
-                await session.rollback()
-                raise RetryLater(wait, "not due yet")
-            await _wait_for_turn(session, ctx, post, account, now)
-        values: dict[str, Any] = {
-            "status": PostStatus.publishing,
-            "job_id": ctx.job_id,
-            "attempted_at": post.attempted_at or now,
-            "updated_at": now,
-        }
-        claimed = await repo.update_post(session, post.id, values, from_statuses=runnable)
-        await session.commit()
+            wait = RetryLater(ACCOUNT_WAIT_SECONDS, text)
+        elif (
+            not unsure
+            and post.scheduled_for is not None
+            and post.scheduled_for - now > EARLY_TOLERANCE
+        ):
+            wait = RetryLater((post.scheduled_for - now).total_seconds(), "not due yet")
+        else:
+            if not unsure:
+                wait = await _wait_for_turn(session, post, account, now)
+            if wait is None:
+                values: dict[str, Any] = {
+                    "status": PostStatus.publishing,
+                    "job_id": ctx.job_id,
+                    "attempted_at": post.attempted_at or now,
+                    "updated_at": now,
+                }
+                claimed = await repo.update_post(session, post.id, values, from_statuses=runnable)
+    if wait is not None:
+        raise wait
     if claimed is None:
         return {"skipped": f"post #{post_id} changed meanwhile"}
     return _Claimed(claimed, account, look_first)
 
 
 async def _wait_for_turn(
-    session: Any, ctx: JobContext, post: RedditPost, account: RedditAccount, now: datetime
-) -> None:
-    """RetryLater unless this post may go now: one at a time, and pacing kept."""
+    session: Any, post: RedditPost, account: RedditAccount, now: datetime
+) -> RetryLater | None:
+    """Why this post may not go now (one at a time, and pacing kept), or None."""
     busy = await repo.in_flight(
         session, since=now - IN_FLIGHT_WINDOW, exclude_post_id=post.id, account_id=account.id
     )
@@ -177,8 +187,7 @@ async def _wait_for_turn(
         subreddit_key=post.subreddit_key,
     )
     if busy:
-        await session.rollback()
-        raise RetryLater(BUSY_WAIT_SECONDS, "another post is being sent; this one goes next")
+        return RetryLater(BUSY_WAIT_SECONDS, "another post is being sent; this one goes next")
     decision: PacingDecision = await plan_slot(
         session,
         account,
@@ -188,19 +197,19 @@ async def _wait_for_turn(
         exclude_post_id=post.id,
         lock=True,
     )
-    if decision.moved:
-        await repo.update_post(
-            session,
-            post.id,
-            {
-                "scheduled_for": decision.scheduled_for,
-                "pacing_note": decision.reason,
-                "updated_at": now,
-            },
-        )
-        await session.commit()
-        wait = (decision.scheduled_for - now).total_seconds()
-        raise RetryLater(wait, f"moved to keep pacing: {decision.reason}")
+    if not decision.moved:
+        return None
+    await repo.update_post(
+        session,
+        post.id,
+        {
+            "scheduled_for": decision.scheduled_for,
+            "pacing_note": decision.reason,
+            "updated_at": now,
+        },
+    )
+    wait = (decision.scheduled_for - now).total_seconds()
+    return RetryLater(wait, f"moved to keep pacing: {decision.reason}")
 
 
 # == sending =====================================================================================
@@ -279,7 +288,7 @@ async def _send(
 async def _image_bytes(ctx: JobContext, post: RedditPost) -> tuple[bytes, str, str]:
     key, name, mime = post.image_blob_key, post.image_name, post.image_mime
     if post.vault_item_id is not None:
-        async with ctx.sessionmaker() as session:
+        async with job_uow(ctx).read() as session:
             image = await repo.vault_image(session, post.tenant_id, post.vault_item_id)
         if image is None or image.blob_key is None:
             raise _PostFailed("IMAGE_MISSING", "the image was deleted from the vault")
@@ -315,7 +324,7 @@ async def _dry_run(ctx: JobContext, post: RedditPost, account: RedditAccount) ->
         )
     fullname = f"{DRY_RUN_PREFIX}{post.id}"
     now = ctx.clock.now()
-    async with ctx.sessionmaker() as session:
+    async with job_uow(ctx).write() as session:
         updated = await repo.update_post(
             session,
             post.id,
@@ -332,7 +341,6 @@ async def _dry_run(ctx: JobContext, post: RedditPost, account: RedditAccount) ->
             from_statuses=(PostStatus.publishing,),
         )
         await _audit(session, ctx, post, "reddit.post.dry_run", {"fullname": fullname})
-        await session.commit()
     if updated is None:
         return {"skipped": "the post changed meanwhile"}
     warnings = "".join(f"\n! {f.text}" for f in report.warnings)
@@ -376,7 +384,7 @@ async def _published_values(
     *,
     how: str,
 ) -> dict[str, Any]:
-    async with ctx.sessionmaker() as session:
+    async with job_uow(ctx).write() as session:
         await repo.drop_history_duplicate(session, account.id, fullname, post.id)
         updated = await repo.update_post(
             session,
@@ -396,7 +404,6 @@ async def _published_values(
         await _audit(
             session, ctx, post, "reddit.post.published", {"fullname": fullname, "how": how}
         )
-        await session.commit()
     if updated is None:
         log.warning("post %s published as %s but its row had changed", post.id, fullname)
     note = (
@@ -444,7 +451,7 @@ async def _rate_limited(
     """Reddit's RATELIMIT: the post and the whole account wait the time Reddit gave."""
     now = ctx.clock.now()
     until = now + timedelta(seconds=exc.seconds)
-    async with ctx.sessionmaker() as session:
+    async with job_uow(ctx).write() as session:
         await repo.update_account(session, account.id, {"cooldown_until": until, "updated_at": now})
         await repo.update_post(
             session,
@@ -460,7 +467,6 @@ async def _rate_limited(
             },
             from_statuses=(PostStatus.publishing,),
         )
-        await session.commit()
     raise RetryLater(exc.seconds, exc.message)
 
 
@@ -469,7 +475,7 @@ async def _account_down(
 ) -> dict[str, Any]:
     """The account cannot post (login refused, suspended): pause it, keep the post queued."""
     now = ctx.clock.now()
-    async with ctx.sessionmaker() as session:
+    async with job_uow(ctx).write() as session:
         current = await repo.get_account(session, account.id)
         changed = None
         if current is not None and current.status != status:
@@ -486,7 +492,6 @@ async def _account_down(
             },
             from_statuses=(PostStatus.publishing,),
         )
-        await session.commit()
     if changed is not None:
         await ctx.notifier.tell_operators(
             ctx.tenant_id, status_message(account.username, status, reason)
@@ -578,7 +583,7 @@ async def _update(
     action: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> RedditPost | None:
-    async with ctx.sessionmaker() as session:
+    async with job_uow(ctx).write() as session:
         updated = await repo.update_post(
             session,
             post.id,
@@ -587,7 +592,6 @@ async def _update(
         )
         if action is not None:
             await _audit(session, ctx, post, action, details)
-        await session.commit()
     return updated
 
 

@@ -447,6 +447,7 @@ class FakeReddit:
         self.uploads: dict[str, FakeUpload] = {}
         self.requests: list[RecordedRequest] = []
         self.grants: list[dict[str, Any]] = []
+        self.revocations: list[dict[str, str]] = []  # POST /api/v1/revoke_token calls
         self.throttled = 0
         self.throttled_per_client: Counter[str] = Counter()
         self.limit: tuple[int, float] | None = None
@@ -876,7 +877,8 @@ class FakeReddit:
     ) -> web.Response:
         if path == "/api/v1/authorize" and request.method == "GET":
             return self._authorize(request)
-        if path != "/api/v1/access_token" or request.method != "POST":
+        known = ("/api/v1/access_token", "/api/v1/revoke_token")
+        if path not in known or request.method != "POST":
             return _json({"message": "Not Found", "error": 404}, status=404)
         fault = self._take_fault(path)
         if fault is not None:
@@ -886,6 +888,8 @@ class FakeReddit:
             response = self._fault_response(fault)
             if response is not None:
                 return response
+        if path == "/api/v1/revoke_token":
+            return self._revoke(request, form)
         try:
             auth = BasicAuth.decode(request.headers.get("Authorization", ""))
         except ValueError:
@@ -1014,6 +1018,29 @@ class FakeReddit:
         sep = "&" if "?" in app[1] else "?"
         location = app[1] + sep + "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
         return web.Response(status=302, headers={"Location": location})
+
+    def _revoke(self, request: web.Request, form: dict[str, str]) -> web.Response:
+        """`POST /api/v1/revoke_token` (HTTP basic auth with the app): 204 whether or not the
+        token was valid, as Reddit answers; a revoked refresh token takes the access tokens
+        granted from it along. Each call is kept in `revocations`."""
+        try:
+            auth = BasicAuth.decode(request.headers.get("Authorization", ""))
+        except ValueError:
+            auth = None
+        if auth is None or self.apps.get(auth.login) != auth.password:
+            return _json({"message": "Unauthorized", "error": 401}, status=401)
+        token, hint = form.get("token", ""), form.get("token_type_hint", "")
+        self.revocations.append({"client_id": auth.login, "token_type_hint": hint, "token": token})
+        access = self._tokens.get(token)
+        if access is not None and access.client_id == auth.login:
+            del self._tokens[token]
+        for account in self.accounts.values():
+            if token and account.refresh_token == token and account.client_id == auth.login:
+                account.refresh_token = ""
+                for value, granted in list(self._tokens.items()):
+                    if granted.username == account.username and granted.client_id == auth.login:
+                        del self._tokens[value]
+        return web.Response(status=204)
 
     @staticmethod
     def _who(form: dict[str, str]) -> dict[str, str]:

@@ -10,11 +10,11 @@ from sqlalchemy import select, text, update
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.jobs.registry import RetryLater
 from core.reddit import RedditUnavailable
-from core.reddit_ops import HEALTH_CHECK
-from core.reddit_ops.accounts import health_check, health_check_all
+from core.reddit_ops import HEALTH_CHECK, RemovedAccount
+from core.reddit_ops.health import health_check, health_check_all
 from core.reddit_ops.submit import submit_post
 from storage.models import AuditEntry, Job, JobStatus
-from storage.reddit_models import AccountStatus, PostStatus, RedditPost
+from storage.reddit_models import AccountStatus, PostStatus, RedditAccount, RedditPost
 from tests.integration import test_reddit_helpers as helpers
 from tests.integration.test_reddit_helpers import APP, SECRET, RedditWorld
 
@@ -172,9 +172,9 @@ async def test_remove_deletes_everything_and_cancels_waiting_jobs(world: RedditW
     await world.clients.client(await world.account(account_id))  # cached client
 
     async with world.services() as (accounts, _, _):
-        name = await accounts.remove(world.owner, account_id)
+        removed = await accounts.remove(world.owner, account_id)
 
-    assert name == "alice"
+    assert removed == RemovedAccount("alice", had_credentials=True, revoke_problem=None)
     job = await world.job(job_id)
     assert job.status == JobStatus.cancelled
     assert "removed" in (job.last_error or "")
@@ -182,6 +182,71 @@ async def test_remove_deletes_everything_and_cancels_waiting_jobs(world: RedditW
         assert await session.get(RedditPost, post_id) is None
     assert account_id not in world.clients._clients
     assert await world.run_job(submit_post, job_id) == {"skipped": "the post no longer exists"}
+
+
+async def test_remove_revokes_the_tokens_on_reddit(world: RedditWorld) -> None:
+    """A script account's access token in hand, and a refresh-token account's refresh token
+    (which takes its access tokens along), are revoked with the app's basic auth."""
+    script = await world.add_account("alice")
+    world.fake.accounts["bob"].refresh_token = "bob-refresh"
+    web = await world.add_account("bob", refresh_token="bob-refresh")
+    for account_id in (script, web):
+        client = await world.clients.client(await world.account(account_id))
+        assert client is not None
+        await client.me()  # a token in hand
+    alice_token = next(iter(t for t, v in world.fake._tokens.items() if v.username == "alice"))
+
+    async with world.services() as (accounts, _, _):
+        await accounts.remove(world.owner, script)
+        await accounts.remove(world.owner, web)
+
+    hints = [(r["client_id"], r["token_type_hint"]) for r in world.fake.revocations]
+    assert hints == [
+        (APP, "access_token"),
+        (APP, "refresh_token"),
+        (APP, "access_token"),
+    ]
+    assert world.fake.revocations[0]["token"] == alice_token
+    assert world.fake.revocations[1]["token"] == "bob-refresh"
+    assert world.fake._tokens == {}  # nothing granted to them works any more
+    assert world.fake.accounts["bob"].refresh_token == ""
+    async with world.sessionmaker() as session:
+        rows = (
+            await session.execute(
+                select(AuditEntry.details).where(AuditEntry.action == "reddit.account.remove")
+            )
+        ).scalars()
+        assert [d["revoked"] for d in rows] == [True, True]
+
+
+async def test_a_failed_revocation_is_reported_but_keeps_no_secret(world: RedditWorld) -> None:
+    account_id = await world.add_account("alice")
+    client = await world.clients.client(await world.account(account_id))
+    assert client is not None
+    await client.me()
+    world.fake.queue_error("/api/v1/revoke_token", status=503, times=10)
+
+    async with world.services() as (accounts, _, _):
+        removed = await accounts.remove(world.owner, account_id)
+
+    assert removed.username == "alice" and removed.revoke_problem is not None
+    assert "503" in removed.revoke_problem
+    async with world.sessionmaker() as session:
+        assert await session.get(RedditAccount, account_id) is None
+        details = (
+            await session.execute(
+                select(AuditEntry.details).where(AuditEntry.action == "reddit.account.remove")
+            )
+        ).scalar_one()
+    assert details["revoked"] is False and "503" in details["revoke_problem"]
+
+
+async def test_removing_a_dry_run_account_talks_to_no_one(world: RedditWorld) -> None:
+    account_id = await world.add_account("carol", credentials=False)
+    async with world.services() as (accounts, _, _):
+        removed = await accounts.remove(world.owner, account_id)
+    assert removed == RemovedAccount("carol", had_credentials=False, revoke_problem=None)
+    assert world.fake.revocations == []
 
 
 async def test_set_pacing_and_dry_run(world: RedditWorld) -> None:

@@ -16,27 +16,30 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.actor import Actor
 from core.crypto import SecretBox
 from core.jobs.context import JobContext
+from core.jobs.registry import JobRegistry
 from core.notifier import RecordingNotifier
 from core.reddit import RateBudgetRegistry
 from core.reddit_ops import (
     DEP_BLOBS,
     DEP_CLIENTS,
     DEP_PROGRESS,
+    DEP_UOW,
     AccountService,
     PostService,
     RedditClients,
+    register_reddit_jobs,
 )
 from core.services.jobs import JobService
 from storage.blobs import LocalBlobStore
 from storage.models import Job, Operator, Role
 from storage.reddit_models import RedditAccount, RedditPost
 from storage.repositories import tenants as tenant_repo
-from storage.uow import over_session
+from storage.uow import UnitOfWork
 from tests.fakes.reddit import FakeReddit, VirtualTime
 
 APP = "app-one"
@@ -49,6 +52,7 @@ Handler = Callable[[JobContext], Awaitable[dict[str, Any] | None]]
 @dataclass
 class RedditWorld:
     sessionmaker: async_sessionmaker[AsyncSession]
+    uow: UnitOfWork
     vt: VirtualTime
     fake: FakeReddit
     box: SecretBox
@@ -66,13 +70,14 @@ class RedditWorld:
     # -- services -------------------------------------------------------------------------
     @asynccontextmanager
     async def services(self) -> AsyncIterator[tuple[AccountService, PostService, JobService]]:
-        async with self.sessionmaker() as session:
-            jobs = JobService(over_session(session), self.vt.clock, self.notifier)
-            accounts = AccountService(
-                session, self.vt.clock, self.box, jobs=jobs, clients=self.clients
-            )
-            posts = PostService(session, self.vt.clock, jobs, clients=self.clients)
-            yield accounts, posts, jobs
+        registry = JobRegistry()
+        register_reddit_jobs(registry)  # approving a submit job moves its post
+        jobs = JobService(self.uow, self.vt.clock, self.notifier, registry=registry)
+        accounts = AccountService(
+            self.uow, self.vt.clock, self.box, jobs=jobs, clients=self.clients
+        )
+        posts = PostService(self.uow, self.vt.clock, jobs, clients=self.clients)
+        yield accounts, posts, jobs
 
     async def add_account(
         self, username: str = "alice", *, credentials: bool = True, **kw: Any
@@ -161,7 +166,12 @@ class RedditWorld:
             sessionmaker=self.sessionmaker,
             clock=self.vt.clock,
             notifier=self.notifier,
-            deps={DEP_CLIENTS: self.clients, DEP_BLOBS: self.blobs, DEP_PROGRESS: progress},
+            deps={
+                DEP_CLIENTS: self.clients,
+                DEP_BLOBS: self.blobs,
+                DEP_PROGRESS: progress,
+                DEP_UOW: self.uow,
+            },
         )
 
     async def run_job(self, handler: Handler, job_id: int, *, attempt: int = 1) -> Any:
@@ -216,6 +226,7 @@ async def fake(vt: VirtualTime) -> AsyncIterator[FakeReddit]:
 
 @pytest.fixture
 async def world(
+    engine: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
     vt: VirtualTime,
     fake: FakeReddit,
@@ -239,8 +250,10 @@ async def world(
         viewer = await _operator(session, tenant.id, 1003, Role.viewer, "Vera")
         stranger = await _operator(session, other.id, 2001, Role.owner, "Sam")
         await session.commit()
+    uow = UnitOfWork(engine)
     world = RedditWorld(
         sessionmaker=sessionmaker,
+        uow=uow,
         vt=vt,
         fake=fake,
         box=box,
@@ -257,3 +270,4 @@ async def world(
         yield world
     finally:
         await clients.aclose()
+        await uow.dispose()

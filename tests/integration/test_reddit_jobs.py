@@ -12,6 +12,7 @@ from core.jobs.registry import JobRegistry
 from core.reddit_ops import (
     DEP_BLOBS,
     DEP_CLIENTS,
+    DEP_UOW,
     REDDIT_PERIODIC,
     register_reddit_jobs,
 )
@@ -53,7 +54,7 @@ def engine_for(world: RedditWorld, **deps: Any) -> JobEngine:
         settings=settings,
         clock=world.vt.clock,
         notifier=world.notifier,
-        deps={DEP_CLIENTS: world.clients, DEP_BLOBS: world.blobs, **deps},
+        deps={DEP_CLIENTS: world.clients, DEP_BLOBS: world.blobs, DEP_UOW: world.uow, **deps},
     )
     for spec in REDDIT_PERIODIC:
         engine.add_periodic(spec)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from core.errors import Conflict, Forbidden, InvalidInput
 from core.reddit_ops import SUBMIT
-from core.reddit_ops.posts import IMAGE_MAX_BYTES, image_file_problem
+from core.reddit_ops.post_fields import IMAGE_MAX_BYTES, image_file_problem
 from core.reddit_ops.submit import submit_post
-from storage.models import AuditEntry, JobStatus
-from storage.reddit_models import PostStatus
+from storage.models import AuditEntry, Job, JobStatus
+from storage.reddit_models import PostStatus, RedditPost
 from tests.integration import test_reddit_helpers as helpers
 from tests.integration.test_reddit_helpers import RedditWorld
 
@@ -223,15 +223,61 @@ async def test_reschedule_and_post_now_move_the_job(world: RedditWorld) -> None:
 async def test_reschedule_replaces_a_job_that_is_gone(world: RedditWorld) -> None:
     account_id = await world.add_account("alice")
     post_id, job_id = await world.queued_post(account_id)
-    async with world.services() as (_, _, jobs):
-        await jobs.cancel(world.owner, job_id)  # cancelled from /jobs, not from the post
+    async with world.uow.write() as session:  # pruned by maintenance, say
+        await session.execute(delete(Job).where(Job.id == job_id))
     async with world.services() as (_, posts, _):
         result = await posts.post_now(world.operator, post_id)
-    assert result.job_id != job_id
-    assert (await world.job(result.job_id)).status == JobStatus.queued
-    assert await world.run_job(submit_post, job_id) == {
-        "skipped": f"post #{post_id} is run by job #{result.job_id}"
-    }
+    assert result.job_id is not None  # a new row (SQLite may give it the old id)
+    job = await world.job(result.job_id)
+    assert (job.status, job.kind, job.payload) == (JobStatus.queued, SUBMIT, {"post_id": post_id})
+    assert (await world.post(post_id)).job_id == result.job_id
+
+
+async def test_the_job_card_steers_the_post_in_the_same_write(world: RedditWorld) -> None:
+    """Approve, reject and cancel on /jobs move the post too: one path per state change."""
+    account_id = await world.add_account("alice")
+    approved, approved_job = await _pending(world, account_id, "one")
+    rejected, rejected_job = await _pending(world, account_id, "two")
+    cancelled, cancelled_job = await world.queued_post(account_id, title="three")
+    async with world.services() as (_, _, jobs):
+        await jobs.approve(world.owner, approved_job)
+        await jobs.reject(world.owner, rejected_job)
+        await jobs.cancel(world.owner, cancelled_job)
+    assert (await world.post(approved)).status == PostStatus.queued
+    assert (await world.post(rejected)).status == PostStatus.cancelled
+    assert (await world.post(rejected)).last_error_message == "rejected by Olga"
+    assert (await world.post(cancelled)).status == PostStatus.cancelled
+    async with world.sessionmaker() as session:
+        rows = (await session.execute(select(AuditEntry.action, AuditEntry.target))).all()
+    for action, post_id in (
+        ("reddit.post.approve", approved),
+        ("reddit.post.reject", rejected),
+        ("reddit.post.cancel", cancelled),
+    ):
+        assert (action, f"reddit_post:{post_id}") in rows
+
+
+async def test_a_job_whose_post_is_publishing_cannot_be_cancelled(world: RedditWorld) -> None:
+    """Cancelling the job of a post whose outcome is being looked into would strand the post:
+    both stay as they are, and the operator is told why."""
+    account_id = await world.add_account("alice")
+    post_id, job_id = await world.queued_post(account_id)
+    async with world.uow.write() as session:
+        await session.execute(
+            update(RedditPost).where(RedditPost.id == post_id).values(status="publishing")
+        )
+    async with world.services() as (_, _, jobs):
+        with pytest.raises(Conflict, match="publishing"):
+            await jobs.cancel(world.owner, job_id)
+    assert (await world.job(job_id)).status == JobStatus.queued
+    assert (await world.post(post_id)).status == PostStatus.publishing
+
+
+async def _pending(world: RedditWorld, account_id: int, title: str) -> tuple[int, int]:
+    post_id = await world.draft(account_id, title=title)
+    result = await world.queue(post_id, requires_approval=True)
+    assert result.job_id is not None
+    return post_id, result.job_id
 
 
 async def test_cancel(world: RedditWorld) -> None:
