@@ -243,7 +243,7 @@ class Opsdeck:
         # every process on this database shares it too
         self.reddit_clients = RedditClients(
             config_from_settings(s.reddit),
-            RateBudgetRegistry(clock=self.clock, shared=database_budgets(self.sessionmaker)),
+            RateBudgetRegistry(clock=self.clock, shared=database_budgets(self.uow)),
             SecretBox(s.secret_key()),
             clock=self.clock,
         )

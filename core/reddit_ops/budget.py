@@ -4,8 +4,8 @@ process (`core.reddit.ratelimit.SharedBudget`).
 Per client id there is one `reddit_rate_budgets` row (header pacing: the next moment a
 request may go and the interval `reset / remaining`; the 429 pause; the figures Reddit last
 reported) and `max_requests` `reddit_rate_slots` rows. A request is admitted in one short
-transaction that locks the budget row (`SELECT … FOR UPDATE` on PostgreSQL; SQLite's
-immediate transactions hold the write lock anyway), checks the pause and the pacing, takes a
+`uow.write()` that locks the budget row (`SELECT … FOR UPDATE` on PostgreSQL; a write on
+SQLite is serialised anyway), checks the pause and the pacing, takes a
 free slot and moves the pacing on. So admissions of one client id are serialised across
 processes, and at most `max_requests` requests are in the sliding window whichever process
 sent them: a slot is busy from admission until `per_seconds` after the answer came back.
@@ -18,11 +18,10 @@ agree to within a small fraction of `per_seconds` (NTP does).
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from core.reddit.ratelimit import RateHeaders, SharedAdmission, SharedFactory
 from storage.ratelimit_models import RedditRateBudget
 from storage.repositories import ratelimit as repo
+from storage.uow import UnitOfWork
 
 IN_FLIGHT_SECONDS = 300.0
 
@@ -36,14 +35,14 @@ class DatabaseBudget:
 
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        uow: UnitOfWork,
         client_id: str,
         *,
         max_requests: int = 100,
         per_seconds: float = 60.0,
         in_flight_seconds: float = IN_FLIGHT_SECONDS,
     ) -> None:
-        self.sessionmaker = sessionmaker
+        self.uow = uow
         self.client_id = client_id
         self.max_requests = max_requests
         self.per_ms = _ms(per_seconds)
@@ -52,7 +51,7 @@ class DatabaseBudget:
 
     async def admit(self, now: float) -> SharedAdmission:
         now_ms = _ms(now)
-        async with self.sessionmaker() as session, session.begin():
+        async with self.uow.write() as session:
             row = await repo.lock_budget(session, self.client_id) if self._ready else None
             if row is None:  # first use by this process: create what is missing
                 await repo.ensure_budget(session, self.client_id, self.max_requests, now_ms=now_ms)
@@ -80,7 +79,7 @@ class DatabaseBudget:
     async def release(self, admission: SharedAdmission, now: float) -> None:
         """The answer came back: the slot stays busy for `per_seconds` from now."""
         assert admission.slot is not None
-        async with self.sessionmaker() as session, session.begin():
+        async with self.uow.write() as session:
             await repo.set_slot(
                 session,
                 self.client_id,
@@ -107,12 +106,12 @@ class DatabaseBudget:
             interval_ms = headers.reset_seconds * 1000 / headers.remaining
             values["interval_ms"] = interval_ms
             values["next_slot_ms"] = repo.at_least(column, now_ms + round(interval_ms))
-        async with self.sessionmaker() as session, session.begin():
+        async with self.uow.write() as session:
             await repo.update_budget(session, self.client_id, values)
 
     async def pause(self, until: float) -> None:
         """HTTP 429: nobody sends on this client id before `until`."""
-        async with self.sessionmaker() as session, session.begin():
+        async with self.uow.write() as session:
             await repo.update_budget(
                 session,
                 self.client_id,
@@ -121,7 +120,7 @@ class DatabaseBudget:
 
     async def busy(self, now: float) -> int:
         """Slots counting against the ceiling right now, across all processes."""
-        async with self.sessionmaker() as session:
+        async with self.uow.read() as session:
             return await repo.busy_slots(
                 session, self.client_id, self.max_requests, now_ms=_ms(now)
             )
@@ -135,13 +134,11 @@ def _figures(row: RedditRateBudget) -> dict[str, float | int | None]:
     }
 
 
-def database_budgets(sessionmaker: async_sessionmaker[AsyncSession]) -> SharedFactory:
+def database_budgets(uow: UnitOfWork) -> SharedFactory:
     """For `RateBudgetRegistry(shared=…)`: every client id's budget shared through the database."""
 
     def build(client_id: str, max_requests: int, per_seconds: float) -> DatabaseBudget:
-        return DatabaseBudget(
-            sessionmaker, client_id, max_requests=max_requests, per_seconds=per_seconds
-        )
+        return DatabaseBudget(uow, client_id, max_requests=max_requests, per_seconds=per_seconds)
 
     return build
 

@@ -8,37 +8,39 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.reddit import RateBudget, RateBudgetRegistry
 from core.reddit.ratelimit import parse_rate_headers
 from core.reddit_ops.budget import DatabaseBudget, database_budgets
 from storage import migrate
-from storage.db import create_engine, create_sessionmaker
+from storage.db import create_engine
+from storage.uow import UnitOfWork
 from tests.fakes.reddit import VirtualTime
 
 MAX, PER = 5, 10.0
 
 
 @pytest.fixture
-async def two_processes(db_url) -> AsyncIterator[list[async_sessionmaker[AsyncSession]]]:
+async def two_processes(db_url) -> AsyncIterator[list[UnitOfWork]]:
     """Two engines (two connection pools) on one migrated database."""
     engines = [create_engine(db_url), create_engine(db_url)]
     await migrate.upgrade(engines[0])
+    uows = [UnitOfWork(e) for e in engines]
     try:
-        yield [create_sessionmaker(e) for e in engines]
+        yield uows
     finally:
-        for engine in engines:
+        for uow, engine in zip(uows, engines, strict=True):
+            await uow.dispose()
             await engine.dispose()
 
 
-def registry(vt: VirtualTime, sessionmaker=None) -> RateBudgetRegistry:
+def registry(vt: VirtualTime, uow: UnitOfWork | None = None) -> RateBudgetRegistry:
     return RateBudgetRegistry(
         max_requests=MAX,
         per_seconds=PER,
         clock=vt,
         sleep=vt.sleep,
-        shared=database_budgets(sessionmaker) if sessionmaker is not None else None,
+        shared=database_budgets(uow) if uow is not None else None,
     )
 
 
