@@ -50,24 +50,18 @@ class _Write:
     session: AsyncSession
     uow: UnitOfWork
     hooks: list[AfterCommit] = field(default_factory=list)
-    task: asyncio.Task[Any] | None = field(default_factory=lambda: _task())
+    open: bool = True
 
 
 _CURRENT: ContextVar[_Write | None] = ContextVar("opsdeck_uow_write", default=None)
 
 
-def _task() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:
-        return None
-
-
 def _open_write() -> _Write | None:
-    """This task's open write. A task started inside a write inherits the context variable
-    but not the write: it must not use that session (nor commit with it)."""
+    """The write this code runs in. A task started inside a write inherits the context
+    variable (`asyncio.wait_for` runs its awaitable as such a task): it joins while the write
+    is open, and not after it ended."""
     current = _CURRENT.get()
-    return current if current is not None and current.task is _task() else None
+    return current if current is not None and current.open else None
 
 
 class NoWriteOpen(RuntimeError):
@@ -109,6 +103,7 @@ class UnitOfWork:
                 async with session.begin():
                     yield session
             finally:
+                state.open = False
                 _CURRENT.reset(token)
         await _run_hooks(state.hooks)
 
@@ -215,6 +210,7 @@ class SessionBound(UnitOfWork):
             await self.session.rollback()
             raise
         finally:
+            state.open = False
             _CURRENT.reset(token)
         await _run_hooks(state.hooks)
 

@@ -113,20 +113,40 @@ async def test_reads_hold_no_transaction(uow, engine) -> None:
 
 
 async def test_read_row_is_a_lock_free_point_lookup(uow) -> None:
+    sql = "SELECT state FROM fsm_state WHERE storage_key = :k"
+    go = asyncio.Event()
+
+    async def elsewhere() -> tuple | None:  # another update's task, started outside the write
+        await go.wait()
+        return await uow.read_row(sql, {"k": "p"})
+
+    other = asyncio.create_task(elsewhere())
     async with uow.write() as session:
         await fsm_repo.save(session, "p", NOW, state="one")
         # inside a write it reads through the write: it sees the uncommitted row
-        assert await uow.read_row(
-            "SELECT state FROM fsm_state WHERE storage_key = :k", {"k": "p"}
-        ) == ("one",)
-        # a concurrent read_row from another task neither waits nor sees it
-        other = asyncio.create_task(
-            uow.read_row("SELECT state FROM fsm_state WHERE storage_key = :k", {"k": "p"})
-        )
-        assert await asyncio.wait_for(other, timeout=5) is None
-    assert await uow.read_row("SELECT state FROM fsm_state WHERE storage_key = :k", {"k": "p"}) == (
-        "one",
-    )
+        assert await uow.read_row(sql, {"k": "p"}) == ("one",)
+        go.set()  # the other task neither waits for this write nor sees it
+        assert await asyncio.wait_for(asyncio.shield(other), timeout=5) is None
+    assert await uow.read_row(sql, {"k": "p"}) == ("one",)
+
+
+async def test_a_task_spawned_in_a_write_does_not_join_it_after_it_ended(uow) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def later() -> str | None:
+        started.set()
+        await release.wait()
+        async with uow.write() as session:  # a write of its own: the parent's has ended
+            await fsm_repo.save(session, "late", NOW, state="own")
+        return await _state(uow, "late")
+
+    async with uow.write() as session:
+        await fsm_repo.save(session, "parent", NOW, state="x")
+        task = asyncio.create_task(later())
+        await started.wait()
+    release.set()
+    assert await asyncio.wait_for(task, timeout=5) == "own"
 
 
 async def test_dispose_closes_the_read_side_and_leaves_the_callers_engine(db_url, engine) -> None:
