@@ -195,7 +195,13 @@ def check_post(draft: Draft, facts: SubredditFacts | None = None) -> list[Findin
         if draft.kind == "image" and about.allows_links and not about.allow_images:
             found.append(_err("NO_IMAGES", f"r/{sr} does not allow image posts"))
         if about.over18 and not draft.nsfw:
-            found.append(_err("NSFW_REQUIRED", f"r/{sr} is an 18+ community: mark the post NSFW"))
+            # Reddit marks every post to an 18+ community NSFW itself: not a reason to refuse
+            found.append(
+                _warn(
+                    "NSFW_MARKED_BY_REDDIT",
+                    f"r/{sr} is an 18+ community: Reddit will mark the post NSFW",
+                )
+            )
         if about.subreddit_type == "restricted":
             found.append(
                 _warn("RESTRICTED", f"r/{sr} is restricted: only approved accounts may post")

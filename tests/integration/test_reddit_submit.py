@@ -50,6 +50,23 @@ async def test_self_post_is_published_with_its_permalink(world: RedditWorld) -> 
     assert form["validate_on_submit"] == "True" and form["api_type"] == "json"
 
 
+async def test_an_unmarked_post_to_an_18_plus_subreddit_goes_out_marked_by_reddit(
+    world: RedditWorld,
+) -> None:
+    world.fake.add_subreddit("grownups", over18=True)
+    account_id = await world.add_account("alice")
+    post_id = await world.draft(account_id, subreddit="grownups", nsfw=False)
+    async with world.services() as (_, posts, _):
+        report = await posts.preflight(world.operator, post_id)
+    assert report.errors == []
+    assert [f.code for f in report.warnings] == ["NSFW_MARKED_BY_REDDIT"]
+    result = await world.queue(post_id)
+    await world.run_job(submit_post, result.job_id)
+    assert (await world.post(post_id)).status == PostStatus.published
+    (made,) = world.fake.posts_by("alice")
+    assert made.nsfw  # Reddit's doing, not ours
+
+
 async def test_link_post_with_flair_nsfw_and_spoiler(world: RedditWorld) -> None:
     flair_id = world.fake.subreddits["testsub"].flairs[0]["flair_template_id"]
     account_id = await world.add_account("alice")

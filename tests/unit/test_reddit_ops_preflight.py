@@ -157,7 +157,6 @@ def test_reddits_own_limits() -> None:
         ({"submission_type": "self"}, {"kind": "link", "url": "https://e.example"}, "NO_LINKS"),
         ({"allow_images": False}, {"kind": "image", "has_image": True}, "NO_IMAGES"),
         ({"submission_type": "self"}, {"kind": "image", "has_image": True}, "NO_LINKS"),
-        ({"over18": True}, {}, "NSFW_REQUIRED"),
         ({"user_is_banned": True}, {}, "BANNED"),
     ],
 )
@@ -169,6 +168,13 @@ def test_what_the_subreddit_takes(
 
 def test_over18_subreddit_accepts_a_post_marked_nsfw() -> None:
     assert codes(check_post(draft(nsfw=True), facts(over18=True))) == []
+
+
+def test_an_unmarked_post_to_an_18_plus_subreddit_is_a_warning_not_a_refusal() -> None:
+    """Reddit marks it NSFW itself (the fake does too): the post may be queued."""
+    found = check_post(draft(nsfw=False), facts(over18=True))
+    assert codes(found) == []
+    assert codes(found, Level.warn) == ["NSFW_MARKED_BY_REDDIT"]
 
 
 def test_flair_required_lists_the_choices_and_checks_the_pick() -> None:
