@@ -15,8 +15,11 @@ from core.reddit.errors import RedditAuthError
 
 # Reddit's token-endpoint error codes in plain words.
 _GRANT_ERRORS = {
-    "invalid_grant": "wrong username or password, or the refresh token was revoked",
-    "unauthorized_client": "this app may not use that kind of login (script apps only)",
+    "invalid_grant": "the refresh token is invalid or was revoked",
+    "unauthorized_client": (
+        "this app may not log in with a password: only a script app can (create one at "
+        "reddit.com/prefs/apps, or use Connect with Reddit)"
+    ),
     "invalid_client": "the app's client id or secret is wrong",
     "unsupported_grant_type": "Reddit does not support that kind of login",
     "invalid_request": "Reddit did not understand the login request",
@@ -56,6 +59,16 @@ def grant_form(credentials: Credentials, scopes: tuple[str, ...]) -> dict[str, s
     raise TypeError(f"unknown credentials type {type(credentials).__name__}")
 
 
+def _password_refused(credentials: ScriptCredentials) -> str:
+    """A password grant's `invalid_grant`: Reddit gives one answer for three causes."""
+    return (
+        f"wrong username or password; or u/{credentials.username} is not a developer of the "
+        f"script app {credentials.client_id} (add it under reddit.com/prefs/apps); or the "
+        "account has two-factor authentication on (a password login cannot pass it: use "
+        "Connect with Reddit in /accounts add instead)"
+    )
+
+
 def parse_grant(status: int, body: bytes, credentials: Credentials, now: float) -> AccessToken:
     """Turn the token endpoint's answer into a token, or raise `RedditAuthError`.
 
@@ -75,6 +88,8 @@ def parse_grant(status: int, body: bytes, credentials: Credentials, now: float) 
             reason = _GRANT_ERRORS["invalid_client"]
         elif status == 400 and isinstance(credentials, RefreshTokenCredentials):
             reason = "the refresh token is invalid or was revoked"
+        elif error == "invalid_grant" and isinstance(credentials, ScriptCredentials):
+            reason = _password_refused(credentials)
         elif isinstance(error, str):
             reason = _GRANT_ERRORS.get(error, error)
         else:

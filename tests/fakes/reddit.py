@@ -150,6 +150,9 @@ class FakeAccount:
     comment_karma: int = 0
     id: str = ""
     created_utc: float = 0.0
+    # Two-factor auth on: a password grant needs `password:otp` (Reddit's form), else
+    # invalid_grant like a wrong password.
+    otp: str | None = None
 
 
 @dataclass
@@ -899,11 +902,19 @@ class FakeReddit:
         record.client_id = auth.login
         grant_type = form.get("grant_type")
         if grant_type == "password":
+            if auth.login in self.web_apps:  # only a script app may take a password
+                self.grants.append({"grant_type": grant_type, "ok": False, **self._who(form)})
+                return _json({"error": "unauthorized_client"}, status=400)
             account = self.accounts.get(form.get("username", "").lower())
+            expected = None
+            if account is not None:
+                expected = account.password + (f":{account.otp}" if account.otp else "")
+            # not a developer of this script app (account.client_id), or a wrong password,
+            # or two-factor auth without the code: Reddit answers all alike
             if (
                 account is None
                 or account.client_id != auth.login
-                or account.password != form.get("password")
+                or expected != form.get("password")
             ):
                 self.grants.append({"grant_type": grant_type, "ok": False, **self._who(form)})
                 return _json({"error": "invalid_grant"})
@@ -1413,7 +1424,8 @@ class FakeReddit:
             created_utc=self._now(),
             flair_id=flair_id,
             flair_text=form.get("flair_text") or self._flair_text(sub, flair_id),
-            nsfw=form.get("nsfw", "").lower() == "true",
+            # Reddit marks every post to an 18+ community NSFW, asked or not
+            nsfw=form.get("nsfw", "").lower() == "true" or sub.over18,
             spoiler=form.get("spoiler", "").lower() == "true",
         )
         self.posts.append(post)

@@ -137,6 +137,36 @@ async def test_wrong_password_is_http_200_invalid_grant(
     assert fake.requests_to("me") == []
 
 
+async def test_invalid_grant_names_all_three_causes(
+    fake: FakeReddit, make_client: MakeClient
+) -> None:
+    """Reddit answers the same invalid_grant to a wrong password, an account that is not a
+    developer of the script app, and an account with two-factor auth: say all three, and
+    point the last one at Connect with Reddit."""
+    fake.add_account("carol", "carol-pw", "other-app", "other-secret")
+    fake.accounts["alice"].otp = "123456"
+    for username, password in (("carol", "carol-pw"), ("alice", "alice-pw")):
+        client = make_client(ScriptCredentials(APP, SECRET, username, password))
+        with pytest.raises(RedditAuthError) as caught:
+            await client.me()
+        assert caught.value.data["error"] == "invalid_grant"
+        message = caught.value.message
+        assert "wrong username or password" in message
+        assert f"u/{username} is not a developer of the script app {APP}" in message
+        assert "two-factor" in message and "Connect with Reddit" in message
+
+
+async def test_a_web_app_with_a_password_is_unauthorized_client(
+    fake: FakeReddit, make_client: MakeClient
+) -> None:
+    fake.add_web_app("web-app", "web-secret", "https://ops.example/reddit/callback")
+    client = make_client(ScriptCredentials("web-app", "web-secret", "alice", "alice-pw"))
+    with pytest.raises(RedditAuthError) as caught:
+        await client.me()
+    assert caught.value.data["error"] == "unauthorized_client"
+    assert "only a script app" in caught.value.message
+
+
 async def test_revoked_refresh_token_is_auth_error(
     fake: FakeReddit, make_client: MakeClient
 ) -> None:
