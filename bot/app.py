@@ -93,6 +93,7 @@ from core.reddit_ops import (
 )
 from core.reddit_ops.browse import BrowseService
 from core.reddit_ops.budget import database_budgets
+from core.reddit_ops.clients import configured_user_agent
 from core.reddit_ops.listing import RedditListing
 from core.reddit_ops.oauth import ConnectService, WebApp
 from core.services.api_tokens import ApiTokenService
@@ -246,6 +247,7 @@ class Opsdeck:
             RateBudgetRegistry(clock=self.clock, shared=database_budgets(self.uow)),
             SecretBox(s.secret_key()),
             clock=self.clock,
+            user_agent=configured_user_agent(s.reddit),
         )
 
         self.backup_config = BackupConfig.from_settings(s)

@@ -103,7 +103,9 @@ class RedditSettings(BaseSettings):
 
     oauth_url: str = "https://oauth.reddit.com"
     www_url: str = "https://www.reddit.com"
-    user_agent: str = "python:opsdeck:0.1.0 (by /u/opsdeck)"
+    # Empty: each account's own `python:opsdeck:<version> (by /u/<account>)`. Set, it must
+    # name a real account (a placeholder is refused at start-up): every account uses it.
+    user_agent: str | None = None
     # Where image uploads go instead of the S3 address Reddit hands out with the media lease
     # (an S3-compatible stand-in or proxy); unset = Reddit's own address.
     media_upload_url: str | None = None
@@ -266,6 +268,15 @@ class Settings(BaseModel):
                 "OPSDECK_OWNER_IDS is not set: give the numeric Telegram user ids of the owners, "
                 "comma-separated (send /start to @userinfobot to learn yours)."
             )
+        if self.reddit.user_agent and self.reddit.user_agent.strip():
+            from core.reddit.config import user_agent_problem  # the client only when needed
+
+            problem = user_agent_problem(self.reddit.user_agent)
+            if problem is not None:
+                raise ConfigError(
+                    f"REDDIT_USER_AGENT: {problem}; leave it empty (each account's own name "
+                    "is used) or name the account that runs this deployment."
+                )
         token = self.metrics.token.get_secret_value() if self.metrics.token else ""
         if self.metrics.on_http_port and len(token) < 16:
             raise ConfigError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,6 +19,31 @@ DEFAULT_SCOPES: tuple[str, ...] = (
 )
 FORBIDDEN_SCOPES = frozenset({"vote"})
 
+try:
+    VERSION = importlib.metadata.version("opsdeck")
+except importlib.metadata.PackageNotFoundError:  # running from a checkout without install
+    VERSION = "dev"
+# Where no account is known yet (the OAuth code exchange): names Opsdeck, and no one else.
+APP_USER_AGENT = f"python:opsdeck:{VERSION}"
+_AGENT_RE = re.compile(r"^[^:\s]+:[^:\s]+:[^:\s]+ \(by /?u/([^)\s]+)\)$")
+# Names that stand for "put yours here": an agent naming one is shared by every install
+# that left it as shipped, and Reddit throttles by agent.
+_PLACEHOLDER_NAMES = frozenset(
+    {
+        "opsdeck",
+        "your_reddit_name",
+        "your_username",
+        "yourname",
+        "your_name",
+        "username",
+        "reddit_username",
+        "example",
+        "name",
+        "user",
+        "me",
+    }
+)
+
 
 def build_user_agent(platform: str, app_id: str, version: str, username: str) -> str:
     """Reddit's required User-Agent form: `<platform>:<app id>:<version> (by /u/<name>)`."""
@@ -29,6 +56,23 @@ def build_user_agent(platform: str, app_id: str, version: str, username: str) ->
     if empty:
         raise ValueError(f"user agent needs a non-empty {', '.join(empty)}")
     return f"{platform.strip()}:{app_id.strip()}:{version.strip()} (by /u/{name})"
+
+
+def account_user_agent(username: str) -> str:
+    """The default agent of an account: `python:opsdeck:<version> (by /u/<account>)`."""
+    return build_user_agent("python", "opsdeck", VERSION, username)
+
+
+def user_agent_problem(value: str) -> str | None:
+    """Why a configured User-Agent cannot be used (None: it can): it must have Reddit's
+    form and name a real account, not a placeholder."""
+    found = _AGENT_RE.match(value.strip())
+    if found is None:
+        return "it must look like <platform>:<app id>:<version> (by /u/<account>)"
+    name = found.group(1)
+    if name.lower() in _PLACEHOLDER_NAMES or "<" in name or ">" in name:
+        return f"/u/{name} is a placeholder, not the account that runs this deployment"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

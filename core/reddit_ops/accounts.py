@@ -17,6 +17,7 @@ from core.clock import Clock
 from core.crypto import SecretBox, mask
 from core.errors import Conflict, InvalidInput, NotFound
 from core.reddit import RedditAPIError, RedditError, normalize_username
+from core.reddit.config import user_agent_problem
 from core.reddit_ops.account_status import change_status
 from core.reddit_ops.clients import RedditClients
 from core.reddit_ops.common import HEALTH_CHECK
@@ -299,10 +300,9 @@ class AccountService:
         if user_agent is None or not user_agent.strip():
             return None
         value = user_agent.strip()
-        if len(value) > 255 or ":" not in value:
-            raise InvalidInput(
-                "A Reddit User-Agent looks like <platform>:<app id>:<version> (by /u/<name>)."
-            )
+        problem = "it is too long" if len(value) > 255 else user_agent_problem(value)
+        if problem is not None:
+            raise InvalidInput(f"That User-Agent cannot be used: {problem}.")
         return value
 
     # -- changing -------------------------------------------------------------------------

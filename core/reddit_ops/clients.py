@@ -21,15 +21,23 @@ from core.reddit import (
     RefreshTokenCredentials,
     ScriptCredentials,
 )
+from core.reddit.config import APP_USER_AGENT, account_user_agent
 from core.reddit.ratelimit import Sleep
 from core.settings import RedditSettings
 from storage.reddit_models import AuthKind, RedditAccount
 
 
+def configured_user_agent(settings: RedditSettings) -> str | None:
+    """REDDIT_USER_AGENT when set (checked at start-up), else None: per-account agents."""
+    value = (settings.user_agent or "").strip()
+    return value or None
+
+
 def config_from_settings(settings: RedditSettings, **overrides: Any) -> RedditConfig:
     """The client configuration from REDDIT_* settings."""
     values: dict[str, Any] = {
-        "user_agent": settings.user_agent,
+        # the agent of requests made before an account is known; accounts use their own
+        "user_agent": configured_user_agent(settings) or APP_USER_AGENT,
         "oauth_url": settings.oauth_url,
         "www_url": settings.www_url,
         "media_upload_url": (settings.media_upload_url or "").strip() or None,
@@ -44,7 +52,8 @@ class RedditClients:
     Accounts on the same OAuth client id share one `RateBudget` from `budgets`, so together
     they stay inside Reddit's per-app limit (across processes when the registry is built with
     `shared=database_budgets(...)`, as the app does). A client is rebuilt when the account's stored
-    credentials change. Close everything with `aclose()` at shutdown.
+    credentials change. Each client speaks with `agent_for(account)`. Close everything with
+    `aclose()` at shutdown.
     """
 
     def __init__(
@@ -57,8 +66,10 @@ class RedditClients:
         clock: Clock | None = None,
         sleep: Sleep | None = None,
         rng: random.Random | None = None,
+        user_agent: str | None = None,
     ) -> None:
         self.config = config
+        self.user_agent = user_agent  # REDDIT_USER_AGENT; None: each account's own
         self.budgets = budgets
         self.box = box
         self.clock = clock
@@ -107,9 +118,7 @@ class RedditClients:
         credentials = self.credentials(account)
         if credentials is None:
             return None
-        config = self.config
-        if account.user_agent:
-            config = dataclasses.replace(config, user_agent=account.user_agent)
+        config = dataclasses.replace(self.config, user_agent=self.agent_for(account))
         client = RedditClient(
             config,
             credentials,
@@ -121,6 +130,11 @@ class RedditClients:
         )
         self._clients[account.id] = (fingerprint, client)
         return client
+
+    def agent_for(self, account: RedditAccount) -> str:
+        """The account's own agent, else REDDIT_USER_AGENT, else one naming the account:
+        never one agent shared by unrelated installs (Reddit throttles by agent)."""
+        return account.user_agent or self.user_agent or account_user_agent(account.username)
 
     async def forget(self, account_id: int) -> None:
         cached = self._clients.pop(account_id, None)
