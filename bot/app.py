@@ -453,6 +453,7 @@ class Opsdeck:
             deployment_owner_ids=frozenset(s.opsdeck.owner_ids),
             version=VERSION,
             public_base_url=s.public_base_url,
+            bot_username=self.me.username or "",
         )
 
     def _reddit_accounts(self, session, factory: ServiceFactory) -> AccountService:

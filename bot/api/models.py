@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
 MAX_ID = 2**63 - 1
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 60.0 is the integer 60 (bodies are validated strictly)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def json_int(**bounds: int) -> Any:
+    """An integer field for strictly validated JSON bodies; bounds as in `Field` (ge, le).
+    The bounds go before the validator, or pydantic writes them into the schema unconverted."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_integral)]
 
 
 class Strict(BaseModel):

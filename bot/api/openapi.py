@@ -84,7 +84,7 @@ def build_document(registry: Registry, *, version: str, server_url: str) -> dict
         params = _parameters(op.path_params, "path", defs) if op.path_params is not NoParams else []
         if op.query is not NoParams:
             params += _parameters(op.query, "query", defs)
-        if op.mutates:
+        if op.takes_idempotency_key:
             params.append(IDEMPOTENCY_HEADER)
         if params:
             entry["parameters"] = params
@@ -93,22 +93,23 @@ def build_document(registry: Registry, *, version: str, server_url: str) -> dict
                 "required": True,
                 "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
             }
-        elif op.multipart:
+        elif op.form is not None:
+            form = op.form.model_json_schema(ref_template=REF)
+            defs.update(form.pop("$defs", {}))
+            form.pop("title", None)
+            # any bytes (so no one JSON type), but exactly one part: not null, not a list
+            form["properties"]["file"] = {
+                "type": ["string", "object", "number", "integer", "boolean"],
+                "contentMediaType": "application/octet-stream",
+                "description": "The file's bytes, as the only part.",
+            }
+            form["required"] = [*form.get("required", []), "file"]
             entry["requestBody"] = {
                 "required": True,
                 "content": {
                     "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file"],
-                            "properties": {
-                                "file": {
-                                    "type": "string",
-                                    "contentMediaType": "application/octet-stream",
-                                },
-                                "name": {"type": "string", "maxLength": 200},
-                            },
-                        }
+                        "schema": form,
+                        "encoding": {"file": {"contentType": "application/octet-stream"}},
                     }
                 },
             }

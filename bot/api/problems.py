@@ -59,8 +59,14 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "unavailable": (503, "A service Opsdeck depends on is unavailable"),
 }
 
+
+class MalformedRequest(OpsdeckError):
+    """The request's body cannot be read (bad JSON, a broken multipart body)."""
+
+
 # most specific first: the first class the error is an instance of decides
 ERROR_SLUGS: tuple[tuple[type[OpsdeckError], str], ...] = (
+    (MalformedRequest, "malformed"),
     (Unauthorized, "unauthorized"),
     (Forbidden, "forbidden"),
     (NotFound, "not-found"),

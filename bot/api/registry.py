@@ -54,13 +54,24 @@ class Operation:
     path_params: type[BaseModel] = NoParams
     query: type[BaseModel] = NoParams
     body: type[BaseModel] | None = None
-    multipart: bool = False  # the body is a streamed multipart upload (handler reads it)
+    # a streamed multipart upload: these fields, then a `file` part (the handler reads it)
+    form: type[BaseModel] | None = None
     problems: tuple[int, ...] = ()  # statuses beyond the ones every operation can answer
     deployment_only: bool = False  # the token's creator must be a deployment owner
 
     @property
+    def multipart(self) -> bool:
+        return self.form is not None
+
+    @property
     def mutates(self) -> bool:
         return self.method != "GET"
+
+    @property
+    def takes_idempotency_key(self) -> bool:
+        """Uploads are idempotent by their bytes (the same file answers the same item), and a
+        streamed body cannot be compared with the first one before it is read."""
+        return self.mutates and not self.multipart
 
     @property
     def doc_path(self) -> str:

@@ -49,6 +49,7 @@ class ApiDeps:
     deployment_owner_ids: frozenset[int]
     version: str
     public_base_url: str
+    bot_username: str
 
 
 DEPS = web.AppKey("api_deps", ApiDeps)
@@ -139,6 +140,8 @@ def _endpoint(op: Operation, deps: ApiDeps) -> Any:
             )
         except ValidationError as exc:
             return _invalid(exc, "query")
+        if op.multipart and request.content_type != "multipart/form-data":
+            return problem("unsupported-media-type", "Send the file as multipart/form-data.")
         raw = b""
         body: BaseModel = NoParams()
         if op.body is not None:
@@ -150,10 +153,13 @@ def _endpoint(op: Operation, deps: ApiDeps) -> Any:
             except (ValueError, RecursionError):
                 return problem("malformed", "The body is not valid JSON.")
             try:
-                body = op.body.model_validate(data)
+                # strict: JSON's types as they are (0 is not false, "1" is not 1)
+                body = op.body.model_validate_json(raw, strict=True) if data is not None else None
             except ValidationError as exc:
                 return _invalid(exc, "body")
-        key = request.headers.get("Idempotency-Key") if op.mutates else None
+            if body is None:
+                return problem("invalid", "The body must be a JSON object.")
+        key = request.headers.get("Idempotency-Key") if op.takes_idempotency_key else None
         if key is not None:
             if not idempotency.KEY_RE.match(key):
                 return problem("invalid", "An Idempotency-Key is 1–128 visible ASCII characters.")
