@@ -218,10 +218,10 @@ class Opsdeck:
             default=DefaultBotProperties(parse_mode=ParseMode.HTML),
         )
         self.sender_bot.session.middleware(TransactionGuard())
-        self.outbox = Outbox(self.sessionmaker, self.clock)
+        self.outbox = Outbox(self.uow, self.clock)
         self.sender = Sender(
             self.sender_bot,
-            self.sessionmaker,
+            self.uow,
             clock=self.clock,
             settings=s.outbox,
             outbox=self.outbox,

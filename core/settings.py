@@ -165,7 +165,7 @@ class OutboxSettings(BaseSettings):
     global_per_second: int = Field(default=30, ge=1, le=1000)
     per_chat_per_second: float = Field(default=1.0, gt=0, le=100)
     # slack added to every pacing step so network jitter never lets Telegram count one more
-    pacing_margin_seconds: float = Field(default=0.03, ge=0, le=1)
+    pacing_margin_seconds: float = Field(default=0.05, ge=0, le=1)
     # rows claimed at a time, the next batch when half are sent: 5 s of sends at 30/s, so a
     # claim that waits for the database (SQLite's write lock during a claim storm: ~0.3 s)
     # never lets the sender run dry (60 did: 0.79x of the limit; 150: 0.94x, bench/README)

@@ -4,6 +4,12 @@ One row per Bot API call (sendMessage, sendDocument, deleteMessage, …). `bot.o
 claims due rows with a lease, sends them paced under Telegram's flood limits and records the
 outcome, so a restart neither loses nor (for rows already marked sent) repeats a message.
 
+The send budget belongs to the bot token, not to a process (DESIGN.md §10): every sender on
+one database takes its sending times from `outbox_budget` (one row per bot: the next free
+moment of the global pace, handed out a few slots at a time) and spaces a chat's messages by
+`outbox_chat_pace` (one row per chat: when it may be sent to next). Times are integer
+milliseconds since the epoch, compared and added in SQL the same way on SQLite and PostgreSQL.
+
 Rows never hold file bytes: a file is a Telegram file_id in `params`, or a reference under
 `params["_upload"]` (`bot.outbox.FileRef`: e.g. a vault item id) that the sender resolves at
 send time — to a file_id, or to the item's bytes streamed from the blob store and uploaded.
@@ -61,3 +67,25 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OutboxBudget(Base):
+    """The global pace of one bot (`key` = `bot:<bot id>`): the next moment a send may start.
+    A sender claiming k slots moves it on by k intervals in one statement (see
+    `storage.repositories.outbox.grant_slots`); a 429 across chats moves it past the pause."""
+
+    __tablename__ = "outbox_budget"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_slot_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class OutboxChatPace(Base):
+    """When a chat may be sent to next (one gap after its last send was answered). A row in
+    the past means the same as no row, so pruning them never changes a decision."""
+
+    __tablename__ = "outbox_chat_pace"
+    __table_args__ = (Index("ix_outbox_chat_pace_next_ms", "next_ms"),)
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    next_ms: Mapped[int] = mapped_column(BigInteger)

@@ -1,18 +1,20 @@
-"""Outbox rows: insert with dedupe, atomic claim with a lease (per-chat order kept), outcomes."""
+"""Outbox rows: insert with dedupe, atomic claim with a lease (per-chat order kept), outcomes;
+and the send budget every process shares (global slots, per-chat pace)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, case, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from storage import upsert
-from storage.outbox_models import OutboxMessage, OutboxStatus
+from storage.outbox_models import OutboxBudget, OutboxChatPace, OutboxMessage, OutboxStatus
 
 UNSENT = (OutboxStatus.pending, OutboxStatus.sending)
 
@@ -30,6 +32,8 @@ class ClaimedMessage:
     hook: str | None
     hook_data: dict[str, Any] | None
     lease_expires_at: datetime
+    # when the chat may be sent to next (ms since the epoch), as every process agreed; 0: now
+    chat_ready_ms: int = 0
 
 
 async def insert(
@@ -135,6 +139,7 @@ async def claim(
         .execution_options(synchronize_session=False)
     )
     rows = (await session.execute(stmt)).all()
+    paced = await chat_pace(session, {r.chat_id for r in rows}, after_ms=_ms(now))
     out = [
         ClaimedMessage(
             id=r.id,
@@ -148,6 +153,7 @@ async def claim(
             hook=r.hook,
             hook_data=r.hook_data,
             lease_expires_at=expires,
+            chat_ready_ms=paced.get(r.chat_id, 0),
         )
         for r in rows
     ]
@@ -275,3 +281,68 @@ async def counts(session: AsyncSession) -> dict[str, int]:
         select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
     )
     return {status: n for status, n in rows.all()}
+
+
+# -- the shared send budget -------------------------------------------------------------------
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+async def grant_slots(
+    session: AsyncSession, key: str, *, now_ms: int, count: int, interval_ms: float
+) -> int:
+    """Take `count` consecutive send slots of the global pace `key`; the first slot's time
+    (ms since the epoch; slot i is `interval_ms * i` later). One statement: concurrent
+    senders get disjoint slots (the row lock or SQLite's write lock orders them)."""
+    step = math.ceil(count * interval_ms)
+    current = OutboxBudget.__table__.c.next_slot_ms
+    stmt = upsert.insert(session, OutboxBudget).values(key=key, next_slot_ms=now_ms + step)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={"next_slot_ms": case((current > now_ms, current), else_=now_ms) + step},
+    ).returning(OutboxBudget.next_slot_ms)
+    end = (await session.execute(stmt)).scalar_one()
+    return int(end) - step
+
+
+async def pause_slots(session: AsyncSession, key: str, *, until_ms: int) -> None:
+    """No slot of `key` before `until_ms` (Telegram told several chats to wait)."""
+    current = OutboxBudget.__table__.c.next_slot_ms
+    stmt = upsert.insert(session, OutboxBudget).values(key=key, next_slot_ms=until_ms)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={"next_slot_ms": case((current > until_ms, current), else_=until_ms)},
+    )
+    await session.execute(stmt)
+
+
+async def set_chat_pace(session: AsyncSession, next_ms: dict[int, int]) -> None:
+    """Each chat may be sent to again no sooner than its time (a later time already set wins)."""
+    current = OutboxChatPace.__table__.c.next_ms
+    for chat_id, at in sorted(next_ms.items()):  # one order: no deadlock between senders
+        stmt = upsert.insert(session, OutboxChatPace).values(chat_id=chat_id, next_ms=at)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["chat_id"],
+            set_={"next_ms": case((current > at, current), else_=at)},
+        )
+        await session.execute(stmt)
+
+
+async def chat_pace(session: AsyncSession, chat_ids: set[int], *, after_ms: int) -> dict[int, int]:
+    """The chats among `chat_ids` that may not be sent to before a time later than `after_ms`."""
+    if not chat_ids:
+        return {}
+    rows = await session.execute(
+        select(OutboxChatPace.chat_id, OutboxChatPace.next_ms).where(
+            OutboxChatPace.chat_id.in_(list(chat_ids)), OutboxChatPace.next_ms > after_ms
+        )
+    )
+    return {chat: int(at) for chat, at in rows.all()}
+
+
+async def prune_chat_pace(session: AsyncSession, *, before_ms: int) -> int:
+    """Forget paces that have passed (they decide nothing any more)."""
+    stmt = delete(OutboxChatPace).where(OutboxChatPace.next_ms < before_ms)
+    return (await session.execute(stmt.execution_options(synchronize_session=False))).rowcount

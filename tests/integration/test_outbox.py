@@ -18,6 +18,7 @@ from sqlalchemy import select
 from bot.outbox import Outbox, OutboxSettings, Sender, SentMessage, wait_idle
 from core.clock import SystemClock
 from storage.outbox_models import OutboxMessage, OutboxStatus
+from storage.uow import UnitOfWork
 from tests.fakes.telegram import FakeTelegram
 
 FAST = dict(poll_seconds=0.2, backoff_base_seconds=0.2, shutdown_timeout_seconds=3)
@@ -44,17 +45,24 @@ def make_bot(tg: FakeTelegram, bots: list[Bot]) -> Bot:
     return bot
 
 
+@pytest.fixture
+async def uow(engine) -> AsyncIterator[UnitOfWork]:
+    work = UnitOfWork(engine)
+    yield work
+    await work.dispose()
+
+
 async def rows(sessionmaker) -> list[OutboxMessage]:
     async with sessionmaker() as session:
         return list((await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all())
 
 
-async def test_paced_under_the_enforced_limit_no_429(sessionmaker, tg, bots) -> None:
+async def test_paced_under_the_enforced_limit_no_429(sessionmaker, uow, tg, bots) -> None:
     users = [tg.user(5000 + i, f"U{i}") for i in range(4)]
     tg.enforce_rate_limit(per_second=10, per_chat_per_second=1, retry_after=1)
-    outbox = Outbox(sessionmaker, SystemClock())
+    outbox = Outbox(uow, SystemClock())
     settings = OutboxSettings(global_per_second=8, per_chat_per_second=1.0, **FAST)
-    sender = Sender(make_bot(tg, bots), sessionmaker, settings=settings, outbox=outbox)
+    sender = Sender(make_bot(tg, bots), uow, settings=settings, outbox=outbox)
     for n in range(3):  # 3 per chat, in order
         for u in users:
             await outbox.send_message(u["id"], f"msg {n}")
@@ -76,14 +84,14 @@ async def test_paced_under_the_enforced_limit_no_429(sessionmaker, tg, bots) -> 
         assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))
 
 
-async def test_429_honoured_and_nothing_lost(sessionmaker, tg, bots) -> None:
+async def test_429_honoured_and_nothing_lost(sessionmaker, uow, tg, bots) -> None:
     users = [tg.user(6000 + i, f"U{i}") for i in range(40)]
     # the sender is configured faster than the server allows: 429s must not lose messages
     tg.enforce_rate_limit(per_second=10, per_chat_per_second=1, retry_after=1)
-    outbox = Outbox(sessionmaker, SystemClock())
+    outbox = Outbox(uow, SystemClock())
     sender = Sender(
         make_bot(tg, bots),
-        sessionmaker,
+        uow,
         settings=OutboxSettings(global_per_second=30, **FAST),
         outbox=outbox,
     )
@@ -97,13 +105,11 @@ async def test_429_honoured_and_nothing_lost(sessionmaker, tg, bots) -> None:
     assert all(tg.accepted_sends[u["id"]] == 1 for u in users)
 
 
-async def test_429_retry_after_holds_the_chat(sessionmaker, tg, bots) -> None:
+async def test_429_retry_after_holds_the_chat(sessionmaker, uow, tg, bots) -> None:
     ann = tg.user(7001, "Ann")
     tg.fail_next("sendMessage", 429, retry_after=2)
-    outbox = Outbox(sessionmaker, SystemClock())
-    sender = Sender(
-        make_bot(tg, bots), sessionmaker, settings=OutboxSettings(**FAST), outbox=outbox
-    )
+    outbox = Outbox(uow, SystemClock())
+    sender = Sender(make_bot(tg, bots), uow, settings=OutboxSettings(**FAST), outbox=outbox)
     await outbox.send_message(ann["id"], "one")
     started = time.monotonic()
     await sender.start()
@@ -115,12 +121,10 @@ async def test_429_retry_after_holds_the_chat(sessionmaker, tg, bots) -> None:
     assert row.status == OutboxStatus.sent and row.attempts == 1  # the 429 is not a failed try
 
 
-async def test_permanent_errors_fail_without_retry(sessionmaker, tg, bots) -> None:
+async def test_permanent_errors_fail_without_retry(sessionmaker, uow, tg, bots) -> None:
     ann = tg.user(7101, "Ann")
-    outbox = Outbox(sessionmaker, SystemClock())
-    sender = Sender(
-        make_bot(tg, bots), sessionmaker, settings=OutboxSettings(**FAST), outbox=outbox
-    )
+    outbox = Outbox(uow, SystemClock())
+    sender = Sender(make_bot(tg, bots), uow, settings=OutboxSettings(**FAST), outbox=outbox)
     tg.fail_next("sendMessage", 403)
     blocked = await outbox.send_message(ann["id"], "blocked")
     nobody = await outbox.send_message(999_999, "nobody")  # 400 chat not found
@@ -135,13 +139,11 @@ async def test_permanent_errors_fail_without_retry(sessionmaker, tg, bots) -> No
     assert len(tg.calls("sendMessage")) == 2
 
 
-async def test_server_errors_retried_with_backoff(sessionmaker, tg, bots) -> None:
+async def test_server_errors_retried_with_backoff(sessionmaker, uow, tg, bots) -> None:
     ann = tg.user(7201, "Ann")
     tg.fail_next("sendMessage", 500, times=2)
-    outbox = Outbox(sessionmaker, SystemClock())
-    sender = Sender(
-        make_bot(tg, bots), sessionmaker, settings=OutboxSettings(**FAST), outbox=outbox
-    )
+    outbox = Outbox(uow, SystemClock())
+    sender = Sender(make_bot(tg, bots), uow, settings=OutboxSettings(**FAST), outbox=outbox)
     await outbox.send_message(ann["id"], "eventually")
     await sender.start()
     await tg.wait_for_message(ann["id"], "eventually", timeout=6)
@@ -152,10 +154,10 @@ async def test_server_errors_retried_with_backoff(sessionmaker, tg, bots) -> Non
     assert tg.accepted_sends[ann["id"]] == 1
 
 
-async def test_restart_sends_pending_and_not_what_was_sent(sessionmaker, tg, bots) -> None:
+async def test_restart_sends_pending_and_not_what_was_sent(sessionmaker, uow, tg, bots) -> None:
     users = [tg.user(7300 + i, f"U{i}") for i in range(6)]
-    outbox = Outbox(sessionmaker, SystemClock())
-    first = Sender(make_bot(tg, bots), sessionmaker, settings=OutboxSettings(**FAST), outbox=outbox)
+    outbox = Outbox(uow, SystemClock())
+    first = Sender(make_bot(tg, bots), uow, settings=OutboxSettings(**FAST), outbox=outbox)
     for u in users[:3]:
         await outbox.send_message(u["id"], "before")
     await first.start()
@@ -174,7 +176,7 @@ async def test_restart_sends_pending_and_not_what_was_sent(sessionmaker, tg, bot
         )
         await session.commit()
     assert len(crashed) == 1
-    second = Sender(make_bot(tg, bots), sessionmaker, settings=OutboxSettings(**FAST))
+    second = Sender(make_bot(tg, bots), uow, settings=OutboxSettings(**FAST))
     await second.start()
     counts = await wait_idle(sessionmaker)
     await second.stop()
@@ -182,9 +184,9 @@ async def test_restart_sends_pending_and_not_what_was_sent(sessionmaker, tg, bot
     assert all(tg.accepted_sends[u["id"]] == 1 for u in users)
 
 
-async def test_ambiguous_rows_can_opt_out_of_resending(sessionmaker, tg, bots) -> None:
+async def test_ambiguous_rows_can_opt_out_of_resending(sessionmaker, uow, tg, bots) -> None:
     ann = tg.user(7401, "Ann")
-    outbox = Outbox(sessionmaker, SystemClock())
+    outbox = Outbox(uow, SystemClock())
     row_id = await outbox.send_message(ann["id"], "secret", retry_ambiguous=False)
     from datetime import timedelta
 
@@ -195,7 +197,7 @@ async def test_ambiguous_rows_can_opt_out_of_resending(sessionmaker, tg, bots) -
             session, owner="dead", now=SystemClock().now(), lease=timedelta(0), limit=5
         )
         await session.commit()
-    sender = Sender(make_bot(tg, bots), sessionmaker, settings=OutboxSettings(**FAST))
+    sender = Sender(make_bot(tg, bots), uow, settings=OutboxSettings(**FAST))
     await sender.start()
     await wait_idle(sessionmaker)
     await sender.stop()
@@ -205,12 +207,12 @@ async def test_ambiguous_rows_can_opt_out_of_resending(sessionmaker, tg, bots) -
     assert tg.accepted_sends[ann["id"]] == 0
 
 
-async def test_two_senders_never_send_a_row_twice(sessionmaker, tg, bots) -> None:
+async def test_two_senders_never_send_a_row_twice(sessionmaker, uow, tg, bots) -> None:
     users = [tg.user(8000 + i, f"U{i}") for i in range(60)]
-    outbox = Outbox(sessionmaker, SystemClock())
+    outbox = Outbox(uow, SystemClock())
     settings = OutboxSettings(global_per_second=200, per_chat_per_second=50, batch_size=10, **FAST)
-    a = Sender(make_bot(tg, bots), sessionmaker, settings=settings, outbox=outbox, owner="a")
-    b = Sender(make_bot(tg, bots), sessionmaker, settings=settings, outbox=outbox, owner="b")
+    a = Sender(make_bot(tg, bots), uow, settings=settings, outbox=outbox, owner="a")
+    b = Sender(make_bot(tg, bots), uow, settings=settings, outbox=outbox, owner="b")
     for n in range(2):
         for u in users:
             await outbox.send_message(u["id"], f"m{n}")
@@ -224,12 +226,10 @@ async def test_two_senders_never_send_a_row_twice(sessionmaker, tg, bots) -> Non
         assert [m["text"] for m in tg.messages(u["id"])] == ["m0", "m1"]
 
 
-async def test_enqueue_dedupe_markup_and_hooks(sessionmaker, tg, bots) -> None:
+async def test_enqueue_dedupe_markup_and_hooks(sessionmaker, uow, tg, bots) -> None:
     ann = tg.user(8101, "Ann")
-    outbox = Outbox(sessionmaker, SystemClock())
-    sender = Sender(
-        make_bot(tg, bots), sessionmaker, settings=OutboxSettings(**FAST), outbox=outbox
-    )
+    outbox = Outbox(uow, SystemClock())
+    sender = Sender(make_bot(tg, bots), uow, settings=OutboxSettings(**FAST), outbox=outbox)
     seen: list[SentMessage] = []
 
     async def remember(sent: SentMessage) -> None:

@@ -140,7 +140,7 @@ class World:
         self.bots.append(bot)
         sender = Sender(
             bot,
-            self.sessionmaker,
+            self.uow,
             clock=self.clock,
             settings=OutboxSettings(**{**FAST, **settings}),
             outbox=self.outbox,
@@ -195,7 +195,7 @@ async def world(engine, sessionmaker, tmp_path) -> AsyncIterator[World]:
             FaultyBlobs(LocalBlobStore(tmp_path / "blobs")),
             actor,
             tg,
-            Outbox(sessionmaker, clock),
+            Outbox(uow, clock),
             bots,
         )
         for bot in bots:

@@ -1,67 +1,18 @@
-"""One durable, rate-paced way out to Telegram: `Outbox.enqueue` and the per-process `Sender`.
-
-Enqueue writes a row first (in the caller's transaction or its own), then wakes the local
-sender. The sender claims due rows with a lease (several processes can share the table),
-paces them under Telegram's flood limits and records each outcome:
-
-* pacing: a sliding 1-second window of `global_per_second` sends overall (default 30) and at
-  least `1 / per_chat_per_second` seconds between sends to one chat (default 1/s); a chat's
-  rows go out in order (the claim only takes a chat's oldest unsent row);
-* 429: the row goes back to pending until `retry_after` (the try is not counted) and that chat
-  is held as long; when several chats are told to wait within a second, all sending pauses;
-* 5xx, timeouts, network errors: retried with exponential backoff up to `max_attempts`;
-* 400 / 403 / 404 (chat not found, bot blocked, bad request): failed at once, not retried;
-* restart: rows left `sending` whose lease expired are claimed again and resent (failed as
-  "outcome unknown" if `retry_ambiguous=False`); rows still pending are simply sent.
-
-Delivery is at least once. A send whose answer never came (timeout, connection reset after the
-request went out, a crash between sending and recording) may have reached the chat; Telegram
-has no idempotency key for sendMessage, so resending can duplicate. To keep that window small
-the outcome is recorded right after each call, connection failures that provably happened
-before the request was sent (connect refused/DNS) are retried freely, and callers that prefer
-"at most once" (e.g. a one-time secret) enqueue with `retry_ambiguous=False`: such a row is
-marked failed ("outcome unknown") instead of being resent. `dedupe_key` makes enqueueing
-idempotent (the same logical message is never queued twice).
-
-Files by reference (uploads): a row never holds bytes. A row that sends a file the bot keeps
-elsewhere (a vault item) carries a `FileRef` in its params (`params["_upload"]`: the name of
-an `UploadSource`, the method's file field, a key naming the file, an opaque JSON ref); a
-file_id known at enqueue sits in the file field as usual and is tried first. At send time a
-row whose file field is empty asks its source, which answers with a Telegram file_id
-(uploaded before, perhaps by an earlier row) or a stream of the bytes; the bytes are uploaded
-in that same call, so an upload is paced, 429-held, retried and recovered after a restart like
-any send. The file_id Telegram gives the upload goes back to the source
-(`UploadSource.uploaded`) so later rows send by file_id, and rows for a file this process is
-uploading wait for it instead of uploading it again. A file_id Telegram refuses (400) is
-dropped from the row and the bytes are uploaded instead, once. Bytes the source cannot give
-(`SourceUnavailable`: missing, unreadable) fail the row at once, with cause `source`. A timeout
-while the body was still streaming provably sent nothing, so it is retried even for
-`retry_ambiguous=False` rows. Uploads get `upload_timeout_seconds` and keep their lease alive.
-
-Failures reach the row's hook too: `add_hook(name, on_sent, on_failed=...)` receives a
-`FailedMessage` with a `cause` (`source`, `unreachable`, `rejected`, `gave_up`, `unknown`) and
-the session of the transaction that marks the row failed, so a notice it queues (to tell the
-person what happened) is committed with the failure or not at all.
-
-Limits are per process: with N processes sharing one bot, give each 1/N of the rate.
-"""
+"""The paced sender: claims due rows with a lease, sends them within the bot's shared
+budget, records each outcome and runs the rows' hooks (see `bot.outbox` for the contract)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
-import time
 import uuid
-from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from dataclasses import field as dc_field
-from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, Protocol
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 from aiogram import Bot, methods
 from aiogram.exceptions import (
@@ -77,319 +28,28 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import InputFile
-from pydantic import BaseModel
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.outbox.budget import SharedBudget, wall_ms
+from bot.outbox.hooks import FailCause, FailedMessage, OnFailed, OnSent, SentMessage
+from bot.outbox.pacer import Pacer
+from bot.outbox.queue import Outbox
+from bot.outbox.uploads import (
+    UPLOAD_PARAM,
+    FileRef,
+    SourceUnavailable,
+    TrackedUpload,
+    UploadSource,
+)
 from core.clock import Clock, SystemClock
 from core.settings import OutboxSettings
 from storage.db import is_connection_lost
 from storage.repositories import outbox as repo
 from storage.repositories.outbox import ClaimedMessage
+from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
-
-def _json_params(params: dict[str, Any]) -> dict[str, Any]:
-    # None is kept: parse_mode=None means "no parse mode", not the Bot's default (HTML)
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, BaseModel):
-            value = value.model_dump(mode="json", exclude_none=True)
-        out[key] = value
-    return out
-
-
-UPLOAD_PARAM = "_upload"  # params key of a row's FileRef; never sent to Telegram
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """A file a row sends by reference (see the module docstring): rows hold this, never bytes.
-
-    `source` names the `UploadSource` (`Sender.add_source`), `field` the method's file
-    parameter (document, photo, …), `key` the file itself (rows with one key share one upload),
-    `ref` is the source's own JSON (e.g. an item id). `refused` is a file_id Telegram refused
-    for this row: the source must not answer with it again.
-    """
-
-    source: str
-    field: str
-    key: str
-    ref: dict[str, Any] = dc_field(default_factory=dict)
-    refused: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "source": self.source,
-            "field": self.field,
-            "key": self.key,
-            "ref": self.ref,
-        }
-        if self.refused is not None:
-            out["refused"] = self.refused
-        return out
-
-    @classmethod
-    def of(cls, params: dict[str, Any]) -> FileRef | None:
-        data = params.get(UPLOAD_PARAM)
-        if not isinstance(data, dict):
-            return None
-        return cls(
-            source=str(data["source"]),
-            field=str(data["field"]),
-            key=str(data["key"]),
-            ref=dict(data.get("ref") or {}),
-            refused=data.get("refused"),
-        )
-
-
-class SourceUnavailable(Exception):
-    """An upload source cannot give the file (bytes missing or unreadable): the row fails with
-    cause `source`; retrying would not bring the bytes back."""
-
-
-class UploadSource(Protocol):
-    """Where the bytes of rows sent by reference come from (registered per process)."""
-
-    async def open(self, ref: dict[str, Any], *, refused: str | None) -> str | InputFile:
-        """The file to send now: a Telegram file_id (not `refused`), or an InputFile that
-        streams the bytes (open them lazily in `read`). Raise SourceUnavailable if neither."""
-        ...
-
-    async def uploaded(self, ref: dict[str, Any], file_id: str, file_unique_id: str | None) -> None:
-        """An upload went through: keep Telegram's file_id so later rows send by it."""
-        ...
-
-
-class _TrackedUpload(InputFile):
-    """Wraps a source's InputFile to know whether its bytes were all handed to the connection
-    (a timeout before that provably sent nothing) and whether reading them failed."""
-
-    def __init__(self, inner: InputFile) -> None:
-        super().__init__(filename=inner.filename, chunk_size=inner.chunk_size)
-        self.inner = inner
-        self.complete = False
-        self.error: BaseException | None = None
-
-    async def read(self, bot: Bot) -> Any:
-        try:
-            async for chunk in self.inner.read(bot):
-                yield chunk
-        except Exception as exc:
-            self.error = exc
-            raise
-        self.complete = True
-
-
-class FailCause(StrEnum):
-    """Why a row failed, for on_failed hooks."""
-
-    source = "source"  # the file's bytes could not be had (missing, unreadable)
-    unreachable = "unreachable"  # blocked by the user, chat not found
-    rejected = "rejected"  # Telegram refused the call itself (bad request, too large, …)
-    gave_up = "gave_up"  # transient errors until max_attempts
-    unknown = "unknown"  # the outcome of a send is unknown and the row may not be resent
-
-
-@dataclass(frozen=True)
-class FailedMessage:
-    """What an on_failed hook receives."""
-
-    row_id: int
-    chat_id: int
-    method: str
-    error: str
-    cause: FailCause
-    hook_data: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class SentMessage:
-    """What an on_sent hook receives."""
-
-    row_id: int
-    chat_id: int
-    method: str
-    result: Any  # the Bot API result (a Message for send*, True for deleteMessage, …)
-    hook_data: dict[str, Any] | None
-
-    @property
-    def message_id(self) -> int | None:
-        return getattr(self.result, "message_id", None)
-
-
-OnSent = Callable[[SentMessage], Awaitable[None]]
-# runs in the transaction that marks the row failed: what it queues (through the session) is
-# committed with that outcome, or not at all
-OnFailed = Callable[[FailedMessage, AsyncSession], Awaitable[None]]
-
-
-class Outbox:
-    """Durable enqueue. Pass `session=` to write inside the caller's transaction (the local
-    sender is woken when that transaction commits); otherwise the row is committed here."""
-
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock) -> None:
-        self.sessionmaker = sessionmaker
-        self.clock = clock
-        self._wakers: list[Callable[[], None]] = []
-
-    def add_waker(self, wake: Callable[[], None]) -> None:
-        self._wakers.append(wake)
-
-    def wake(self) -> None:
-        for wake in self._wakers:
-            wake()
-
-    async def enqueue(self, chat_id: int, method: str = "sendMessage", **kw: Any) -> int:
-        """Queue one Bot API call; the row id (see `enqueue_new`)."""
-        row_id, _ = await self.enqueue_new(chat_id, method, **kw)
-        return row_id
-
-    async def enqueue_new(
-        self,
-        chat_id: int,
-        method: str = "sendMessage",
-        *,
-        session: AsyncSession | None = None,
-        dedupe_key: str | None = None,
-        not_before: datetime | None = None,
-        tenant_id: int | None = None,
-        max_attempts: int = 8,
-        retry_ambiguous: bool = True,
-        hook: str | None = None,
-        hook_data: dict[str, Any] | None = None,
-        file: FileRef | None = None,
-        **params: Any,
-    ) -> tuple[int, bool]:
-        """Queue one Bot API call (`method` as Telegram names it, `params` without chat_id;
-        aiogram models such as reply_markup are stored as JSON). Returns the row id and
-        whether it is new: with a `dedupe_key` queued before, the existing row's id and False.
-
-        `file`: the method's file parameter by reference (the bytes are read at send time);
-        a file_id known now may still be given as that parameter and is then used first."""
-        stored = _json_params(params)
-        if file is not None:
-            stored[UPLOAD_PARAM] = file.to_json()
-        values = dict(
-            now=self.clock.now(),
-            chat_id=chat_id,
-            method=method,
-            params=stored,
-            dedupe_key=dedupe_key,
-            not_before=not_before,
-            tenant_id=tenant_id,
-            max_attempts=max_attempts,
-            retry_ambiguous=retry_ambiguous,
-            hook=hook,
-            hook_data=hook_data,
-        )
-        if session is not None:
-            row_id, created = await repo.insert(session, **values)
-            event.listen(session.sync_session, "after_commit", lambda _s: self.wake(), once=True)
-            return row_id, created
-        async with self.sessionmaker() as own:
-            row_id, created = await repo.insert(own, **values)
-            await own.commit()
-        self.wake()
-        return row_id, created
-
-    async def send_message(self, chat_id: int, text: str, **kw: Any) -> int:
-        return await self.enqueue(chat_id, "sendMessage", text=text, **kw)
-
-    async def send_document(self, chat_id: int, document: str, **kw: Any) -> int:
-        """`document` is a Telegram file_id; bytes go by reference (`enqueue(file=...)`)."""
-        return await self.enqueue(chat_id, "sendDocument", document=document, **kw)
-
-    async def send_photo(self, chat_id: int, photo: str, **kw: Any) -> int:
-        return await self.enqueue(chat_id, "sendPhoto", photo=photo, **kw)
-
-    async def delete_message(self, chat_id: int, message_id: int, **kw: Any) -> int:
-        return await self.enqueue(chat_id, "deleteMessage", message_id=message_id, **kw)
-
-
-class Pacer:
-    """Sliding-window global limit, minimum spacing per chat, and 429 holds (monotonic time).
-
-    Telegram counts a message when it arrives, somewhere between our request and its answer.
-    A chat's next send waits one gap after the previous one was answered. For the global
-    window, a send occupies its slot from when it starts until one period after its arrival
-    could have been at the latest. That is its answer, which is always safe but costs a whole
-    round trip per slot: 30 slots per (1 s + RTT), 0.75x of the limit at a 300 ms RTT. When
-    the recent round trips are steady, arrival is bounded tighter: the arrivals of two sends
-    differ from their starts by at most the spread of the round trips (slowest - fastest), so
-    a slot ends one period after `start + spread` (or its answer, if that came first). With
-    too few samples, or for a minute after a 429, the answer is used again.
-    """
-
-    RTT_SAMPLES = 64
-    MIN_SAMPLES = 8
-    CAUTIOUS_AFTER_429 = 60.0
-
-    def __init__(self, settings: OutboxSettings) -> None:
-        self.s = settings
-        self.window: list[list[float]] = []  # [counted until - period, started]; inf in flight
-        self.chat_next: dict[int, float] = {}
-        self.paused_until = 0.0
-        self.rtts: deque[float] = deque(maxlen=self.RTT_SAMPLES)
-        self.cautious_until = 0.0
-        self.recent_429: deque[tuple[float, int]] = deque()
-
-    @property
-    def period(self) -> float:
-        return 1.0 + self.s.pacing_margin_seconds
-
-    @property
-    def gap(self) -> float:
-        return 1.0 / self.s.per_chat_per_second + self.s.pacing_margin_seconds
-
-    def chat_ready_at(self, chat_id: int) -> float:
-        return self.chat_next.get(chat_id, 0.0)
-
-    def global_ready_at(self, now: float) -> float:
-        self.window = [slot for slot in self.window if slot[0] + self.period > now]
-        ready = self.paused_until
-        excess = len(self.window) - self.s.global_per_second
-        if excess >= 0:
-            # the window is full until enough slots end; never "ready now" while it is full
-            # (at `now == end + period` rounding kept the slot and admitted sends unbounded)
-            end = sorted(slot[0] for slot in self.window)[excess]
-            ready = max(ready, end + self.period if end != float("inf") else now + 0.01)
-            ready = max(ready, now + 1e-4)
-        return ready
-
-    def note_send(self, chat_id: int, now: float) -> list[float]:
-        """A send starts; returns its slot, to hand to `note_done` when it is answered."""
-        slot = [float("inf"), now]
-        self.window.append(slot)
-        self.chat_next[chat_id] = max(self.chat_next.get(chat_id, 0.0), now + self.gap)
-        if len(self.chat_next) > 50_000:  # forget chats whose spacing has long passed
-            self.chat_next = {c: t for c, t in self.chat_next.items() if t > now}
-        return slot
-
-    def note_done(self, chat_id: int, slot: list[float], now: float) -> None:
-        started = slot[1]
-        self.rtts.append(now - started)
-        latest_arrival = now
-        if len(self.rtts) >= self.MIN_SAMPLES and now >= self.cautious_until:
-            latest_arrival = min(now, started + max(self.rtts) - min(self.rtts))
-        slot[0] = latest_arrival
-        self.chat_next[chat_id] = max(self.chat_next.get(chat_id, 0.0), now + self.gap)
-
-    def note_429(self, chat_id: int, retry_after: float, now: float) -> bool:
-        """Hold the chat; pause everything when several chats are throttled. True if paused."""
-        until = now + retry_after
-        self.cautious_until = max(self.cautious_until, until + self.CAUTIOUS_AFTER_429)
-        self.chat_next[chat_id] = max(self.chat_next.get(chat_id, 0.0), until)
-        self.recent_429.append((now, chat_id))
-        while self.recent_429 and self.recent_429[0][0] < now - 1.0:
-            self.recent_429.popleft()
-        chats = {c for _, c in self.recent_429}
-        if len(chats) >= self.s.global_pause_after_chats:
-            self.paused_until = max(self.paused_until, until)
-            return True
-        return False
+PRUNE_PACES_EVERY = 60.0  # seconds
 
 
 _PERMANENT = (
@@ -413,7 +73,7 @@ class Sender:
     def __init__(
         self,
         bot: Bot,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        uow: UnitOfWork,
         *,
         clock: Clock | None = None,
         settings: OutboxSettings | None = None,
@@ -421,11 +81,14 @@ class Sender:
         owner: str | None = None,
     ) -> None:
         self.bot = bot
-        self.sessionmaker = sessionmaker
+        self.uow = uow
         self.clock = clock or SystemClock()
         self.s = settings or OutboxSettings()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pacer = Pacer(self.s)
+        # the global pace is the bot token's, shared with every process on the database
+        self.budget = SharedBudget(uow, f"bot:{bot.id}", self.s)
+        self._pruned_at = 0.0
         self.hooks: dict[str, OnSent] = {}
         self.fail_hooks: dict[str, OnFailed] = {}
         self.row_hooks: dict[int, OnSent] = {}
@@ -504,6 +167,7 @@ class Sender:
         await self._release([m.id for m in self._local])
         self._local.clear()
         await self._marks.drain()
+        await self.budget.close()
 
     # ------------------------------------------------------------------ loop
 
@@ -567,6 +231,21 @@ class Sender:
             # expire, an at-most-once row would be failed as "outcome unknown" unsent)
             await self._defer(msg, 0.0)
             return
+        if self._slots.locked():  # wait for room first: a slot waited for would go stale
+            self._local.append(msg)
+            await self._slots.acquire()
+            self._slots.release()
+            return
+        # a slot of the bot's shared pace: granted a few at a time, sent at its moment
+        wait = self.budget.due_in(len(ready_rows))
+        if wait is None or wait > 0:
+            self._local.append(msg)
+            if wait is None:
+                await self.budget.wait_granted(self.s.poll_seconds)
+            else:
+                await asyncio.sleep(min(wait, 0.25))
+            return
+        self.budget.use()
         key = self._key_to_resolve(msg)
         if key is not None:
             self._busy.add(key)  # before the task starts: the next step must see it
@@ -616,7 +295,7 @@ class Sender:
     async def _claim(self, limit: int) -> None:
         if limit <= 0:
             return
-        async with self.sessionmaker() as session:
+        async with self.uow.write() as session:
             claimed = await repo.claim(
                 session,
                 owner=self.owner,
@@ -624,13 +303,31 @@ class Sender:
                 lease=timedelta(seconds=self.s.lease_seconds),
                 limit=limit,
             )
-            await session.commit()
+        self._note_chat_paces(claimed)
+        await self._prune_paces()
         ambiguous = [m for m in claimed if m.was_sending and not m.retry_ambiguous]
         for msg in ambiguous:
             await self._fail(
                 msg, "outcome unknown: a sender stopped mid-send; not resent", FailCause.unknown
             )
         self._local.extend(m for m in claimed if not (m.was_sending and not m.retry_ambiguous))
+
+    def _note_chat_paces(self, claimed: list[ClaimedMessage]) -> None:
+        """A chat another process sent to lately waits out its gap here too."""
+        loop_now, now_ms = asyncio.get_running_loop().time(), wall_ms()
+        for msg in claimed:
+            if msg.chat_ready_ms > now_ms:
+                at = loop_now + (msg.chat_ready_ms - now_ms) / 1000.0
+                self.pacer.chat_next[msg.chat_id] = max(self.pacer.chat_ready_at(msg.chat_id), at)
+
+    async def _prune_paces(self) -> None:
+        """Chat paces that have passed decide nothing: forget them once a minute."""
+        now = asyncio.get_running_loop().time()
+        if now - self._pruned_at < PRUNE_PACES_EVERY:
+            return
+        self._pruned_at = now
+        async with self.uow.write() as session:
+            await repo.prune_chat_pace(session, before_ms=wall_ms() - 60_000)
 
     # ------------------------------------------------------------------ one send
 
@@ -643,7 +340,7 @@ class Sender:
 
     async def _resolve(
         self, msg: ClaimedMessage, ref: FileRef | None
-    ) -> tuple[dict[str, Any], _TrackedUpload | None]:
+    ) -> tuple[dict[str, Any], TrackedUpload | None]:
         """The call's params, with a file by reference turned into a file_id or an upload."""
         params = {k: v for k, v in msg.params.items() if k != UPLOAD_PARAM}
         if ref is None or isinstance(params.get(ref.field), str):
@@ -655,7 +352,7 @@ class Sender:
         if isinstance(got, str):
             params[ref.field] = got
             return params, None
-        upload = _TrackedUpload(got)
+        upload = TrackedUpload(got)
         params[ref.field] = upload
         return params, upload
 
@@ -664,7 +361,7 @@ class Sender:
         `key`: the FileRef key this send holds (rows of the same file wait until released)."""
         loop = asyncio.get_running_loop()
         ref = FileRef.of(msg.params)
-        upload: _TrackedUpload | None = None
+        upload: TrackedUpload | None = None
         keeper: asyncio.Task[None] | None = None
         requested = False  # the call went out (for an upload: maybe only part of its body)
         in_flight = _Once(self._slots.release)
@@ -764,10 +461,9 @@ class Sender:
         while True:
             await asyncio.sleep(max(1.0, self.s.lease_seconds / 3))
             try:
-                async with self.sessionmaker() as session:
+                async with self.uow.write() as session:
                     until = self.clock.now() + timedelta(seconds=self.s.lease_seconds)
                     await repo.extend_lease(session, msg.id, self.owner, until=until)
-                    await session.commit()
             except Exception:
                 log.exception("outbox row %s: extending its lease failed", msg.id)
 
@@ -796,7 +492,7 @@ class Sender:
         await self._retry(msg, f"file_id refused: {exc.message}", 0.0, True, params=params)
 
     async def _mark_sent(self, msg: ClaimedMessage, result: Any) -> None:
-        held = await self._marks.mark(msg.id, getattr(result, "message_id", None))
+        held = await self._marks.mark(msg.id, msg.chat_id, getattr(result, "message_id", None))
         if not held:
             log.warning("outbox row %s was sent after its lease passed to another sender", msg.id)
         self.sent_count += 1
@@ -817,6 +513,8 @@ class Sender:
         paused = self.pacer.note_429(msg.chat_id, retry_after, asyncio.get_running_loop().time())
         if paused:
             log.warning("Telegram 429 across chats: pausing all sends for %ss", retry_after)
+            with contextlib.suppress(Exception):  # the local pause holds regardless
+                await self.budget.pause(retry_after)
         await self._retry(msg, f"429 retry after {retry_after}", retry_after, count=False)
 
     async def _retry_or_fail(self, msg: ClaimedMessage, error: str) -> None:
@@ -839,7 +537,7 @@ class Sender:
         params: dict[str, Any] | None = None,
     ) -> None:
         now = self.clock.now()
-        async with self.sessionmaker() as session:
+        async with self.uow.write() as session:
             await repo.reschedule(
                 session,
                 msg.id,
@@ -851,7 +549,6 @@ class Sender:
                 chat_id=chat_id,
                 params=params,
             )
-            await session.commit()
         if delay <= self.s.poll_seconds:
             self._wake.set()
 
@@ -860,24 +557,22 @@ class Sender:
         fn = self.fail_hooks.get(msg.hook or "")
         failed = FailedMessage(msg.id, msg.chat_id, msg.method, error, cause, msg.hook_data)
         now = self.clock.now()
-        async with self.sessionmaker() as session:
+        async with self.uow.write() as session:
             held = await repo.mark_failed(session, msg.id, self.owner, now=now, error=error)
             # not held: another sender owns the row's outcome now (and its hook)
             if held and fn is not None:
                 try:
-                    await fn(failed, session)
+                    async with session.begin_nested():  # a failing hook undoes only its own
+                        await fn(failed, session)
                 except Exception:
                     log.exception("outbox on_failed hook failed for row %s", msg.id)
-                    await session.rollback()
-                    await repo.mark_failed(session, msg.id, self.owner, now=now, error=error)
-            await session.commit()
         self.failed_count += 1
         self.row_hooks.pop(msg.id, None)
         self._wake.set()
 
     async def _defer(self, msg: ClaimedMessage, delay: float) -> None:
         now = self.clock.now()
-        async with self.sessionmaker() as session:
+        async with self.uow.write() as session:
             await repo.reschedule(
                 session,
                 msg.id,
@@ -887,14 +582,12 @@ class Sender:
                 error=None,
                 count_attempt=False,
             )
-            await session.commit()
 
     async def _release(self, ids: list[int]) -> None:
         if not ids:
             return
-        async with self.sessionmaker() as session:
+        async with self.uow.write() as session:
             await repo.release(session, self.owner, ids, now=self.clock.now())
-            await session.commit()
 
 
 def _file_refused(exc: Exception) -> bool:
@@ -946,12 +639,14 @@ class _SentMarks:
 
     def __init__(self, sender: Sender) -> None:
         self.sender = sender
-        self.pending: list[tuple[int, int | None, asyncio.Future[bool]]] = []
+        self.pending: list[tuple[int, int, int | None, int, asyncio.Future[bool]]] = []
         self.flushing: asyncio.Task[None] | None = None
 
-    async def mark(self, row_id: int, message_id: int | None) -> bool:
+    async def mark(self, row_id: int, chat_id: int, message_id: int | None) -> bool:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.pending.append((row_id, message_id, done))
+        # the chat's next message, whichever process sends it, waits one gap from this answer
+        next_ms = wall_ms() + math.ceil(1000 * self.sender.pacer.gap)
+        self.pending.append((row_id, chat_id, message_id, next_ms, done))
         if self.flushing is None:
             self.flushing = asyncio.create_task(self._flush())
         return await asyncio.shield(done)  # a cancelled send still gets its row marked
@@ -967,47 +662,37 @@ class _SentMarks:
                 try:
                     held = await self._write(batch)
                 except Exception as exc:
-                    for _, _, done in batch:
+                    for *_, done in batch:
                         if not done.done():
                             done.set_exception(exc)
                     continue
-                for (_, _, done), ok in zip(batch, held, strict=True):
+                for (*_, done), ok in zip(batch, held, strict=True):
                     if not done.done():
                         done.set_result(ok)
         finally:
             self.flushing = None
 
-    async def _write(self, batch: list[tuple[int, int | None, asyncio.Future[bool]]]) -> list[bool]:
+    async def _write(
+        self, batch: list[tuple[int, int, int | None, int, asyncio.Future[bool]]]
+    ) -> list[bool]:
         sender = self.sender
         for attempt in range(8):  # the database connection lost mid-write: write it again,
             try:  # or the rows stay `sending` and are resent once their lease runs out
-                async with sender.sessionmaker() as session:
+                async with sender.uow.write() as session:
                     now = sender.clock.now()
                     held = [
                         await repo.mark_sent(
                             session, row_id, sender.owner, now=now, message_id=message_id
                         )
-                        for row_id, message_id, _ in batch
+                        for row_id, _, message_id, _, _ in batch
                     ]
-                    await session.commit()
+                    paces: dict[int, int] = {}
+                    for _, chat_id, _, next_ms, _ in batch:
+                        paces[chat_id] = max(paces.get(chat_id, 0), next_ms)
+                    await repo.set_chat_pace(session, paces)
                 return held
             except Exception as exc:
                 if attempt == 7 or not is_connection_lost(exc):
                     raise
                 await asyncio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
-
-
-async def wait_idle(
-    sessionmaker: async_sessionmaker[AsyncSession], within: float = 10.0
-) -> dict[str, int]:
-    """Until no row is pending or sending (tests, benchmarks); returns the status counts."""
-    deadline = time.monotonic() + within
-    while True:
-        async with sessionmaker() as session:
-            counts = await repo.counts(session)
-        if not counts.get("pending") and not counts.get("sending"):
-            return counts
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"outbox not idle after {within}s: {counts}")
-        await asyncio.sleep(0.05)
