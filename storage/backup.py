@@ -9,6 +9,7 @@ call them in a thread.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +49,8 @@ def snapshot_copy(source: Path, target: Path) -> dict[str, int]:
     the copy runs are in neither. The copy is switched to rollback-journal mode so it is one
     self-contained file that opens read-only anywhere.
     """
-    if target.exists():
-        raise FileExistsError(f"{target} already exists")
+    # created exclusively: a name another run took raises here, before anything is written
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     src = sqlite3.connect(str(source), isolation_level=None, timeout=30)
     try:
         dst = sqlite3.connect(str(target), isolation_level=None)

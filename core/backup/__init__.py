@@ -1,13 +1,19 @@
 """Backups of the embedded SQLite database, proven by a check, with retention (issue 5 item 2).
 
 The periodic job `maintenance.backup` copies the live database with SQLite's online backup API
-into `<data dir>/backups/opsdeck-<UTC timestamp>.db` (written under a `.partial` name and
-renamed only once the copy passed its check), then proves the copy: opened read-only,
-`PRAGMA integrity_check` must answer "ok" and every table must hold exactly the rows counted
-inside the snapshot the copy was taken from. Every run is recorded in the `backups` table. A
+into `<data dir>/backups/opsdeck-<UTC timestamp to the microsecond>-<random>.db` (written
+under a `.partial` name it creates exclusively, renamed only once the copy passed its
+check), then proves the copy: opened read-only, `PRAGMA integrity_check` must answer "ok"
+and every table must hold exactly the rows counted inside the snapshot the copy was taken
+from. Every run is recorded in the `backups` table. A
 failed copy or check is deleted, tells the operators, and fails the job (visible in /jobs).
 Only after a good copy are older files beyond the retention count removed, so a failing run
 never costs a good backup.
+
+Runs never collide: one at a time per backup directory (an exclusive `flock` on its
+`.backup.lock`, held across copy, check and retention by whichever process runs; a second run
+waits its turn, up to `LOCK_WAIT_SECONDS`, then fails saying why), every run writes files of
+its own name, and a failed run deletes only the `.partial` it created itself.
 
 On PostgreSQL, backups are the database's business (pg_dump, base backups, PITR): the job does
 nothing and says so, and no schedule is added.
@@ -16,9 +22,13 @@ nothing and says so, and no schedule is added.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import os
+import secrets
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,6 +58,8 @@ BACKUP_KIND = "maintenance.backup"
 PREFIX = "opsdeck-"
 SUFFIX = ".db"
 PARTIAL = ".partial"
+LOCK_NAME = ".backup.lock"
+LOCK_WAIT_SECONDS = 600.0  # a run waits this long for the one before it, then gives up
 NOT_OURS = (
     "Backups are the database's business on PostgreSQL: use its own tools "
     "(pg_dump, base backups, point-in-time recovery). Opsdeck makes no copies."
@@ -62,6 +74,8 @@ class BackupConfig:
     enabled: bool = True
     interval_seconds: int | None = 86400
     cron: str | None = None
+    # how long a run waits for the backup before it (one at a time per directory)
+    lock_wait_seconds: float = LOCK_WAIT_SECONDS
     # Fault injection for tests: called with the fresh copy before it is checked.
     after_copy: Callable[[Path], None] | None = None
 
@@ -126,9 +140,10 @@ class KeptFile:
 
 # -- the files -------------------------------------------------------------------------------
 def _order(path: Path) -> tuple[str, int]:
-    """`opsdeck-<stamp>[-n].db`: by timestamp, then the same-second counter."""
-    stamp, _, n = path.name[len(PREFIX) : -len(SUFFIX)].partition("-")
-    return stamp, int(n) if n.isdigit() else 0
+    """`opsdeck-<stamp>[-<tag>].db`: by timestamp, then by when the file was written."""
+    stamp, _, _tag = path.name[len(PREFIX) : -len(SUFFIX)].partition("-")
+    seconds, _, micros = stamp.rstrip("Z").partition(".")  # older names: to the second
+    return seconds + micros.ljust(6, "0"), path.stat().st_mtime_ns
 
 
 def kept_files(directory: Path) -> list[KeptFile]:
@@ -153,11 +168,39 @@ def apply_retention(directory: Path, keep: int) -> list[str]:
 
 
 def _target(directory: Path, now: datetime) -> Path:
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path, n = directory / f"{PREFIX}{stamp}{SUFFIX}", 1
-    while path.exists() or Path(f"{path}{PARTIAL}").exists():
-        path, n = directory / f"{PREFIX}{stamp}-{n}{SUFFIX}", n + 1
-    return path
+    """A name no other run takes: the time to the microsecond and a random tag."""
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return directory / f"{PREFIX}{stamp}-{secrets.token_hex(4)}{SUFFIX}"
+
+
+class BackupBusy(Exception):
+    """Another backup kept the directory's lock for LOCK_WAIT_SECONDS."""
+
+
+@contextlib.contextmanager
+def _one_at_a_time(directory: Path, wait_seconds: float) -> Iterator[None]:
+    """Hold the directory's backup lock (blocking: call in a thread). The lock is the
+    kernel's: it dies with the process that held it, so a crash never leaves it taken."""
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise BackupBusy(
+                        f"another backup has been running for over {int(wait_seconds)} s; "
+                        "this one was not started"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _drop_stale_partials(directory: Path, older_than: timedelta = timedelta(days=1)) -> None:
@@ -171,11 +214,25 @@ def _drop_stale_partials(directory: Path, older_than: timedelta = timedelta(days
 def _copy_and_check(config: BackupConfig, source: Path, now: datetime) -> dict[str, Any]:
     """Blocking part of a run (in a thread). Returns the fields of the record to write."""
     config.directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with _one_at_a_time(config.directory, config.lock_wait_seconds):
+            return _copy_and_check_alone(config, source, now)
+    except BackupBusy as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+def _copy_and_check_alone(config: BackupConfig, source: Path, now: datetime) -> dict[str, Any]:
     _drop_stale_partials(config.directory)
     final = _target(config.directory, now)
     partial = Path(f"{final}{PARTIAL}")
     try:
         counts = snapshot_copy(source, partial)
+    except FileExistsError as exc:  # not ours: never touch it
+        return {"ok": False, "error": f"copy failed: {exc}"[:2000]}
+    except Exception as exc:  # disk full, unreadable source, …: recorded, not raised
+        partial.unlink(missing_ok=True)
+        return {"ok": False, "error": f"copy failed: {type(exc).__name__}: {exc}"[:2000]}
+    try:
         if config.after_copy is not None:
             config.after_copy(partial)
         check = verify_copy(partial, counts)

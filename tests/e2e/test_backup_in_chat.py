@@ -62,3 +62,29 @@ async def test_a_workspace_owner_cannot_back_up_or_see_backups(app: Harness) -> 
         assert "Kept files" not in text and "backups" not in text.replace("see backups", "")
         assert "restore" not in text
     assert await backup_jobs(app) == 0
+
+
+async def test_retry_all_on_two_dead_backups_both_succeed(app: Harness) -> None:
+    """Issue 11 item 6: two backups retried together run one after the other, each its own
+    file (they used to share a name by the second and delete each other's copy)."""
+    backup_dir = app.app.settings.data_dir / "backups"
+    backup_dir.parent.mkdir(parents=True, exist_ok=True)
+    backup_dir.write_text("not a directory")  # both runs die: the directory cannot be made
+    ids = []
+    for _ in range(2):
+        queued = await app.say(OWNER, "/backup now", "Backup queued")
+        ids.append(int(queued["text"].split("job #")[1].split(".")[0]))
+    for job_id in ids:
+        assert (await app.wait_job(job_id, "succeeded", "dead")).status == "dead"
+    backup_dir.unlink()
+    listing = await app.say(OWNER, "/jobs failed", "Jobs")
+    await app.press(OWNER, listing, app.button(listing, "Retry all (2)"))
+    confirm = await app.becomes(listing, lambda m: "?" in m["text"])
+    yes = await app.press(OWNER, confirm, app.button(confirm, "Yes, retry 2"))
+    assert yes["text"] == "Retried 2 job(s)."
+    for job_id in ids:
+        job = await app.wait_job(job_id, "succeeded", "dead", "failed")
+        assert job.status == "succeeded", job.last_error
+    files = sorted(p.name for p in backup_dir.glob("opsdeck-*.db"))
+    assert len(files) == 2
+    assert not list(backup_dir.glob("*.partial"))

@@ -161,7 +161,7 @@ async def test_backup_under_writes_then_restore_round_trip(live: Live, tmp_path)
     assert record.integrity == "ok"
     backup_file = live.data_dir / "backups" / record.file_name
     assert backup_file.exists() and record.size_bytes == backup_file.stat().st_size
-    assert record.file_name.startswith("opsdeck-") and record.file_name.endswith("Z.db")
+    assert record.file_name.startswith("opsdeck-") and record.file_name.endswith(".db")
     # the recorded counts are the copy's own snapshot: exact, not "at most"
     assert table_counts(backup_file) == record.row_counts
     assert record.row_counts["jobs"] >= 45
@@ -358,3 +358,53 @@ async def test_postgresql_backups_are_the_databases_business(live: Live) -> None
             await service.now(owner)
         overview = await service.overview(owner)
     assert not overview.supported and overview.last is None and "PostgreSQL" in overview.message
+
+
+async def test_two_backups_started_at_once_both_succeed_one_after_the_other(live: Live) -> None:
+    """Issue 11 item 6: a lock per backup directory, names of their own (not by the second)."""
+    config = live.config()
+    a, b = await asyncio.gather(
+        run_backup(config, live.sessionmaker, live.clock),
+        run_backup(config, live.sessionmaker, live.clock),
+    )
+    assert a.ok and b.ok, (a.error, b.error)
+    assert a.file_name != b.file_name
+    assert sorted(f.name for f in kept_files(config.directory)) == sorted(
+        [a.file_name, b.file_name]
+    )
+    for record in (a, b):
+        assert table_counts(config.directory / record.file_name) == record.row_counts
+    assert not list(config.directory.glob("*.partial"))
+
+
+async def test_a_failed_run_touches_only_its_own_files(live: Live) -> None:
+    config = live.config()
+    config.directory.mkdir(parents=True)
+    # another run's copy in progress (fresh, so no clean-up of abandoned ones applies)
+    other = config.directory / "opsdeck-20260101T000000.000001Z-0therrun.db.partial"
+    other.write_bytes(b"another run's bytes")
+    bad = await run_backup(
+        BackupConfig(config.database_url, config.directory, after_copy=flip_middle),
+        live.sessionmaker,
+        live.clock,
+    )
+    assert not bad.ok
+    assert other.read_bytes() == b"another run's bytes"
+    assert list(config.directory.glob("*.partial")) == [other]
+
+
+async def test_a_run_that_cannot_get_its_turn_says_so_and_touches_nothing(live: Live) -> None:
+    import fcntl
+
+    config = live.config(lock_wait_seconds=0.3)
+    config.directory.mkdir(parents=True)
+    fd = os.open(config.directory / ".backup.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a backup in another process holds the turn
+    try:
+        refused = await run_backup(config, live.sessionmaker, live.clock)
+    finally:
+        os.close(fd)
+    assert not refused.ok
+    assert "another backup" in refused.error and "not started" in refused.error
+    assert [p.name for p in config.directory.iterdir()] == [".backup.lock"]
+    assert (await run_backup(config, live.sessionmaker, live.clock)).ok  # its turn now
