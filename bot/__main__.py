@@ -25,8 +25,17 @@ async def _run(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        await app.start()
-        await stop.wait()
+        # a signal while start() still waits for Telegram stops the wait too
+        starting = asyncio.ensure_future(app.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # a ConfigError (a refused token) ends the process here
+            await stopping
+        else:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
         log.info("signal received: finishing in-flight work")
     finally:
         await app.stop()

@@ -54,6 +54,7 @@ from bot.notifier import TelegramNotifier
 from bot.outbox import Outbox, Sender
 from bot.peer_guard import TransactionGuard
 from bot.progress import ChatProgress
+from bot.startup import TelegramLink
 from bot.telegram_retry import RetryMiddleware
 from bot.vault_delivery import (
     DELIVERED_HOOK,
@@ -172,6 +173,8 @@ class Opsdeck:
         self.clock = clock or SystemClock()
         self.worker_id = worker_id
         self.started = False
+        self._opened = False
+        self.telegram = TelegramLink(settings.telegram.api_url)
         self._polling: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._metrics_runner: web.AppRunner | None = None
@@ -209,7 +212,6 @@ class Opsdeck:
         self.bot.session.middleware(TransactionGuard())  # DESIGN §9, storage/txguard.py
         self.bot.session.middleware(self.retry)
         self.bot.session.middleware(SentTracker())  # see bot/db_retry.py
-        self.me = await self.bot.get_me()
         # The outbox sender paces and retries its own sends (429, 5xx), so it gets a Bot
         # without the sleeping RetryMiddleware.
         self.sender_bot = Bot(
@@ -335,7 +337,6 @@ class Opsdeck:
             database=database_kind(s.database_url),
             reddit_clients=self.reddit_clients,
         )
-        self.dispatcher["bot_username"] = self.me.username
         # vault claims queue their answers and files in the outbox; once a queued file is
         # sent, its hook schedules the link's auto-delete (if it fails, the person is told);
         # a file Telegram does not hold yet is uploaded by the sender from the blob store
@@ -354,6 +355,7 @@ class Opsdeck:
         app = build_web_app(
             db=self.db,
             scheduler_running=lambda: self.engine.running,
+            extra_checks={"telegram": self.telegram.check},
             feeder=self.feeder,
             webhook_path=webhook_path,
             webhook_secret=s.webhook_secret(),
@@ -403,6 +405,11 @@ class Opsdeck:
             self.metrics_port = self._metrics_runner.addresses[0][1]
             log.info("metrics on http://%s:%s/metrics", s.metrics.host, self.metrics_port)
 
+        self._opened = True  # from here on, stop() closes what start() made
+
+        # Telegram last: health and claims answer while it is out of reach
+        self.me = await self.telegram.connect(self.bot)
+        self.dispatcher["bot_username"] = self.me.username
         await self._publish_commands()
         await self.sender.start()
         await self.engine.start()
@@ -490,9 +497,9 @@ class Opsdeck:
 
     async def stop(self) -> None:
         """Stop taking updates, finish what is in flight, release job leases, close everything."""
-        if not self.started:
+        if not self._opened:
             return
-        self.started = False
+        self.started = self._opened = False
         grace = self.settings.jobs.shutdown_timeout_seconds
         if self._polling is not None:
             with contextlib.suppress(RuntimeError):

@@ -7,7 +7,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from itertools import accumulate
 from typing import Any
 
@@ -168,7 +168,9 @@ def build_web_app(
     feeder: UpdateFeeder | None,
     webhook_path: str,
     webhook_secret: str,
+    extra_checks: Mapping[str, Callable[[], str]] | None = None,
 ) -> web.Application:
+    """`extra_checks`: more readiness checks by name, each "ok" or why not (e.g. Telegram)."""
     app = hide_server_version(web.Application(client_max_size=MAX_UPDATE_BYTES))
 
     async def healthz(_: web.Request) -> web.Response:
@@ -184,6 +186,8 @@ def build_web_app(
         except Exception as exc:  # any failure means not ready
             checks["database"] = f"error: {type(exc).__name__}"
         checks["scheduler"] = "ok" if scheduler_running() else "stopped"
+        for name, check in (extra_checks or {}).items():
+            checks[name] = check()
         ready = all(v == "ok" for v in checks.values())
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 

@@ -690,14 +690,15 @@ class FakeTelegram:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Bind 127.0.0.1 on a free port and set :attr:`base_url`."""
+    async def start(self, port: int = 0) -> None:
+        """Bind 127.0.0.1 on ``port`` (0: a free one) and set :attr:`base_url`. A fixed port
+        lets a test bring Telegram up late, at an address the bot already knows."""
         app = web.Application(client_max_size=2100 * MB)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.base_url = f"http://{host}:{port}"
