@@ -41,7 +41,9 @@ class SharedLimiter:
     """At most `limit.limit` hits per `limit.window_seconds` for each subject of `scope`.
 
     `hit*` count and say whether the hit is allowed (None) or how many seconds remain until
-    one would be; `blocked_in` asks the same question without counting.
+    one would be — the check and the count are one statement, so concurrent hits never get
+    past the limit together; `blocked_in` asks the same question without counting (a cheap
+    early refusal, never the decision that lets an attempt through).
     """
 
     def __init__(
@@ -81,6 +83,11 @@ class SharedLimiter:
         if hits <= self.limit.limit:
             return None
         return max(0.001, (resets_at - now) / 1000)
+
+    async def refund_in(self, session: AsyncSession, subject: str) -> None:
+        """Give back a hit counted by `hit_in` (in the caller's transaction): a reservation
+        for an attempt that turned out not to be one the limit is about."""
+        await repo.unhit(session, self.key(subject), now_ms=now_ms(self.clock))
 
     async def blocked_in(self, session: AsyncSession, subject: str) -> float | None:
         """Seconds until `subject` may hit again if it has used up its window; else None."""

@@ -10,6 +10,7 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.callbacks import JobList, Nav
 from bot.commands import commands_for
+from bot.flood import StrangerReplies
 from bot.render.common import h, keyboard
 from core.actor import Actor
 from core.services.container import Services
@@ -52,9 +53,16 @@ def _help_for(role: Role) -> str:
     return "\n".join(lines)
 
 
-async def start(message: Message, command: CommandObject, actor: Actor | None) -> None:
+async def start(
+    message: Message,
+    command: CommandObject,
+    actor: Actor | None,
+    stranger_replies: StrangerReplies | None = None,
+) -> None:
     if actor is None:
-        await message.answer(STRANGER_START.format(user_id=message.from_user.id))
+        # the flood rule: a stranger repeating /start is greeted once a minute
+        if stranger_replies is None or stranger_replies.allow(message.from_user.id):
+            await message.answer(STRANGER_START.format(user_id=message.from_user.id))
         return
     await message.answer(menu_text(actor), reply_markup=menu_markup(actor))
 

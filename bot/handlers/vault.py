@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import VaultItemAct, VaultLinkNew, VaultLinks, VaultList
+from bot.flood import StrangerReplies
 from bot.fsm_storage import UPDATE_SESSION
 from bot.handlers.compose_states import Compose
 from bot.handlers.jobs import edit
@@ -25,6 +26,7 @@ from core.services.container import Services
 from core.settings import Settings
 from core.vault import (
     Claimer,
+    ClaimOutcome,
     ClaimResult,
     ClaimService,
     IngestResult,
@@ -138,7 +140,12 @@ async def ingest(message: Message, bot: Bot, actor: Actor, services: Services) -
 
 # -- claims -------------------------------------------------------------------------------------
 async def claim(
-    message: Message, command: CommandObject, services: Services, outbox: Outbox
+    message: Message,
+    command: CommandObject,
+    services: Services,
+    outbox: Outbox,
+    actor: Actor | None = None,
+    stranger_replies: StrangerReplies | None = None,
 ) -> None:
     """`/start <code>`. The answer, or the file, is queued in the outbox in the claim's own
     write: the use, its access-log row and the queued answer commit together (no use is spent
@@ -147,7 +154,9 @@ async def claim(
     is uploaded by the sender from the blob store.
 
     Past `VAULT_CLAIM_FAILURE_LIMIT` malformed or unknown codes in a window, the user is told
-    to wait (in minutes) and the code is not looked up."""
+    to wait (in minutes) and the code is not looked up; a stranger gets that answer under the
+    flood rule (once a minute). Every other answer goes out: a claimer's file, what is wrong
+    with a real link, and the first `limit` "does not exist" for mistyped codes."""
     assert message.from_user is not None
     user_id, chat_id = message.from_user.id, message.chat.id
     vault = vault_of(services)
@@ -156,6 +165,9 @@ async def claim(
 
     async def answer(result: ClaimResult, session: AsyncSession) -> None:
         if not result.delivers or result.item is None:
+            limited = result.outcome is ClaimOutcome.denied_rate_limited and actor is None
+            if limited and stranger_replies and not stranger_replies.allow(user_id):
+                return  # logged all the same; a stranger's flood is answered once a minute
             await outbox.send_message(
                 chat_id, result.reason_text, parse_mode=None, session=session, dedupe_key=answer_key
             )

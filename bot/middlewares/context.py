@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,10 +11,12 @@ from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import Message, TelegramObject, Update, User
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.flood import StrangerReplies
 from bot.fsm_storage import UPDATE_SESSION, UPDATE_STATES, DatabaseStorage
 from core.services.container import ServiceFactory
 from core.services.operators import to_actor
 from storage.identity import IdentityReader
+from storage.repositories import fsm as fsm_repo
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,10 @@ STRANGER_TEXT = (
     "This is a private operations bot. If you were given a file link, open it again; "
     "otherwise ask an owner to add you. Your Telegram id is {user_id}."
 )
-STRANGER_REPLY_EVERY = 60.0  # seconds: a flood from one stranger gets one answer a minute
+REMOVED_TEXT = (
+    "You are no longer an operator of this bot: an owner removed you, so the step you were "
+    "in was dropped. Ask an owner if that is a mistake."
+)
 
 
 class ContextMiddleware(BaseMiddleware):
@@ -43,7 +47,7 @@ class ContextMiddleware(BaseMiddleware):
         self.factory = factory
         self.identities = identities
         self.fsm: FSMContextMiddleware | None = None  # set by build_dispatcher
-        self._last_refusal: dict[int, float] = {}
+        self.stranger_replies = StrangerReplies()
 
     async def __call__(
         self,
@@ -59,9 +63,15 @@ class ContextMiddleware(BaseMiddleware):
         fsm_key = self._fsm_key(data)
         identity = await self.identities.read(user.id, fsm_key)
         actor = to_actor(identity.operator) if identity.operator is not None else None
+        if actor is None and identity.state is not None:
+            # an operator removed mid-flow (their flow outlived the removal): drop it, say why
+            await self._forget_flow(fsm_key)
+            await self._refuse(event, user, REMOVED_TEXT)
+            return None
         if actor is None and not _open_to_strangers(event):
             await self._refuse(event, user)
             return None
+        data["stranger_replies"] = self.stranger_replies
         async with self.sessionmaker() as session:
             services = self.factory.bind(session)
             if actor is not None:
@@ -93,23 +103,23 @@ class ContextMiddleware(BaseMiddleware):
             return None
         return storage.key_builder.build(context.key)
 
-    async def _refuse(self, event: TelegramObject, user: User) -> None:
+    async def _refuse(self, event: TelegramObject, user: User, text: str = STRANGER_TEXT) -> None:
         assert isinstance(event, Update)
         if event.callback_query is not None:
             await event.callback_query.answer(
                 "You are not allowed to use this bot.", show_alert=True
             )
             return
-        now = time.monotonic()
-        if now - self._last_refusal.get(user.id, -1e9) < STRANGER_REPLY_EVERY:
+        if not self.stranger_replies.allow(user.id):
             return
-        self._last_refusal[user.id] = now
-        if len(self._last_refusal) > 10_000:  # bound memory under a flood of distinct strangers
-            cutoff = now - STRANGER_REPLY_EVERY
-            self._last_refusal = {k: v for k, v in self._last_refusal.items() if v >= cutoff}
         message = event.message
         if isinstance(message, Message) and message.chat.type == "private":
-            await message.answer(STRANGER_TEXT.format(user_id=user.id))
+            await message.answer(text.format(user_id=user.id), parse_mode=None)
+
+    async def _forget_flow(self, fsm_key: str | None) -> None:
+        if fsm_key is not None:
+            async with self.factory.uow.write() as session:
+                await fsm_repo.forget(session, fsm_key)
 
 
 def _open_to_strangers(event: TelegramObject) -> bool:

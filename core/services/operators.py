@@ -15,6 +15,7 @@ from core.services.audit import record
 from core.timefmt import parse_timezone
 from storage.identity import OperatorRecord
 from storage.models import Operator, Role, Tenant
+from storage.repositories import fsm as fsm_repo
 from storage.repositories import operators as op_repo
 from storage.repositories import tenants as tenant_repo
 from storage.uow import UnitOfWork
@@ -191,6 +192,8 @@ class OperatorService:
             op = await self._managed(session, actor, operator_id)
             user_id = op.telegram_user_id
             await op_repo.remove(session, op.id)
+            # a flow they were in must not resume if they are ever added back
+            await fsm_repo.forget_user(session, user_id)
             await record(
                 session,
                 self.clock,

@@ -9,7 +9,11 @@ is written to the access log; the code itself is never stored.
 
 With `failure_limit`, failed attempts (malformed or unknown codes) are counted per claimer in
 the database (`core.ratelimit`, shared by every process); a claimer past the limit is refused
-with `denied:rate_limited` before the code is even looked up. A delivery counts nothing.
+with `denied:rate_limited` before the code is even looked up. Each lookup first reserves a
+failure with one upsert that counts and returns the count (check and count in one
+statement), so N concurrent guesses from one claimer look up at most `limit` codes; a code
+that matches a link gives its reservation back in the claim's own write. A delivery counts
+nothing.
 """
 
 from __future__ import annotations
@@ -85,6 +89,12 @@ class ClaimService:
             return await self._log_only(
                 ClaimOutcome.denied_malformed, claimer, channel, then, failure=subject
             )
+        refund = None  # the subject whose reserved failure this claim gives back if real
+        if self.failures is not None:
+            refused = await self._reserve_failure(subject, claimer, channel, then)
+            if refused is not None:
+                return refused
+            refund = subject
         # What these reads found is re-checked by the conditional UPDATE that spends the use.
         async with self.uow.read() as reads:
             link = await repo.link_by_code_hash(reads, hash_code(code))
@@ -93,12 +103,10 @@ class ClaimService:
             else:
                 received = await self._received_before(reads, link, claimer)
                 item = await repo.get_item(reads, link.item_id, include_deleted=True)
-        if link is None:
-            return await self._log_only(
-                ClaimOutcome.denied_unknown, claimer, channel, then, failure=subject
-            )
+        if link is None:  # the reserved failure stays counted
+            return await self._log_only(ClaimOutcome.denied_unknown, claimer, channel, then)
         if received:
-            return await self._redeliver(link, item, claimer, channel, require_blob, then)
+            return await self._redeliver(link, item, claimer, channel, require_blob, then, refund)
 
         link_id = link.id
         try:
@@ -114,7 +122,9 @@ class ClaimService:
                     link = await repo.get_link(session, link_id, fresh=True) or link
                     item = await repo.get_item(session, link.item_id, include_deleted=True)
                     outcome = self._why_not(link, item, require_blob) or ClaimOutcome.denied_used_up
-                return await self._finish(session, outcome, link, item, claimer, channel, then)
+                return await self._finish(
+                    session, outcome, link, item, claimer, channel, then, refund
+                )
         except IntegrityError:
             # The same claimer won a concurrent claim on this link a moment ago (one
             # `delivered` row per claimer and link): our spend is undone; deliver for free.
@@ -122,8 +132,10 @@ class ClaimService:
                 fresh = await repo.get_link(reads, link_id)
                 item = fresh and await repo.get_item(reads, fresh.item_id, include_deleted=True)
             if fresh is None:  # deleted together with its item meanwhile
-                return await self._log_only(ClaimOutcome.denied_deleted, claimer, channel, then)
-            return await self._redeliver(fresh, item, claimer, channel, require_blob, then)
+                return await self._log_only(
+                    ClaimOutcome.denied_deleted, claimer, channel, then, refund=refund
+                )
+            return await self._redeliver(fresh, item, claimer, channel, require_blob, then, refund)
 
     async def preview(
         self, code: str, claimer: Claimer, *, require_blob: bool = False
@@ -220,11 +232,19 @@ class ClaimService:
         channel: str,
         require_blob: bool,
         then: Then | None,
+        refund: str | None = None,
     ) -> ClaimResult:
         outcome = self._why_not(link, item, require_blob, ignore_uses=True)
         async with self.uow.write() as session:
             return await self._finish(
-                session, outcome or ClaimOutcome.redelivered, link, item, claimer, channel, then
+                session,
+                outcome or ClaimOutcome.redelivered,
+                link,
+                item,
+                claimer,
+                channel,
+                then,
+                refund,
             )
 
     def _why_not(
@@ -261,7 +281,9 @@ class ClaimService:
         claimer: Claimer,
         channel: str,
         then: Then | None,
+        refund: str | None = None,
     ) -> ClaimResult:
+        await self._give_back(session, refund)
         await self._log(session, outcome, claimer, channel, link)
         result = ClaimResult(outcome, item, link, claimer_text(outcome))
         if then is not None:
@@ -279,16 +301,60 @@ class ClaimService:
         *,
         failure: str | None = None,
         reason_text: str | None = None,
+        refund: str | None = None,
     ) -> ClaimResult:
-        """A refusal that matched no link; `failure`: count it against that subject too."""
-        result = ClaimResult(outcome, None, None, reason_text or claimer_text(outcome))
+        """A refusal that matched no link; `failure`: count it against that subject too (past
+        the limit, that count makes it a rate-limited refusal: one statement decides)."""
         async with self.uow.write() as session:
-            await self._log(session, outcome, claimer, channel, None)
             if failure is not None and self.failures is not None:
-                await self.failures.hit_in(session, failure)
-            if then is not None:
-                await then(result, session)
+                wait = await self.failures.hit_in(session, failure)
+                if wait is not None:  # refused, not failed: the count stays the failures'
+                    outcome = ClaimOutcome.denied_rate_limited
+                    reason_text = rate_limited_text(wait)
+                    refund = failure
+            await self._give_back(session, refund)
+            return await self._refusal(session, outcome, claimer, channel, then, reason_text)
+
+    async def _refusal(
+        self,
+        session: AsyncSession,
+        outcome: ClaimOutcome,
+        claimer: Claimer,
+        channel: str,
+        then: Then | None,
+        reason_text: str | None = None,
+    ) -> ClaimResult:
+        result = ClaimResult(outcome, None, None, reason_text or claimer_text(outcome))
+        await self._log(session, outcome, claimer, channel, None)
+        if then is not None:
+            await then(result, session)
         return result
+
+    async def _reserve_failure(
+        self, subject: str, claimer: Claimer, channel: str, then: Then | None
+    ) -> ClaimResult | None:
+        """Count this attempt as a failure before the code is looked up; None: go ahead.
+        Past the limit the refusal is written in the same short write."""
+        assert self.failures is not None
+        async with self.uow.write() as session:
+            wait = await self.failures.hit_in(session, subject)
+            if wait is None:
+                return None
+            # refused without a lookup: no failure either, so the count stays exact
+            await self.failures.refund_in(session, subject)
+            return await self._refusal(
+                session,
+                ClaimOutcome.denied_rate_limited,
+                claimer,
+                channel,
+                then,
+                rate_limited_text(wait),
+            )
+
+    async def _give_back(self, session: AsyncSession, refund: str | None) -> None:
+        """The looked-up code matched a link: its reserved failure was none."""
+        if refund is not None and self.failures is not None:
+            await self.failures.refund_in(session, refund)
 
 
 def _result(

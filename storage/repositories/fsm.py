@@ -29,3 +29,13 @@ async def save(session: AsyncSession, key: str, now: datetime, **values: Any) ->
 
 async def forget(session: AsyncSession, key: str) -> None:
     await session.execute(delete(FsmRecord).where(FsmRecord.storage_key == key))
+
+
+async def forget_user(session: AsyncSession, user_id: int) -> int:
+    """Delete every guided flow of one Telegram user, in any chat.
+
+    aiogram's DefaultKeyBuilder ends each key with the user id (`fsm:<bot>:<chat>:<user>`)."""
+    result = await session.execute(
+        delete(FsmRecord).where(FsmRecord.storage_key.like(f"%:{int(user_id)}"))
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

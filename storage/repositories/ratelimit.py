@@ -38,6 +38,15 @@ async def hit(session: AsyncSession, key: str, *, now_ms: int, window_ms: int) -
     return int(hits), int(resets_at_ms)
 
 
+async def unhit(session: AsyncSession, key: str, *, now_ms: int) -> None:
+    """Give back one hit of `key`'s current window (a reserved attempt that did not fail)."""
+    await session.execute(
+        update(RateCounter)
+        .where(RateCounter.key == key, RateCounter.resets_at_ms > now_ms, RateCounter.hits > 0)
+        .values(hits=RateCounter.hits - 1)
+    )
+
+
 async def peek(session: AsyncSession, key: str, *, now_ms: int) -> tuple[int, int] | None:
     """(hits, resets_at_ms) of `key`'s current window without counting; None if it has none."""
     stmt = select(RateCounter.hits, RateCounter.resets_at_ms).where(

@@ -46,9 +46,8 @@ async def test_metrics_after_some_activity(app: Harness) -> None:
     for _ in range(2):
         await app.submit_job("test.ok", requires_approval=True)
     # claims: two attempts with codes that were never issued
-    async with app.app.sessionmaker() as session:
-        for code in ("not-a-code", "x" * 43):
-            await claim(session, app.clock, code, Claimer.telegram(STRANGER))
+    for code in ("not-a-code", "x" * 43):
+        await claim(app.app.uow, app.clock, code, Claimer.telegram(STRANGER))
     # a Telegram 429 that the retry middleware waits out
     app.tg.fail_next("getWebhookInfo", 429, retry_after=1)
     await app.app.bot.get_webhook_info()

@@ -15,9 +15,11 @@ import aiohttp
 
 from core.crypto import hash_code, new_claim_code
 from core.vault.codes import CODE_LENGTH, is_well_formed
+from storage.outbox_models import OutboxMessage
+from storage.vault_models import VaultClaim
 from tests.e2e.conftest import OPERATOR, OWNER, STRANGER, Harness
 
-GUESSES = 12  # two past the default per-user limit of failed claims (10 per 15 minutes)
+GUESSES = 20  # ten past the default per-user limit of failed claims (10 per 15 minutes)
 ALPHABET = 64  # A-Z a-z 0-9 _ -
 
 
@@ -86,14 +88,40 @@ async def test_telegram_start_guesses_are_rate_limited_per_user(app: Harness) ->
     """`/start <code>` guesses are each refused, and past the per-user limit of failed claims
     (counted in the database, so shared by every process) the code is not even looked up."""
     refusals = []
-    for _ in range(GUESSES):
+    for _ in range(11):
         reply = await app.say(STRANGER, f"/start {secrets.token_urlsafe(32)}", timeout=10)
         refusals.append(reply["text"])
-    assert len(refusals) == GUESSES and all("Something went wrong" not in t for t in refusals)
-    limited = [t for t in refusals if "too many attempts" in t.lower()]
+    assert all("Something went wrong" not in t for t in refusals)
     assert all("does not exist" in t for t in refusals[:10]), refusals
-    assert len(limited) == GUESSES - 10 and refusals[10:] == limited, refusals
-    print(f"\n/start guesses from one user: {len(refusals)} answered, {len(limited)} rate-limited")
+    assert "too many attempts" in refusals[10].lower(), refusals
+    # the flood rule: past the limit a stranger is told once a minute; every guess is logged
+    for _ in range(GUESSES - 11):
+        await app.tg.send_text(app.user(STRANGER), f"/start {secrets.token_urlsafe(32)}")
+    logged = await wait_for_rows(app, VaultClaim, VaultClaim.claimer_id == str(STRANGER), GUESSES)
+    assert sum(c.outcome == "denied:rate_limited" for c in logged) == GUESSES - 10
+    # an answer is queued in the same write as its log row: 11 answers for 20 guesses
+    queued = await wait_for_rows(app, OutboxMessage, OutboxMessage.chat_id == STRANGER, 11)
+    assert len(queued) == 11
+    print(f"\n/start guesses from one user: {GUESSES} logged, {len(queued)} answered")
+
+
+async def wait_for_rows(app: Harness, model, where, n: int) -> list:
+    """The rows of `model` matching `where` once there are at least `n` of them."""
+    from sqlalchemy import select
+
+    rows: list = []
+
+    async def enough() -> bool:
+        nonlocal rows
+        async with app.app.sessionmaker() as session:
+            rows = list((await session.execute(select(model).where(where))).scalars())
+        return len(rows) >= n
+
+    deadline = time.monotonic() + 15
+    while not await enough():
+        assert time.monotonic() < deadline, f"{len(rows)} of {n} {model.__name__} rows"
+        await asyncio.sleep(0.05)
+    return rows
 
 
 async def post_update(http: aiohttp.ClientSession, url: str, update: dict) -> int:
