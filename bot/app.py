@@ -174,6 +174,7 @@ class Opsdeck:
         self.worker_id = worker_id
         self.started = False
         self._opened = False
+        self.api_deps: ApiDeps | None = None
         self.telegram = TelegramLink(settings.telegram.api_url)
         self._polling: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
@@ -391,7 +392,8 @@ class Opsdeck:
         if s.metrics.on_http_port:  # one port must do: only with the bearer token
             app.router.add_get("/metrics", bearer_only(self.metrics.handle, metrics_token))
         if s.api.enabled:
-            app.add_subapp(API_PREFIX, build_api_app(api_routes.registry(), self._api_deps()))
+            self.api_deps = self._api_deps()
+            app.add_subapp(API_PREFIX, build_api_app(api_routes.registry(), self.api_deps))
         self.web_app = app
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -410,6 +412,8 @@ class Opsdeck:
         # Telegram last: health and claims answer while it is out of reach
         self.me = await self.telegram.connect(self.bot)
         self.dispatcher["bot_username"] = self.me.username
+        if self.api_deps is not None:
+            self.api_deps.bot_username = self.me.username or ""
         await self._publish_commands()
         await self.sender.start()
         await self.engine.start()
@@ -460,7 +464,7 @@ class Opsdeck:
             deployment_owner_ids=frozenset(s.opsdeck.owner_ids),
             version=VERSION,
             public_base_url=s.public_base_url,
-            bot_username=self.me.username or "",
+            bot_username="",  # known once Telegram answers (start() fills it in)
         )
 
     def _reddit_accounts(self, session, factory: ServiceFactory) -> AccountService:
