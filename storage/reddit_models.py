@@ -169,6 +169,10 @@ class RedditPost(Base):
     removal_notified: Mapped[bool] = mapped_column(Boolean, default=False)
     # Deleted on Reddit: title/body/url/image were wiped from our copy at this time.
     content_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Missing from /api/info since: the account cannot see the post's subreddit any more
+    # (private, quarantined, banned from). Our copy is kept; cleared when it shows again.
+    hidden_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    hidden_notified: Mapped[bool] = mapped_column(Boolean, default=False)
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error_code: Mapped[str | None] = mapped_column(String(64))
     last_error_message: Mapped[str | None] = mapped_column(Text)

@@ -9,6 +9,7 @@ from bot.callbacks import RedditAccountAct, RedditCompose, RedditPostAct
 from bot.render.common import clip, h, keyboard, shorten
 from core.actor import Actor
 from core.reddit_ops import AccountView, PacingDecision, PostView, PreflightReport
+from core.reddit_ops.fate import fate
 from core.reddit_ops.listing import ListedEntry
 from core.timefmt import fmt
 from storage.models import Role
@@ -141,6 +142,8 @@ def post_text(p: PostView, tz: str) -> str:
     if p.permalink:
         dry = " (dry run: nothing was sent)" if p.dry_run else ""
         lines.append(f"Published: {h(p.permalink)}{dry}")
+    if p.status == "published" and not p.dry_run:
+        lines.append(f"On Reddit: {h(fate(p))}")
     if p.last_error_message and p.status in ("failed", "cancelled"):
         lines.append(f"Why: {h(p.last_error_message)}")
     return "\n".join(lines)

@@ -25,7 +25,7 @@ from core.reddit_ops.common import (
     report_progress,
     short,
 )
-from core.reddit_ops.fate import AUTHOR_DELETED, removal_words
+from core.reddit_ops.fate import NOT_VISIBLE, is_author_deletion, removal_words
 from core.reddit_ops.health import fan_out
 from core.services.audit import record
 from storage.reddit_models import (
@@ -216,7 +216,11 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
 
     Reads the account's posts of the last `days` days through `/api/info` in batches of 100:
     score, comments, upvote ratio and `removed_by_category`. A newly removed post raises one
-    alert; a post deleted on Reddit has its title, text, link and image wiped from our copy.
+    alert; a post deleted on Reddit (its author `[deleted]`, or `removed_by_category` says so)
+    has its title, text, link and image wiped from our copy. A post missing from the answer
+    is *not visible to this account* (its subreddit went private or quarantined, or the account
+    was banned there): our copy is kept, the operators are told once, and they are told again
+    when it shows up (such posts are asked about past the `days` window too).
     """
     opened = await _open(ctx, "stats")
     if isinstance(opened, dict):
@@ -230,21 +234,28 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
     updated = 0
     wiped = 0
     to_alert: list[int] = []
+    hidden_alerts: list[int] = []
+    visible_again: list[int] = []
+    hidden_now = 0
     lines: list[str] = []  # what the operator reads at the end, newest post first
     for start in range(0, total, INFO_BATCH):
         batch = posts[start : start + INFO_BATCH]
         fresh = {s.fullname: s for s in await client.info([p.fullname or "" for p in batch])}
         now = ctx.clock.now()
         removed: list[int] = []
+        hidden: list[int] = []
+        back: list[int] = []
         stats: list[dict[str, Any]] = []
         async with job_uow(ctx).write() as session:
             for post in batch:
                 live = fresh.get(post.fullname or "")
-                if (
-                    live is None
-                    or live.removed_by_category in AUTHOR_DELETED
-                    or live.author == "[deleted]"
-                ):
+                if live is None:  # Reddit hides it from this account; it is not deleted
+                    hidden.append(post.id)
+                    lines.append(f"• r/{post.subreddit} “{short(post.title, 50)}”: {NOT_VISIBLE}")
+                    continue
+                if post.hidden_since is not None:
+                    back.append(post.id)
+                if is_author_deletion(live.removed_by_category, live.author):
                     await _wipe(session, ctx, post, live, now)
                     wiped += 1
                     lines.append(f"• r/{post.subreddit} post {post.fullname}: deleted on Reddit")
@@ -266,10 +277,14 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
             updated += len(stats)
             # Flagged in the same transaction as the new stats: each removal is told once.
             to_alert += await repo.mark_removal_notified(session, removed)
+            hidden_alerts += await repo.mark_hidden(session, hidden, now)
+            visible_again += await repo.mark_visible(session, back)
+            hidden_now += len(hidden)
         await report_progress(
             ctx, f"u/{account.username} stats: {min(start + INFO_BATCH, total)}/{total} posts"
         )
     alerted = await _alert_removals(ctx, account, to_alert)
+    await _alert_visibility(ctx, account, hidden_alerts, visible_again)
     await report_progress(ctx, _stats_summary(account, days, lines))
     return {
         "account_id": account.id,
@@ -277,6 +292,9 @@ async def refresh_stats(ctx: JobContext) -> dict[str, Any]:
         "updated": updated,
         "wiped": wiped,
         "removal_alerts": alerted,
+        "not_visible": hidden_now,
+        "not_visible_alerts": len(hidden_alerts),
+        "visible_again": len(visible_again),
     }
 
 
@@ -335,6 +353,32 @@ async def _wipe(
         target=f"reddit_post:{post.id}",
         details={"fullname": post.fullname},
     )
+
+
+async def _alert_visibility(
+    ctx: JobContext, account: RedditAccount, hidden: list[int], back: list[int]
+) -> None:
+    """Once when posts stop being visible to the account, once when they show again."""
+    for ids, head in (
+        (
+            hidden,
+            f"👁 no longer visible to u/{account.username} on Reddit (the subreddit went "
+            "private or quarantined, or the account was banned there). Our copies are kept "
+            "and looked at again with every stats refresh:",
+        ),
+        (back, f"👁 visible again to u/{account.username} on Reddit:"),
+    ):
+        if not ids:
+            continue
+        async with job_uow(ctx).read() as session:
+            posts = [p for p in [await repo.get_post(session, pid) for pid in ids] if p]
+        lines = [
+            f"• r/{p.subreddit}: “{short(p.title, 60)}”\n  {p.permalink or p.fullname}"
+            for p in posts[:20]
+        ]
+        more = [f"…and {len(posts) - 20} more"] if len(posts) > 20 else []
+        if lines:
+            await ctx.notifier.tell_operators(ctx.tenant_id, "\n".join([head, *lines, *more]))
 
 
 async def _alert_removals(ctx: JobContext, account: RedditAccount, post_ids: list[int]) -> int:

@@ -19,6 +19,9 @@ REMOVED_BY = {
 }
 
 
+NOT_VISIBLE = "not visible to this account (subreddit private, quarantined or banned from?)"
+
+
 def removal_words(category: str) -> str:
     """ "by the subreddit's moderators", … for Reddit's `removed_by_category`."""
     return REMOVED_BY.get(category, f"({category.replace('_', ' ')})")
@@ -39,6 +42,8 @@ def fate(p: PostView) -> str:
         return "dry run: nothing was sent"
     if p.content_deleted:
         return "deleted on Reddit"
+    if p.hidden_since is not None:
+        return NOT_VISIBLE
     if p.removed_by_category:
         return f"removed {removal_words(p.removed_by_category)}"
     if p.score is None:

@@ -46,6 +46,7 @@ class PostView:
     upvote_ratio: float | None
     removed_by_category: str | None
     content_deleted: bool
+    hidden_since: datetime | None  # missing from /api/info: the account cannot see it now
     last_error_code: str | None
     last_error_message: str | None
     created_by: int | None
@@ -109,6 +110,7 @@ class PostView:
             upvote_ratio=post.upvote_ratio,
             removed_by_category=post.removed_by_category,
             content_deleted=post.content_deleted_at is not None,
+            hidden_since=post.hidden_since,
             last_error_code=post.last_error_code,
             last_error_message=post.last_error_message,
             created_by=post.created_by,

@@ -289,7 +289,8 @@ async def in_flight(
 async def posts_to_sync(
     session: AsyncSession, account_id: int, since: datetime, limit: int = 1000
 ) -> list[RedditPost]:
-    """Published (really sent) posts of an account since `since`, newest first."""
+    """Published (really sent) posts of an account since `since`, newest first, and older
+    ones that were not visible to it (to see them come back)."""
     stmt = (
         select(RedditPost)
         .where(
@@ -298,7 +299,7 @@ async def posts_to_sync(
             RedditPost.dry_run.is_(False),
             RedditPost.fullname.is_not(None),
             RedditPost.content_deleted_at.is_(None),
-            RedditPost.published_at >= since,
+            or_(RedditPost.published_at >= since, RedditPost.hidden_since.is_not(None)),
         )
         .order_by(RedditPost.published_at.desc(), RedditPost.id.desc())
         .limit(limit)
@@ -324,6 +325,42 @@ async def mark_removal_notified(session: AsyncSession, ids: Sequence[int]) -> li
         .execution_options(synchronize_session=False)
     )
     return [row[0] for row in (await session.execute(stmt)).all()]
+
+
+async def mark_hidden(session: AsyncSession, ids: Sequence[int], now: datetime) -> list[int]:
+    """Posts missing from /api/info: not visible since `now` (kept if already set); returns
+    the posts this call flagged for an alert (each is told once until it shows again)."""
+    if not ids:
+        return []
+    await session.execute(
+        update(RedditPost)
+        .where(RedditPost.id.in_(ids), RedditPost.hidden_since.is_(None))
+        .values(hidden_since=now)
+        .execution_options(synchronize_session=False)
+    )
+    stmt = (
+        update(RedditPost)
+        .where(RedditPost.id.in_(ids), RedditPost.hidden_notified.is_(False))
+        .values(hidden_notified=True)
+        .returning(RedditPost.id)
+        .execution_options(synchronize_session=False)
+    )
+    return [row[0] for row in (await session.execute(stmt)).all()]
+
+
+async def mark_visible(session: AsyncSession, ids: Sequence[int]) -> list[int]:
+    """Posts seen again: no longer hidden; returns those whose hiding had been told."""
+    if not ids:
+        return []
+    told = select(RedditPost.id).where(RedditPost.id.in_(ids), RedditPost.hidden_notified.is_(True))
+    back = [row[0] for row in (await session.execute(told)).all()]
+    await session.execute(
+        update(RedditPost)
+        .where(RedditPost.id.in_(ids))
+        .values(hidden_since=None, hidden_notified=False)
+        .execution_options(synchronize_session=False)
+    )
+    return back
 
 
 async def drop_history_duplicate(

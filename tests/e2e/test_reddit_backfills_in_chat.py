@@ -10,6 +10,7 @@ import re
 import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.callbacks import RedditAccountAct
@@ -261,3 +262,62 @@ async def test_reddit_down_is_said_in_the_progress_message_and_the_retry_finishe
     done = await rapp.becomes(note, lambda m: "done" in m["text"], timeout=SLOW)
     assert done["text"] == "u/team_main inbox done: 1 read, 1 new, 1 announced"
     await rapp.tg.wait_for_message(OPERATOR, "📬 u/team_main has 1 new message", since=since)
+
+
+async def test_a_subreddit_going_private_and_coming_back(rapp: Harness, reddit: FakeReddit) -> None:
+    """Reddit leaves a private subreddit's posts out of /api/info: the post is "not visible
+    to this account", our copy is kept, the operators are told once, /posts published says
+    so, and it is live again once the subreddit is public."""
+    setup_reddit(reddit, "opsdeck_test")
+    await add_account(rapp, "team_main")
+    card = await compose(rapp, OPERATOR, "team_main", "opsdeck_test", "Members only soon")
+    await queue_it(rapp, OPERATOR, card)
+    await rapp.tg.wait_until(lambda: len(reddit.posts) == 1, SLOW, "the chat post published")
+    (ours,) = reddit.posts
+    reddit.set_subreddit_type("opsdeck_test", "private")
+
+    account = await account_card(rapp, OPERATOR)
+    since = rapp.tg.mark()
+    _, done = await press_backfill(rapp, account, "Refresh stats", "stats")
+    assert "“Members only soon”: not visible to this account" in done["text"]
+    alert = await rapp.tg.wait_for_message(OPERATOR, "no longer visible", since=since)
+    assert "“Members only soon”" in alert["text"] and "copies are kept" in alert["text"]
+    listing = await rapp.say(VIEWER, "/posts published", "Published on Reddit")
+    assert "Members only soon" in listing["text"]
+    assert "not visible to this account" in listing["text"]
+    (row,) = [p for p in await posts_in_db(rapp) if p.fullname == ours.fullname]
+    assert row.title == "Members only soon" and row.content_deleted_at is None
+
+    # a second refresh says nothing new
+    since = rapp.tg.mark()
+    account = await account_card(rapp, OPERATOR)
+    await press_backfill(rapp, account, "Refresh stats", "stats")
+    await asyncio.sleep(0.3)
+    with pytest.raises(AssertionError):  # told once, not at every refresh
+        await rapp.tg.wait_for_message(OPERATOR, "no longer visible", since=since, timeout=0.5)
+
+    reddit.set_subreddit_type("opsdeck_test", "public")
+    account = await account_card(rapp, OPERATOR)
+    since = rapp.tg.mark()
+    _, done = await press_backfill(rapp, account, "Refresh stats", "stats")
+    assert "“Members only soon”: 1 point" in done["text"]
+    await rapp.tg.wait_for_message(OPERATOR, "visible again to u/team_main", since=since)
+    listing = await rapp.say(VIEWER, "/posts published", "Published on Reddit")
+    assert "live · 1 point" in listing["text"]
+
+
+async def test_posts_listing_takes_published_all_and_nothing_else(
+    rapp: Harness, reddit: FakeReddit
+) -> None:
+    setup_reddit(reddit, "opsdeck_test")
+    await add_account(rapp, "team_main")
+    empty = await rapp.say(VIEWER, "/posts published", "Published on Reddit")
+    assert "Nothing yet" in empty["text"]
+    wrong = await rapp.say(VIEWER, "/posts yesterday", "Usage: /posts")
+    assert "/posts published" in wrong["text"] and "/posts all" in wrong["text"]
+    card = await compose(rapp, OPERATOR, "team_main", "opsdeck_test", "Later today", when="+3h")
+    await queue_it(rapp, OPERATOR, card)
+    everything = await rapp.say(VIEWER, "/posts all", "Reddit posts")
+    assert "Later today" in everything["text"] and "queued" in everything["text"]
+    published = await rapp.say(VIEWER, "/posts published", "Published on Reddit")
+    assert "Later today" not in published["text"]

@@ -167,6 +167,14 @@ class FakeSubreddit:
     flairs: list[dict[str, Any]] = field(default_factory=list)
     rules: list[dict[str, Any]] = field(default_factory=list)
     id: str = ""
+    banned: set[str] = field(default_factory=set)  # lowercased usernames banned here
+    quarantined: bool = False  # hidden from accounts that have not opted in (ours never do)
+
+    def hidden_from(self, username: str) -> bool:
+        """Reddit leaves this subreddit's posts out of `/api/info` for this account."""
+        return (
+            self.subreddit_type == "private" or self.quarantined or username.lower() in self.banned
+        )
 
 
 @dataclass
@@ -663,6 +671,22 @@ class FakeReddit:
             message.parent_id = "t3_abc"
         self.messages.append(message)
         return message
+
+    def delete_post(self, fullname: str) -> FakePost:
+        """The author deleted the post: `/api/info` still returns it, as Reddit does, with
+        `[deleted]` for author and text and `removed_by_category` "deleted"."""
+        post = self.post(fullname)
+        post.author = "[deleted]"
+        post.text = "[deleted]"
+        post.removed_by_category = "deleted"
+        return post
+
+    def set_subreddit_type(self, name: str, subreddit_type: str) -> FakeSubreddit:
+        """ "private" hides the subreddit's posts from `/api/info` (our accounts are not
+        approved members); "public" shows them again."""
+        sub = self.subreddits[name.lower()]
+        sub.subreddit_type = subreddit_type
+        return sub
 
     def set_post_stats(
         self,
@@ -1540,12 +1564,25 @@ class FakeReddit:
             )
         return None
 
+    def _hidden(self, subreddit: str, username: str) -> bool:
+        sub = self.subreddits.get(subreddit.lower())
+        return sub is not None and sub.hidden_from(username)
+
     async def _info(self, request: web.Request, form: dict[str, str], account: FakeAccount) -> Any:
         ids = [i for i in request.query.get("id", "").split(",") if i]
         if len(ids) > 100:
             return _json({"message": "Bad Request", "error": 400}, status=400)
-        by_name = {p.fullname: p for p in self.posts}
-        comments = {c.fullname: c for c in self.comments}
+        # A post whose subreddit this account cannot see (private, quarantined, banned from)
+        # is left out, as Reddit does; a deleted post is still there, marked [deleted].
+        by_name = {
+            p.fullname: p for p in self.posts if not self._hidden(p.subreddit, account.username)
+        }
+        comments = {
+            c.fullname: c
+            for c in self.comments
+            if (parent := self._post_of(c)) is None
+            or not self._hidden(parent.subreddit, account.username)
+        }
         children = [
             {"kind": "t3", "data": by_name[i].data()}
             if i in by_name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import func, select
 
@@ -137,6 +139,9 @@ async def test_stats_refresh_asks_in_batches_of_100(world: RedditWorld) -> None:
         "updated": 150,
         "wiped": 0,
         "removal_alerts": 0,
+        "not_visible": 0,
+        "not_visible_alerts": 0,
+        "visible_again": 0,
     }
     async with world.sessionmaker() as session:
         scores = set((await session.execute(select(RedditPost.score))).scalars().all())
@@ -175,24 +180,66 @@ async def test_a_removal_is_told_once(world: RedditWorld) -> None:
 
 
 async def test_content_deleted_on_reddit_is_wiped_from_our_copy(world: RedditWorld) -> None:
+    """Deleted only on Reddit's evidence: `removed_by_category` "deleted", or the author
+    `[deleted]` (Reddit still returns a deleted post from /api/info)."""
     account_id = await published_history(world, 3)
-    deleted, gone = world.fake.posts[0], world.fake.posts[1]
+    deleted, by_author = world.fake.posts[0], world.fake.posts[1]
     world.fake.set_post_stats(deleted.fullname, removed_by_category="deleted")
-    world.fake.posts.remove(gone)  # /api/info no longer returns it at all
+    world.fake.delete_post(by_author.fullname)
 
     result = await refresh_stats(world.ctx(REFRESH_STATS, {"account_id": account_id}))
 
-    assert result["wiped"] == 2
+    assert result["wiped"] == 2 and result["not_visible"] == 0
     async with world.sessionmaker() as session:
         rows = (await session.execute(select(RedditPost).order_by(RedditPost.id))).scalars().all()
     wiped = {r.fullname: r for r in rows if r.content_deleted_at is not None}
-    assert set(wiped) == {deleted.fullname, gone.fullname}
+    assert set(wiped) == {deleted.fullname, by_author.fullname}
     for row in wiped.values():
         assert (row.title, row.body, row.url, row.permalink) == ("", None, None, None)
     assert world.texts == []  # a deletion by the author is not a removal alert
     # wiped posts are not asked about again
     await refresh_stats(world.ctx(REFRESH_STATS, {"account_id": account_id}))
     assert len(world.fake.requests_to("info")[-1].query["id"].split(",")) == 1
+
+
+async def test_a_post_missing_from_info_is_not_visible_not_deleted(world: RedditWorld) -> None:
+    """The subreddit goes private: Reddit leaves its posts out of /api/info. Our copy is
+    kept, the operators are told once, and told again when it comes back."""
+    world.fake.add_subreddit("lounge")
+    account_id = await world.add_account("alice")
+    post_id, job_id = await world.queued_post(account_id, subreddit="lounge", title="Ours")
+    await world.run_job(submit_post, job_id)
+    world.notifier.events.clear()
+    world.fake.set_subreddit_type("lounge", "private")
+    ctx = world.ctx(REFRESH_STATS, {"account_id": account_id})
+
+    first = await refresh_stats(ctx)
+    world.vt.advance(3600)
+    second = await refresh_stats(ctx)
+
+    assert (first["not_visible"], first["not_visible_alerts"], first["wiped"]) == (1, 1, 0)
+    assert (second["not_visible"], second["not_visible_alerts"]) == (1, 0)
+    post = await world.post(post_id)
+    assert post.title == "Ours" and post.content_deleted_at is None and post.permalink
+    assert post.hidden_since == world.vt.now() - timedelta(seconds=3600)
+    (told,) = world.texts
+    assert told.startswith("👁 no longer visible to u/alice on Reddit")
+    assert "“Ours”" in told and "copies are kept" in told
+    async with world.services() as (_, posts, _):
+        (entry,) = await posts.listed(world.viewer, "published", 10)
+    assert entry.state.startswith("not visible to this account")
+
+    # eight days later, out of the 7-day window, it is still looked at, and comes back
+    world.vt.advance(8 * 86400)
+    world.fake.set_subreddit_type("lounge", "public")
+    third = await refresh_stats(ctx)
+    assert (third["visible_again"], third["not_visible"]) == (1, 0)
+    post = await world.post(post_id)
+    assert post.hidden_since is None and not post.hidden_notified
+    assert world.texts[-1].startswith("👁 visible again to u/alice on Reddit")
+    async with world.services() as (_, posts, _):
+        (entry,) = await posts.listed(world.viewer, "published", 10)
+    assert entry.state.startswith("live")
 
 
 async def test_dry_run_posts_are_not_refreshed(world: RedditWorld) -> None:
