@@ -131,7 +131,9 @@ class VaultLinkNew(CallbackData, prefix="vn"):
 
 
 class VaultList(CallbackData, prefix="vl"):
-    kind: Literal["", "document", "photo", "video", "audio", "voice", "animation"] = ""
+    kind: Literal[
+        "", "document", "photo", "video", "audio", "voice", "animation", "batch", "url"
+    ] = ""
     nsfw: Literal["", "y", "n"] = ""  # "" any | "y" | "n"
     page: Count = 0
 
@@ -165,3 +167,18 @@ class TokenAct(CallbackData, prefix="tk"):
 
     act: Literal["ask", "revoke", "keep"]
     id: Id
+
+
+class VaultPick(CallbackData, prefix="vp"):
+    """/vault's multi-select for a batch link: `act` go (start) | t (toggle `id`) | p (page)
+    | make (create the batch) | x (stop). The selection lives in the guided-flow data."""
+
+    act: Literal["go", "t", "p", "make", "x"]
+    id: Id = 0
+    page: Count = 0
+
+
+class VaultAlbum(CallbackData, prefix="va"):
+    """Link every file of the album `g` (Telegram's media_group_id) sent to the bot."""
+
+    g: Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,40}$")]

@@ -71,6 +71,7 @@ async def publish_for(bot: Bot, user_id: int, role: Role | str | None) -> None:
 EXTRA_COMMANDS += [
     ("vault", "files: /vault [kind] · /vault stats", Role.viewer),
     ("links", "active claim links", Role.viewer),
+    ("shorten", "short link with click counting: /shorten <url>", Role.operator),
 ]
 
 EXTRA_COMMANDS += [

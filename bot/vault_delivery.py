@@ -29,6 +29,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
@@ -41,7 +42,7 @@ from core.clock import Clock
 from core.jobs.context import JobContext
 from core.jobs.registry import JobRegistry
 from core.vault.claims import ClaimService
-from core.vault.types import Claimer
+from core.vault.types import Claimer, ClaimResult
 from storage.blobs.base import BlobStore
 from storage.blobs.errors import BlobNotFound, BlobStoreError
 from storage.outbox_models import OutboxMessage, OutboxStatus
@@ -63,6 +64,7 @@ CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile on the cloud Bot API
 # store's write buffer) instead of 64 KiB makes 16x fewer thread round trips.
 LOCAL_READ_CHUNK = 1024 * 1024
 CAPTION_LIMIT = 1024
+ON_ITS_WAY = "Your file is on its way: it is being sent for your earlier tap."
 
 _API_METHOD = {
     VaultKind.photo: "sendPhoto",
@@ -229,6 +231,183 @@ async def deliver(
     )
 
 
+# Which kinds Telegram lets share one album (sendMediaGroup): photos with videos, documents
+# with documents, audio with audio; animations and voice notes go alone.
+_ALBUM_CLASS = {
+    VaultKind.photo: "visual",
+    VaultKind.video: "visual",
+    VaultKind.document: "document",
+    VaultKind.audio: "audio",
+}
+ALBUM_MAX = 10
+
+
+def album_groups(items: list[VaultItem]) -> list[list[VaultItem]]:
+    """`items` in order, cut into runs Telegram can send as one album (2 to 10 of a class
+    that may share one, each with a file_id); everything else is a run of one."""
+    groups: list[list[VaultItem]] = []
+    for item in items:
+        cls = _ALBUM_CLASS.get(_kind(item)) if item.tg_file_id else None
+        last = groups[-1] if groups else None
+        if (
+            cls is not None
+            and last
+            and len(last) < ALBUM_MAX
+            and last[0].tg_file_id
+            and _ALBUM_CLASS.get(_kind(last[0])) == cls
+        ):
+            last.append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+async def deliver_batch(
+    outbox: Outbox,
+    chat_id: int,
+    batch: VaultItem,
+    items: list[VaultItem],
+    link: VaultLink | None,
+    *,
+    text: str,
+    session: AsyncSession | None = None,
+    dedupe_key: str | None = None,
+    auto_delete_seconds: int | None = None,
+    audience: str = "claim",
+    claimer_user_id: int | None = None,
+) -> bool:
+    """Queue a batch's files for `chat_id`: a line of `text`, then the files in order, as
+    albums where Telegram allows (see `album_groups`), one by one otherwise. False when the
+    same delivery was already queued under `dedupe_key`."""
+    _, queued = await outbox.enqueue_new(
+        chat_id,
+        "sendMessage",
+        text=text,
+        parse_mode=None,
+        session=session,
+        dedupe_key=f"{dedupe_key}:head" if dedupe_key else None,
+        tenant_id=batch.tenant_id,
+    )
+    if not queued:
+        return False
+    for n, group in enumerate(album_groups(items)):
+        key = f"{dedupe_key}:{n}" if dedupe_key else None
+        if len(group) == 1:
+            await deliver(
+                outbox,
+                chat_id,
+                group[0],
+                link,
+                session=session,
+                dedupe_key=key,
+                auto_delete_seconds=auto_delete_seconds,
+                audience=audience,
+                claimer_user_id=claimer_user_id,
+            )
+            continue
+        media = [
+            {"type": _kind(item).value, "media": item.tg_file_id, "parse_mode": None}
+            for item in group
+        ]
+        await outbox.enqueue_new(
+            chat_id,
+            "sendMediaGroup",
+            session=session,
+            dedupe_key=key,
+            tenant_id=batch.tenant_id,
+            retry_ambiguous=False,
+            hook=DELIVERED_HOOK,
+            hook_data={
+                "tenant_id": batch.tenant_id,
+                "item_id": batch.id,
+                "auto_delete_seconds": auto_delete_seconds,
+                "audience": audience,
+                "link_id": link.id if link is not None else None,
+                "claimer_user_id": claimer_user_id,
+            },
+            media=media,
+            protect_content=bool(link and link.protect_content),
+        )
+    return True
+
+
+def url_message(item: VaultItem, text: str) -> dict[str, Any]:
+    """A short link's answer in chat: the destination as a URL button."""
+    assert item.target_url is not None
+    host = urlsplit(item.target_url).hostname or item.name
+    return {
+        "text": f"{text}\n{host}",
+        "parse_mode": None,
+        "reply_markup": {"inline_keyboard": [[{"text": f"Open {host}", "url": item.target_url}]]},
+    }
+
+
+async def answer_claim(
+    outbox: Outbox,
+    session: AsyncSession,
+    result: ClaimResult,
+    *,
+    chat_id: int,
+    user_id: int,
+    answer_key: str,
+) -> None:
+    """The Telegram door's answer to a claim, queued in the claim's own transaction: the
+    refusal, the file, a batch's files, or a short link's destination."""
+    item, link = result.item, result.link
+    if not result.delivers or item is None:
+        await outbox.send_message(
+            chat_id, result.reason_text, parse_mode=None, session=session, dedupe_key=answer_key
+        )
+        return
+    if item.kind == VaultKind.url:
+        # a click: counted in the access log by the claim; the person opens the button
+        await outbox.enqueue_new(
+            chat_id,
+            "sendMessage",
+            session=session,
+            dedupe_key=answer_key,
+            tenant_id=item.tenant_id,
+            **url_message(item, "Here is your link:"),
+        )
+        return
+    dedupe_key = await claim_dedupe_key(session, link.id, user_id) if link else None
+    auto_delete = link.auto_delete_seconds if link is not None else None
+    if item.kind == VaultKind.batch:
+        members = await vault_repo.batch_members(session, item.id)
+        again = result.outcome is ClaimOutcome.redelivered
+        queued = await deliver_batch(
+            outbox,
+            chat_id,
+            item,
+            members,
+            link,
+            text=f"Here are your {len(members)} files{' again' if again else ''}.",
+            session=session,
+            dedupe_key=dedupe_key,
+            auto_delete_seconds=auto_delete,
+            claimer_user_id=user_id,
+        )
+    else:
+        caption = result.reason_text
+        if item.description:
+            caption += "\n\n" + item.description
+        _, queued = await deliver(
+            outbox,
+            chat_id,
+            item,
+            link,
+            caption=caption,
+            session=session,
+            dedupe_key=dedupe_key,
+            auto_delete_seconds=auto_delete,
+            claimer_user_id=user_id,
+        )
+    if not queued:  # a tap while the earlier tap's file is still on its way: say so
+        await outbox.send_message(
+            chat_id, ON_ITS_WAY, parse_mode=None, session=session, dedupe_key=answer_key
+        )
+
+
 async def claim_dedupe_key(session: AsyncSession, link_id: int, user_id: int) -> str:
     """`vault:claim:<link>:<user>:<n>`, n = that person's finished deliveries of the link.
 
@@ -268,15 +447,21 @@ async def schedule_auto_delete(
 
 
 def delivered_hook(factory: ServiceFactory) -> Callable[[SentMessage], Awaitable[None]]:
-    """The outbox DELIVERED_HOOK: schedule auto-delete of a delivery once it is sent."""
+    """The outbox DELIVERED_HOOK: schedule auto-delete of a delivery once it is sent (every
+    message of an album)."""
 
     async def on_sent(sent: SentMessage) -> None:
         data = sent.hook_data or {}
         seconds = data.get("auto_delete_seconds")
-        if seconds and sent.message_id is not None:
-            await schedule_auto_delete(
-                factory, int(data["tenant_id"]), sent.chat_id, sent.message_id, int(seconds)
-            )
+        if not seconds:
+            return
+        results = sent.result if isinstance(sent.result, list) else [sent.result]
+        for message in results:
+            message_id = getattr(message, "message_id", None)
+            if message_id is not None:
+                await schedule_auto_delete(
+                    factory, int(data["tenant_id"]), sent.chat_id, message_id, int(seconds)
+                )
 
     return on_sent
 

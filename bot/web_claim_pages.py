@@ -54,14 +54,15 @@ class Refusal:
     status: int
 
 
-def page_headers(public_base_url: str | None = None) -> dict[str, str]:
+def page_headers(public_base_url: str | None = None, *also: str) -> dict[str, str]:
     """Headers of every HTML page of the claim door.
 
     `form-action` names the public origin too: Chrome applies it to the redirect that
-    follows the form's POST, and that goes to PUBLIC_BASE_URL/files/…"""
+    follows the form's POST, and that goes to PUBLIC_BASE_URL/files/… (`also`: the origin of a
+    short link's destination, where its Continue redirects)."""
     form_action = "'self'"
-    if public_base_url:
-        parts = urlsplit(public_base_url)
+    for url in (public_base_url, *also):
+        parts = urlsplit(url or "")
         if parts.scheme in ("http", "https") and parts.netloc:
             form_action += f" {parts.scheme}://{parts.netloc}"
     csp = (
@@ -132,6 +133,52 @@ class ClaimPages:
             received_before=received_before,
         )
 
+    def short_link(
+        self, *, action: str, csrf: str, host: str, expires_at: datetime, now: datetime
+    ) -> str:
+        """A short link's page: where it goes, and a Continue button (a POST: previewers
+        fetch the page, never the destination, and count no click)."""
+        return self._render(
+            "short_link.html",
+            title="A shared link",
+            description="A link was shared with you. Open it to see where it goes.",
+            action=action,
+            csrf=csrf,
+            host=host,
+            **_expiry(expires_at, now),
+        )
+
+    def batch(
+        self,
+        *,
+        files: list[dict[str, Any]],
+        expires_at: datetime,
+        now: datetime,
+        form: dict[str, Any] | None = None,
+    ) -> str:
+        """A batch link's page: its files, with one form for all of them (`form`: action,
+        csrf, uses_left, max_uses, received_before) or, after the claim, a download each
+        (`url` None: that file is only in Telegram)."""
+        listed = [
+            {
+                "name": f["name"],
+                "icon": KIND_ICONS.get(f["kind"], "document"),
+                "kind_label": KIND_LABELS.get(f["kind"], str(f["kind"]).capitalize()),
+                "size": human_size(f["size"]),
+                "url": f.get("url"),
+            }
+            for f in files
+        ]
+        return self._render(
+            "batch.html",
+            title="Shared files",
+            description="Files were shared with you. Open the link to see them.",
+            files=listed,
+            form=form is not None,
+            **(form or {}),
+            **_expiry(expires_at, now),
+        )
+
     def refusal(self, refusal: Refusal, *, retry_url: str | None = None) -> str:
         return self._render(
             "refusal.html",
@@ -182,6 +229,14 @@ def add_static_routes(app: web.Application) -> None:
         return web.Response(body=body, headers={**headers, "Content-Type": content_type})
 
     app.router.add_get(STATIC_PATH + "/{name}", serve)
+
+
+def _expiry(expires_at: datetime, now: datetime) -> dict[str, str]:
+    return {
+        "expires_iso": _iso(expires_at),
+        "expires_text": expires_at.astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC"),
+        "expires_in": time_left(expires_at, now),
+    }
 
 
 def _iso(moment: datetime) -> str:

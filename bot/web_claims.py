@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from ipaddress import ip_address
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
@@ -44,7 +44,7 @@ from core.vault.gateway import Download, VaultGateway
 from core.vault.names import ascii_fallback
 from core.vault.types import Claimer, ClaimResult
 from storage.blobs.errors import BlobNotFound
-from storage.vault_models import ClaimOutcome
+from storage.vault_models import ClaimOutcome, VaultKind
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +174,11 @@ class _ClaimRoutes:
         item, link = result.item, result.link
         csrf = self.ids.csrf(browser_id, code)
         received_before = result.outcome is ClaimOutcome.redelivered
-        if wants_json:
-            response: web.Response = web.json_response(
+        response: web.Response
+        if item.kind in (VaultKind.url, VaultKind.batch):
+            response = await self._other_landing(result, code, csrf, wants_json)
+        elif wants_json:
+            response = web.json_response(
                 {
                     "name": item.name,
                     "size": item.size,
@@ -233,6 +236,11 @@ class _ClaimRoutes:
             return self._refused(result, wants_json)
 
         assert result.item is not None and result.link is not None
+        if result.item.kind in (VaultKind.url, VaultKind.batch):
+            response = await self._other_claimed(request, result, browser_id, code, wants_json)
+            if new_cookie is not None:
+                self._set_cookie(request, response, new_cookie)
+            return response
         signed = self.vault.sign_download(result)
         url = f"{self._base_url(request)}/files/{signed.token}"
         if not wants_json:
@@ -258,6 +266,113 @@ class _ClaimRoutes:
         if new_cookie is not None:
             self._set_cookie(request, response, new_cookie)
         return response
+
+    # -- short links and batches: the same claim, other answers ---------------------------------
+    async def _other_landing(
+        self, result: ClaimResult, code: str, csrf: str, wants_json: bool
+    ) -> web.Response:
+        """The page of a short link (its destination host and Continue) or of a batch (its
+        files and one button for all), spending nothing."""
+        item, link = result.item, result.link
+        assert item is not None and link is not None
+        received_before = result.outcome is ClaimOutcome.redelivered
+        now = self.vault.clock.now()
+        if item.kind == VaultKind.url:
+            host = urlsplit(item.target_url or "").hostname or item.name
+            if wants_json:
+                return web.json_response(
+                    {
+                        "kind": "url",
+                        "host": host,
+                        "expires_at": _iso(link.expires_at),
+                        "received_before": received_before,
+                        "csrf_token": csrf,
+                    },
+                    headers=NO_STORE,
+                )
+            html = self.pages.short_link(
+                action=f"/claim/{code}", csrf=csrf, host=host, expires_at=link.expires_at, now=now
+            )
+            headers = page_headers(self.config.public_base_url, item.target_url or "")
+            return web.Response(
+                status=200, text=html, content_type="text/html", charset="utf-8", headers=headers
+            )
+        files = [_file_json(m) for m in await self.vault.batch_files(item.id)]
+        if wants_json:
+            return web.json_response(
+                {
+                    "kind": "batch",
+                    "items": files,
+                    "expires_at": _iso(link.expires_at),
+                    "uses_left": link.uses_left,
+                    "max_uses": link.max_uses,
+                    "received_before": received_before,
+                    "csrf_token": csrf,
+                },
+                headers=NO_STORE,
+            )
+        form = {
+            "action": f"/claim/{code}",
+            "csrf": csrf,
+            "uses_left": link.uses_left,
+            "max_uses": link.max_uses,
+            "received_before": received_before,
+        }
+        html = self.pages.batch(files=files, expires_at=link.expires_at, now=now, form=form)
+        return self._html(html, 200)
+
+    async def _other_claimed(
+        self,
+        request: web.Request,
+        result: ClaimResult,
+        browser_id: str,
+        code: str,
+        wants_json: bool,
+    ) -> web.Response:
+        """After the claim (one use, counted as a click for a short link): 303 to a short
+        link's destination; a batch's files, each with its own download."""
+        item, link = result.item, result.link
+        assert item is not None and link is not None
+        redelivered = result.outcome is ClaimOutcome.redelivered
+        csrf = self.ids.csrf(browser_id, code)
+        if item.kind == VaultKind.url:
+            target = item.target_url or ""
+            if wants_json:
+                body = {"url": target, "redelivered": redelivered, "csrf_token": csrf}
+                return web.json_response(body, headers=NO_STORE)
+            headers = page_headers(self.config.public_base_url, target)
+            return web.Response(status=303, headers={"Location": target, **headers})
+        base = self._base_url(request)
+        files = []
+        expires_at = link.expires_at
+        for entry in await self.vault.batch_entries(result):
+            url = f"{base}/files/{entry.download.token}" if entry.download else None
+            if entry.download is not None:
+                expires_at = min(expires_at, entry.download.expires_at)
+            files.append(
+                {
+                    "item_id": entry.item_id,
+                    "name": entry.name,
+                    "size": entry.size,
+                    "mime": entry.mime,
+                    "kind": entry.kind,
+                    "sha256": entry.sha256,
+                    "url": url,
+                }
+            )
+        if wants_json:
+            body = {
+                "kind": "batch",
+                "items": [{**f, "download_url": f.pop("url")} for f in files],
+                "expires_at": _iso(expires_at),
+                "link_expires_at": _iso(link.expires_at),
+                "uses_left": link.uses_left,
+                "redelivered": redelivered,
+                "csrf_token": csrf,
+            }
+            return web.json_response(body, headers=NO_STORE)
+        now = self.vault.clock.now()
+        return self._html(self.pages.batch(files=files, expires_at=expires_at, now=now), 200)
 
     # -- shared steps ----------------------------------------------------------------------------
     async def _limited(self, request: web.Request) -> float | None:
@@ -507,6 +622,10 @@ def _too_many(retry_after: float, wants_json: bool) -> web.Response:
     )
     response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return response
+
+
+def _file_json(item: Any) -> dict[str, Any]:
+    return {"name": item.name, "size": item.size, "mime": item.mime, "kind": item.kind}
 
 
 def _iso(moment: datetime) -> str:

@@ -9,7 +9,17 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models import Base, BigId
@@ -25,6 +35,16 @@ class VaultKind(enum.StrEnum):
     audio = "audio"
     voice = "voice"
     animation = "animation"
+    # Not files: a bundle of other items (a batch link) and a destination URL (a short link).
+    batch = "batch"
+    url = "url"
+
+    @property
+    def is_file(self) -> bool:
+        return self not in (VaultKind.batch, VaultKind.url)
+
+
+FILE_KINDS = tuple(k.value for k in VaultKind if k.is_file)
 
 
 class ClaimerKind(enum.StrEnum):
@@ -105,6 +125,27 @@ class VaultItem(Base):
     uploaded_by: Mapped[int | None] = mapped_column(BigInteger)  # Telegram user id
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    target_url: Mapped[str | None] = mapped_column(Text)  # kind `url`: where a click goes
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind not in (VaultKind.batch, VaultKind.url)
+
+
+class VaultBatchMember(Base):
+    """An item of a batch (a `batch` item): a batch link delivers its members, in order."""
+
+    __tablename__ = "vault_batch_members"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "item_id", name="uq_vault_batch_members_item"),
+        Index("ix_vault_batch_members_item", "item_id"),
+    )
+
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("vault_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("vault_items.id", ondelete="CASCADE"))
 
 
 class VaultLink(Base):
@@ -178,3 +219,21 @@ class VaultClaim(Base):
     channel: Mapped[str] = mapped_column(String(16))
     outcome: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class VaultAlbumPart(Base):
+    """A file that arrived as part of an album (one Telegram `media_group_id`), so the whole
+    album can be linked at once. Old rows are pruned with the access log."""
+
+    __tablename__ = "vault_album_parts"
+    __table_args__ = (Index("ix_vault_album_parts_created", "created_at"),)
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    media_group_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("vault_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    message_id: Mapped[int] = mapped_column(BigInteger)  # the album's order
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -12,14 +12,21 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import VaultItemAct, VaultLinkNew, VaultLinks, VaultList
+from bot.callbacks import (
+    VaultAlbum,
+    VaultItemAct,
+    VaultLinkNew,
+    VaultLinks,
+    VaultList,
+    VaultPick,
+)
 from bot.flood import StrangerReplies
 from bot.fsm_storage import UPDATE_SESSION
 from bot.handlers.compose_states import Compose
 from bot.handlers.jobs import edit
 from bot.outbox import Outbox
 from bot.render import vault as render
-from bot.vault_delivery import claim_dedupe_key, deliver, telegram_content
+from bot.vault_delivery import answer_claim, deliver, deliver_batch, telegram_content, url_message
 from core.actor import Actor
 from core.errors import Conflict, InvalidInput
 from core.services.container import Services
@@ -46,6 +53,7 @@ class VaultForm(StatesGroup):
     life = State()
     uses = State()
     rename = State()
+    pick = State()  # /vault's multi-select for a batch link; data {"sel": [item ids]}
 
 
 class HasVaultFile(Filter):
@@ -53,9 +61,6 @@ class HasVaultFile(Filter):
 
     async def __call__(self, message: Message) -> bool:
         return any(getattr(message, kind, None) for kind in FILE_KINDS)
-
-
-ON_ITS_WAY = "Your file is on its way: it is being sent for your earlier tap."
 
 
 def vault_of(services: Services) -> VaultService:
@@ -131,10 +136,14 @@ async def ingest_file(
 
 
 async def ingest(message: Message, bot: Bot, actor: Actor, services: Services) -> None:
-    result = await ingest_file(message, bot, actor, vault_of(services))
+    vault = vault_of(services)
+    result = await ingest_file(message, bot, actor, vault)
+    album = message.media_group_id
+    if album:  # each part arrives on its own; each card can link the whole album
+        await vault.note_album_part(actor, album, message.message_id, result.item.id)
     await message.reply(
         render.item_card(result.item, duplicate=result.duplicate),
-        reply_markup=render.item_buttons(result.item, actor),
+        reply_markup=render.item_buttons(result.item, actor, album=album),
     )
 
 
@@ -164,34 +173,12 @@ async def claim(
     answer_key = f"vault:claim-answer:{chat_id}:{message.message_id}"
 
     async def answer(result: ClaimResult, session: AsyncSession) -> None:
-        if not result.delivers or result.item is None:
-            limited = result.outcome is ClaimOutcome.denied_rate_limited and actor is None
-            if limited and stranger_replies and not stranger_replies.allow(user_id):
-                return  # logged all the same; a stranger's flood is answered once a minute
-            await outbox.send_message(
-                chat_id, result.reason_text, parse_mode=None, session=session, dedupe_key=answer_key
-            )
-            return
-        caption = result.reason_text
-        if result.item.description:
-            caption += "\n\n" + result.item.description
-        link = result.link
-        dedupe_key = await claim_dedupe_key(session, link.id, user_id) if link else None
-        _, queued = await deliver(
-            outbox,
-            chat_id,
-            result.item,
-            link,
-            caption=caption,
-            session=session,
-            dedupe_key=dedupe_key,
-            auto_delete_seconds=link.auto_delete_seconds if link is not None else None,
-            claimer_user_id=user_id,
+        limited = result.outcome is ClaimOutcome.denied_rate_limited and actor is None
+        if limited and stranger_replies and not stranger_replies.allow(user_id):
+            return  # logged all the same; a stranger's flood is answered once a minute
+        await answer_claim(
+            outbox, session, result, chat_id=chat_id, user_id=user_id, answer_key=answer_key
         )
-        if not queued:  # a tap while the earlier tap's file is still on its way: say so
-            await outbox.send_message(
-                chat_id, ON_ITS_WAY, parse_mode=None, session=session, dedupe_key=answer_key
-            )
 
     claims = ClaimService(
         vault.uow,
@@ -241,8 +228,14 @@ async def full_card(vault: VaultService, actor: Actor, item_id: int):
         if actor.at_least(Role.operator)
         else None
     )
+    members = await vault.batch_items(actor, item.id) if item.kind == VaultKind.batch else None
     text = render.item_card(
-        item, links=[pair[0] for pair in links.rows], log=log, actor=actor, now=vault.clock.now()
+        item,
+        links=[pair[0] for pair in links.rows],
+        log=log,
+        actor=actor,
+        now=vault.clock.now(),
+        members=members,
     )
     return text, render.item_buttons(item, actor, more=False)
 
@@ -263,18 +256,40 @@ async def item_send(
     services: Services,
     outbox: Outbox,
 ) -> None:
-    item = await vault_of(services).get(actor, callback_data.id)
+    vault = vault_of(services)
+    item = await vault.get(actor, callback_data.id)
     # queued like a claim (paced, uploaded by the sender if Telegram lacks the file);
     # keyed by the press, so a retried webhook update sends once
-    await deliver(
-        outbox,
-        query.from_user.id,
-        item,
-        None,
-        caption=item.description,
-        dedupe_key=f"vault:send:{query.id}",
-        audience="operator",
-    )
+    key = f"vault:send:{query.id}"
+    if item.kind == VaultKind.url:
+        await outbox.enqueue_new(
+            query.from_user.id,
+            "sendMessage",
+            dedupe_key=key,
+            **url_message(item, f"Short link #{item.id}:"),
+        )
+    elif item.kind == VaultKind.batch:
+        members = await vault.batch_items(actor, item.id)
+        await deliver_batch(
+            outbox,
+            query.from_user.id,
+            item,
+            members,
+            None,
+            text=f"Batch #{item.id}: {len(members)} files.",
+            dedupe_key=key,
+            audience="operator",
+        )
+    else:
+        await deliver(
+            outbox,
+            query.from_user.id,
+            item,
+            None,
+            caption=item.description,
+            dedupe_key=key,
+            audience="operator",
+        )
     await query.answer("Sending…")
 
 
@@ -322,10 +337,6 @@ async def item_delete_yes(
     revoked = await vault_of(services).delete(actor, item_id)
     await query.answer(f"File #{item_id} deleted; {revoked} link(s) revoked.")
     await edit(query, f"File #{item_id} deleted; {revoked} link(s) revoked.", None)
-
-
-async def item_unknown(query: CallbackQuery) -> None:
-    await query.answer("This button is no longer valid.")
 
 
 # -- create link ----------------------------------------------------------------------------------
@@ -416,7 +427,8 @@ async def cancel(message: Message, state: FSMContext) -> None:
 async def links_command(message: Message, actor: Actor, services: Services) -> None:
     vault = vault_of(services)
     page = await vault.links(actor)
-    text, markup = render.links_list(page, actor, vault.clock.now())
+    clicks = await vault.click_counts(actor, [link.id for link, _ in page.rows])
+    text, markup = render.links_list(page, actor, vault.clock.now(), clicks)
     await message.answer(text, reply_markup=markup)
 
 
@@ -432,8 +444,122 @@ async def links_page(
         except Conflict as exc:
             notice, alert = exc.message, True
     page = await vault.links(actor, page=callback_data.page)
+    clicks = await vault.click_counts(actor, [link.id for link, _ in page.rows])
     await query.answer(notice, show_alert=alert)
-    await edit(query, *render.links_list(page, actor, vault.clock.now()))
+    await edit(query, *render.links_list(page, actor, vault.clock.now(), clicks))
+
+
+# -- batch links: /vault's multi-select and whole albums -------------------------------------------
+PICK_PAGE = 8
+PICK_ENDED = "This selection has ended. Open /vault and press Select again."
+
+
+async def _picked(state: FSMContext, services: Services) -> list[int] | None:
+    """The selection so far; None when this chat is not selecting (a stale button)."""
+    if await state.get_state() != VaultForm.pick.state:
+        return None
+    return [int(i) for i in (await flow_data(state, services)).get("sel", [])]
+
+
+async def pick_start(
+    query: CallbackQuery, actor: Actor, services: Services, state: FSMContext
+) -> None:
+    actor.require(Role.operator, "create links")
+    page = await vault_of(services).page(actor, size=PICK_PAGE, files_only=True)
+    await state.set_state(VaultForm.pick)
+    await state.set_data({"sel": []})
+    await query.answer()
+    await edit(query, *render.pick_list(page, []))
+
+
+async def pick_toggle(
+    query: CallbackQuery,
+    callback_data: VaultPick,
+    actor: Actor,
+    services: Services,
+    state: FSMContext,
+) -> None:
+    actor.require(Role.operator, "create links")
+    selected = await _picked(state, services)
+    if selected is None:
+        await query.answer(PICK_ENDED, show_alert=True)
+        return
+    vault = vault_of(services)
+    if callback_data.act == "t":
+        item = await vault.get(actor, callback_data.id)  # this workspace's, still there
+        if not item.is_file:
+            raise InvalidInput(f"#{item.id} is a {item.kind}, not a file.")
+        if item.id in selected:
+            selected.remove(item.id)
+        else:
+            selected.append(item.id)
+        await state.set_data({"sel": selected})
+    page = await vault.page(actor, page=callback_data.page, size=PICK_PAGE, files_only=True)
+    await query.answer()
+    await edit(query, *render.pick_list(page, selected))
+
+
+async def pick_make(
+    query: CallbackQuery, actor: Actor, services: Services, state: FSMContext
+) -> None:
+    actor.require(Role.operator, "create links")
+    selected = await _picked(state, services)
+    if selected is None:
+        await query.answer(PICK_ENDED, show_alert=True)
+        return
+    if not selected:
+        await query.answer("Nothing is selected yet: tap the files to link first.", show_alert=True)
+        return
+    if len(selected) == 1:
+        await query.answer(
+            "One file: use its own Create link. A batch link needs two or more.", show_alert=True
+        )
+        return
+    batch = await vault_of(services).create_batch(actor, selected)
+    await state.clear()
+    await query.answer(f"Batch #{batch.id} of {batch.name}.")
+    await edit(query, *render.wizard(batch, VaultLinkNew(id=batch.id)))
+
+
+async def pick_cancel(query: CallbackQuery, state: FSMContext) -> None:
+    if await state.get_state() == VaultForm.pick.state:
+        await state.clear()
+    await query.answer("No link created.")
+    await edit(query, "Selection cancelled. No link created.", None)
+
+
+async def album_link(
+    query: CallbackQuery, callback_data: VaultAlbum, actor: Actor, services: Services
+) -> None:
+    """ "Create one link for the whole album": the album's files (as many as arrived) become a
+    batch, then the usual link wizard."""
+    actor.require(Role.operator, "create links")
+    vault = vault_of(services)
+    items = await vault.album_items(actor, callback_data.g)
+    if len(items) < 2:
+        await query.answer(
+            "This album's files are no longer here together (deleted, or another workspace's)."
+            if not items
+            else "Only one file of this album is left: use its own Create link.",
+            show_alert=True,
+        )
+        return
+    batch = await vault.create_batch(actor, [item.id for item in items])
+    await query.answer(f"Batch #{batch.id} of {batch.name}.")
+    if query.message is not None:
+        text, markup = render.wizard(batch, VaultLinkNew(id=batch.id))
+        await query.message.answer(text, reply_markup=markup)
+
+
+# -- short links ----------------------------------------------------------------------------------
+async def shorten_command(
+    message: Message, command: CommandObject, actor: Actor, services: Services
+) -> None:
+    """`/shorten <url>`: a URL item, then the link wizard (lifetime, max clickers)."""
+    actor.require(Role.operator, "create links")
+    item = await vault_of(services).shorten(actor, command.args or "")
+    text, markup = render.wizard(item, VaultLinkNew(id=item.id))
+    await message.answer(text, reply_markup=markup, disable_web_page_preview=True)
 
 
 def build_router() -> Router:
@@ -444,6 +570,7 @@ def build_router() -> Router:
     router.message.register(rename_value, StateFilter(VaultForm.rename))
     router.message.register(vault_command, Command("vault"))
     router.message.register(links_command, Command("links"))
+    router.message.register(shorten_command, Command("shorten"))
     # A file sent at /post's picture step is that post's picture: the compose flow takes it.
     router.message.register(ingest, HasVaultFile(), ~StateFilter(Compose.body))
     router.callback_query.register(item_card, VaultItemAct.filter(F.act.in_({"card", "more"})))
@@ -452,8 +579,12 @@ def build_router() -> Router:
     router.callback_query.register(item_nsfw, VaultItemAct.filter(F.act == "nsfw"))
     router.callback_query.register(item_delete, VaultItemAct.filter(F.act == "delete"))
     router.callback_query.register(item_delete_yes, VaultItemAct.filter(F.act == "delete_yes"))
-    router.callback_query.register(item_unknown, VaultItemAct.filter())
     router.callback_query.register(link_wizard, VaultLinkNew.filter())
     router.callback_query.register(vault_page, VaultList.filter())
     router.callback_query.register(links_page, VaultLinks.filter())
+    router.callback_query.register(pick_start, VaultPick.filter(F.act == "go"))
+    router.callback_query.register(pick_toggle, VaultPick.filter(F.act.in_({"t", "p"})))
+    router.callback_query.register(pick_make, VaultPick.filter(F.act == "make"))
+    router.callback_query.register(pick_cancel, VaultPick.filter(F.act == "x"))
+    router.callback_query.register(album_link, VaultAlbum.filter())
     return router

@@ -17,7 +17,7 @@ from core.vault.claims import ClaimService, claim
 from core.vault.codes import deep_link, http_link, is_well_formed
 from core.vault.config import VaultConfig
 from core.vault.errors import Gone, NotDownloadable
-from core.vault.gateway import Download, SignedDownload, VaultGateway
+from core.vault.gateway import BatchEntry, Download, SignedDownload, VaultGateway
 from core.vault.jobs import register_vault_jobs, vault_periodic_specs
 from core.vault.service import VaultService, human_size, service_builder
 from core.vault.texts import claimer_text, operator_text
@@ -41,6 +41,7 @@ from storage.vault_models import (
 )
 
 __all__ = [
+    "BatchEntry",
     "ClaimOutcome",
     "ClaimResult",
     "ClaimService",

@@ -69,8 +69,9 @@ class ClaimService:
         writes for the result commit in one transaction.
 
         `channel` is the door (`telegram` or `http`; defaults to the claimer's kind).
-        `require_blob`: only deliver if the bytes are in the blob store (the HTTP door) —
-        a Telegram-only item is then refused without spending a use.
+        `require_blob`: only deliver a file if its bytes are in the blob store (the HTTP door)
+        — a Telegram-only file is then refused without spending a use. A batch or a short
+        link has no bytes of its own: it is not refused for that.
         """
         channel = str(channel or claimer.kind)
         subject = f"{claimer.kind}:{claimer.id}"
@@ -113,7 +114,10 @@ class ClaimService:
             async with self.uow.write() as session:
                 now = self.clock.now()
                 spent = await repo.spend_use(
-                    session, link_id=link_id, now=now, require_blob=require_blob
+                    session,
+                    link_id=link_id,
+                    now=now,
+                    require_blob=require_blob and (item is None or item.is_file),
                 )
                 if spent is not None:
                     outcome, link = ClaimOutcome.delivered, spent
@@ -268,7 +272,7 @@ class ClaimService:
             return ClaimOutcome.denied_expired
         if not ignore_uses and link.used_count >= link.max_uses:
             return ClaimOutcome.denied_used_up
-        if require_blob and item.blob_key is None:
+        if require_blob and item.is_file and item.blob_key is None:
             return ClaimOutcome.denied_telegram_only
         return None
 

@@ -24,7 +24,7 @@ from core.vault.types import Claimer, ClaimResult
 from storage.blobs.base import BlobStore
 from storage.repositories import vault as repo
 from storage.uow import UnitOfWork
-from storage.vault_models import ClaimerKind, ClaimOutcome
+from storage.vault_models import ClaimerKind, ClaimOutcome, VaultItem, VaultKind
 
 DOWNLOAD_PURPOSE = "download"
 
@@ -48,6 +48,20 @@ class Download:
     blob_key: str
     created_at: datetime
     expires_at: datetime  # the token's, or the link's if sooner: how long a copy may be kept
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEntry:
+    """One file of a batch link, after its claim: what a page lists, and its own download
+    (None: the file is Telegram-only, or gone since)."""
+
+    item_id: int
+    name: str
+    kind: str
+    mime: str
+    size: int | None
+    sha256: str | None
+    download: SignedDownload | None
 
 
 class VaultGateway:
@@ -81,14 +95,41 @@ class VaultGateway:
             code, claimer, ClaimerKind.http, require_blob=True
         )
 
-    def sign_download(self, result: ClaimResult) -> SignedDownload:
-        """A token for `/files/<token>` after a delivering claim."""
+    def sign_download(self, result: ClaimResult, item: VaultItem | None = None) -> SignedDownload:
+        """A token for `/files/<token>` after a delivering claim: for the claimed file, or
+        for `item`, one file of the claimed batch."""
         if not result.delivers or result.item is None or result.link is None:
             raise ValueError("only a delivering claim gets a download token")
         now = self.clock.now().timestamp()
         ttl = min(self.config.download_ttl_seconds, result.link.expires_at.timestamp() - now)
-        token = self._signer.sign({"i": result.item.id, "l": result.link.id}, ttl, now=now)
+        item_id = (item or result.item).id
+        token = self._signer.sign({"i": item_id, "l": result.link.id}, ttl, now=now)
         return SignedDownload(token, datetime.fromtimestamp(int(now + ttl), UTC))
+
+    async def batch_files(self, batch_id: int) -> list[VaultItem]:
+        """A batch's live files, in order, for its landing page (nothing is handed out)."""
+        async with self.uow.read() as session:
+            return await repo.batch_members(session, batch_id)
+
+    async def batch_entries(self, result: ClaimResult) -> list[BatchEntry]:
+        """After a delivering claim on a batch link (one use covers the batch): each live file
+        with its metadata and its own download."""
+        if not result.delivers or result.item is None or result.item.kind != VaultKind.batch:
+            raise ValueError("only a delivering claim on a batch lists its files")
+        async with self.uow.read() as session:
+            members = await repo.batch_members(session, result.item.id)
+        return [
+            BatchEntry(
+                item_id=m.id,
+                name=m.name,
+                kind=m.kind,
+                mime=m.mime,
+                size=m.size,
+                sha256=m.sha256,
+                download=self.sign_download(result, m) if m.blob_key is not None else None,
+            )
+            for m in members
+        ]
 
     async def open_download(self, token: str) -> Download:
         """The file a token names. Forbidden: forged, malformed or expired token. Gone: the
@@ -103,10 +144,20 @@ class VaultGateway:
         async with self.uow.read() as session:
             item = await repo.get_item(session, item_id, include_deleted=True)
             link = await repo.get_link(session, link_id)
+            # the link's own file, or one of the files of its batch
+            named = link is not None and (
+                link.item_id == item_id
+                or await repo.is_batch_member(session, link.item_id, item_id)
+            )
+            holder = (
+                await repo.get_item(session, link.item_id, include_deleted=True) if named else None
+            )
         if item is None or item.deleted_at is not None:
             raise Gone(claimer_text(ClaimOutcome.denied_deleted))
-        if link is None or link.item_id != item.id or link.revoked_at is not None:
+        if link is None or not named or link.revoked_at is not None:
             raise Gone(claimer_text(ClaimOutcome.denied_revoked))
+        if holder is None or holder.deleted_at is not None:  # the batch itself was deleted
+            raise Gone(claimer_text(ClaimOutcome.denied_deleted))
         if now >= link.expires_at:
             raise Gone(claimer_text(ClaimOutcome.denied_expired))
         if item.blob_key is None or item.sha256 is None or item.size is None:

@@ -30,6 +30,7 @@ async def expire_links(ctx: JobContext) -> dict[str, Any]:
     before = now - timedelta(days=days)
     async with ctx.sessionmaker() as session, session.begin():
         claims = await repo.prune_claims(session, before)
+        await repo.prune_album_parts(session, before)
         links = await repo.delete_links_finished_before(session, before)
         expired = await repo.count_expired_unrevoked(session, now)
     return {"claims_deleted": claims, "links_deleted": links, "expired_kept": expired}

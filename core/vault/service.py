@@ -42,6 +42,7 @@ from core.vault.types import (
     Page,
     VaultStats,
 )
+from core.vault.urls import check_url, host_of
 from storage.blobs.base import BlobStore
 from storage.blobs.errors import BlobTooLarge
 from storage.models import Role
@@ -52,6 +53,9 @@ from storage.vault_models import VaultClaim, VaultItem, VaultKind, VaultLink
 log = logging.getLogger(__name__)
 
 MAX_DESCRIPTION_CHARS = 4096
+MAX_BATCH_ITEMS = 50
+BATCH_MIME = "application/vnd.opsdeck.batch"
+URL_MIME = "text/uri-list"
 
 # What Telegram sends each kind as, when it does not say.
 _KIND_MIME = {
@@ -107,6 +111,8 @@ class VaultService:
         """
         actor.require(Role.operator, "add files to the vault")
         kind = self._kind(source.kind)
+        if not kind.is_file:
+            raise InvalidInput(f"A {kind.value} is not a file; it cannot be uploaded.")
         cap = self.config.max_file_bytes
         if source.size is not None and source.size > cap:
             await _close(source.content)
@@ -345,8 +351,10 @@ class VaultService:
         nsfw: bool | None = None,
         page: int = 0,
         size: int = 8,
+        files_only: bool = False,
     ) -> Page[VaultItem]:
-        """Live items, newest first; `kind`/`nsfw` filter (None = any)."""
+        """Live items, newest first; `kind`/`nsfw` filter (None = any); `files_only`: no
+        batches or short links."""
         if kind is not None:
             kind = self._kind(kind).value
         page, size = max(0, page), max(1, size)
@@ -358,10 +366,13 @@ class VaultService:
                 nsfw=nsfw,
                 offset=page * size,
                 limit=size,
+                files_only=files_only,
             )
         pages = _page_count(total, size)
         if page >= pages and total:
-            return await self.page(actor, kind=kind, nsfw=nsfw, page=pages - 1, size=size)
+            return await self.page(
+                actor, kind=kind, nsfw=nsfw, page=pages - 1, size=size, files_only=files_only
+            )
         return Page(rows, total, page, pages)
 
     async def stats(self, actor: Actor) -> VaultStats:
@@ -436,6 +447,17 @@ class VaultService:
             revoked = await repo.revoke_links_of_item(
                 session, item_id=item_id, now=now, by=actor.user_id
             )
+            # a batch whose last file this was goes with it (its links deliver nothing now)
+            for batch_id in await repo.batches_left_empty(session, item_id):
+                await repo.update_item(
+                    session,
+                    item_id=batch_id,
+                    tenant_id=actor.tenant_id,
+                    values={"deleted_at": now},
+                )
+                revoked += await repo.revoke_links_of_item(
+                    session, item_id=batch_id, now=now, by=actor.user_id
+                )
             await record(
                 session,
                 self.clock,
@@ -452,6 +474,109 @@ class VaultService:
     ) -> None:
         """Cache the `file_id` Telegram gave an upload of this item's bytes."""
         await ClaimService(self.uow, self.clock).record_file_id(item_id, file_id, file_unique_id)
+
+    # -- batches and short links -------------------------------------------------------------------
+    async def create_batch(self, actor: Actor, item_ids: list[int]) -> VaultItem:
+        """A batch of the workspace's files, in the given order: one link then delivers all
+        of them for one use. Duplicates are dropped; 2 to MAX_BATCH_ITEMS files."""
+        actor.require(Role.operator, "create links")
+        ids = list(dict.fromkeys(item_ids))
+        if len(ids) < 2:
+            raise InvalidInput("Choose at least two files for a batch link.")
+        if len(ids) > MAX_BATCH_ITEMS:
+            raise InvalidInput(f"A batch link holds at most {MAX_BATCH_ITEMS} files.")
+        now = self.clock.now()
+        async with self.uow.write() as session:
+            items = []
+            for item_id in ids:
+                item = await repo.get_item(session, item_id, actor.tenant_id)
+                if item is None:
+                    raise NotFound(f"File #{item_id} does not exist in your workspace.")
+                if not item.is_file:
+                    raise InvalidInput(f"#{item_id} is a {item.kind}, not a file.")
+                items.append(item)
+            batch = await repo.add_item(
+                session,
+                {
+                    "tenant_id": actor.tenant_id,
+                    "kind": VaultKind.batch.value,
+                    "name": f"{len(items)} files",
+                    "mime": BATCH_MIME,
+                    "size": None,  # the members' bytes are counted once, as theirs
+                    "nsfw": any(i.nsfw for i in items),
+                    "uploaded_by": actor.user_id,
+                    "created_at": now,
+                },
+            )
+            await repo.add_batch_members(session, batch.id, ids)
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="vault.batch.create",
+                target=f"vault_item:{batch.id}",
+                details={"items": ids},
+            )
+        return batch
+
+    async def note_album_part(
+        self, actor: Actor, media_group_id: str, message_id: int, item_id: int
+    ) -> None:
+        """`item_id` arrived in album `media_group_id` (so `album_items` can link it whole)."""
+        actor.require(Role.operator, "add files to the vault")
+        async with self.uow.write() as session:
+            await repo.add_album_part(
+                session,
+                tenant_id=actor.tenant_id,
+                media_group_id=media_group_id[:64],
+                item_id=item_id,
+                message_id=message_id,
+                now=self.clock.now(),
+            )
+
+    async def album_items(self, actor: Actor, media_group_id: str) -> list[VaultItem]:
+        """The live files of an album sent to the bot, in the album's order."""
+        async with self.uow.read() as session:
+            return await repo.album_items(session, actor.tenant_id, media_group_id)
+
+    async def batch_items(self, actor: Actor, batch_id: int) -> list[VaultItem]:
+        """A batch's live files, in order."""
+        batch = await self.get(actor, batch_id, include_deleted=True)
+        if batch.kind != VaultKind.batch:
+            raise InvalidInput(f"#{batch_id} is not a batch.")
+        async with self.uow.read() as session:
+            return await repo.batch_members(session, batch.id)
+
+    async def shorten(self, actor: Actor, url: str) -> VaultItem:
+        """A URL item: its links are short links whose clicks are counted (see `check_url`)."""
+        actor.require(Role.operator, "create links")
+        target = check_url(url)
+        async with self.uow.write() as session:
+            item = await repo.add_item(
+                session,
+                {
+                    "tenant_id": actor.tenant_id,
+                    "kind": VaultKind.url.value,
+                    "name": host_of(target)[:255],
+                    "mime": URL_MIME,
+                    "size": None,
+                    "nsfw": False,
+                    "target_url": target,
+                    "uploaded_by": actor.user_id,
+                    "created_at": self.clock.now(),
+                },
+            )
+            await record(
+                session,
+                self.clock,
+                tenant_id=actor.tenant_id,
+                actor=actor,
+                action="vault.url.create",
+                target=f"vault_item:{item.id}",
+                details={"host": item.name},
+            )
+        return item
 
     # -- links -----------------------------------------------------------------------------------
     async def create_link(
@@ -565,6 +690,13 @@ class VaultService:
                 actor, active_only=active_only, item_id=item_id, page=pages - 1, size=size
             )
         return Page(rows, total, page, pages)
+
+    async def click_counts(self, actor: Actor, link_ids: list[int]) -> dict[int, int]:
+        """Every delivery each link made (first and repeated): a short link's clicks."""
+        if not link_ids:
+            return {}
+        async with self.uow.read() as session:
+            return await repo.deliveries_by_link(session, actor.tenant_id, link_ids)
 
     async def access_log(
         self, actor: Actor, item_id: int, *, page: int = 0, size: int = 10

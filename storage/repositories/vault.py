@@ -13,8 +13,18 @@ from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from storage.vault_models import ClaimOutcome, VaultClaim, VaultItem, VaultLink
+from storage import upsert
+from storage.vault_models import (
+    FILE_KINDS,
+    ClaimOutcome,
+    VaultAlbumPart,
+    VaultBatchMember,
+    VaultClaim,
+    VaultItem,
+    VaultLink,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +120,12 @@ async def set_telegram_file(
     return (await session.execute(stmt)).rowcount == 1
 
 
-def _item_filters(tenant_id: int, kind: str | None, nsfw: bool | None) -> list[Any]:
+def _item_filters(
+    tenant_id: int, kind: str | None, nsfw: bool | None, files_only: bool = False
+) -> list[Any]:
     conds: list[Any] = [VaultItem.tenant_id == tenant_id, VaultItem.deleted_at.is_(None)]
+    if files_only:
+        conds.append(VaultItem.kind.in_(FILE_KINDS))
     if kind:
         conds.append(VaultItem.kind == kind)
     if nsfw is not None:
@@ -127,8 +141,9 @@ async def page_items(
     nsfw: bool | None,
     offset: int,
     limit: int,
+    files_only: bool = False,
 ) -> tuple[list[VaultItem], int]:
-    conds = _item_filters(tenant_id, kind, nsfw)
+    conds = _item_filters(tenant_id, kind, nsfw, files_only)
     total = (
         await session.execute(select(func.count()).select_from(VaultItem).where(*conds))
     ).scalar_one()
@@ -150,7 +165,11 @@ async def totals_by_kind(session: AsyncSession, tenant_id: int) -> list[KindTota
             func.coalesce(func.sum(VaultItem.size), 0),
             func.count(VaultItem.id).filter(VaultItem.blob_key.is_(None)),
         )
-        .where(VaultItem.tenant_id == tenant_id, VaultItem.deleted_at.is_(None))
+        .where(
+            VaultItem.tenant_id == tenant_id,
+            VaultItem.deleted_at.is_(None),
+            VaultItem.kind.in_(FILE_KINDS),  # files: batches and short links hold no bytes
+        )
         .group_by(VaultItem.kind)
         .order_by(VaultItem.kind)
     )
@@ -171,6 +190,7 @@ async def uploads_since(
             VaultItem.tenant_id == tenant_id,
             VaultItem.uploaded_by == user_id,
             VaultItem.created_at > since,
+            VaultItem.kind.in_(FILE_KINDS),  # batches and short links upload nothing
         )
         .order_by(VaultItem.created_at, VaultItem.id)
     )
@@ -189,6 +209,105 @@ async def blob_in_use(session: AsyncSession, blob_key: str) -> bool:
     """Whether any item (deleted ones included: they may be restored) refers to `blob_key`."""
     stmt = select(exists().where(VaultItem.blob_key == blob_key))
     return bool((await session.execute(stmt)).scalar())
+
+
+# -- batches -------------------------------------------------------------------------------------
+async def add_batch_members(session: AsyncSession, batch_id: int, item_ids: list[int]) -> None:
+    await session.execute(
+        insert(VaultBatchMember),
+        [
+            {"batch_id": batch_id, "position": n, "item_id": item_id}
+            for n, item_id in enumerate(item_ids)
+        ],
+    )
+
+
+async def batch_members(
+    session: AsyncSession, batch_id: int, *, include_deleted: bool = False
+) -> list[VaultItem]:
+    """The batch's items in the order they were chosen (live ones unless `include_deleted`)."""
+    stmt = (
+        select(VaultItem)
+        .join(VaultBatchMember, VaultBatchMember.item_id == VaultItem.id)
+        .where(VaultBatchMember.batch_id == batch_id)
+        .order_by(VaultBatchMember.position)
+    )
+    if not include_deleted:
+        stmt = stmt.where(VaultItem.deleted_at.is_(None))
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def is_batch_member(session: AsyncSession, batch_id: int, item_id: int) -> bool:
+    stmt = select(
+        exists().where(VaultBatchMember.batch_id == batch_id, VaultBatchMember.item_id == item_id)
+    )
+    return bool((await session.execute(stmt)).scalar())
+
+
+async def batches_left_empty(session: AsyncSession, item_id: int) -> list[int]:
+    """Live batches holding `item_id` that have no other live member."""
+    member, batch = aliased(VaultItem), aliased(VaultItem)
+    others = (
+        select(VaultBatchMember.batch_id)
+        .join(member, member.id == VaultBatchMember.item_id)
+        .where(member.deleted_at.is_(None), member.id != item_id)
+    )
+    stmt = (
+        select(batch.id)
+        .join(VaultBatchMember, VaultBatchMember.batch_id == batch.id)
+        .where(
+            VaultBatchMember.item_id == item_id,
+            batch.deleted_at.is_(None),
+            batch.id.not_in(others),
+        )
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def add_album_part(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    media_group_id: str,
+    item_id: int,
+    message_id: int,
+    now: datetime,
+) -> None:
+    """Remember that `item_id` came in album `media_group_id` (idempotent)."""
+    stmt = (
+        upsert.insert(session, VaultAlbumPart)
+        .values(
+            tenant_id=tenant_id,
+            media_group_id=media_group_id,
+            item_id=item_id,
+            message_id=message_id,
+            created_at=now,
+        )
+        .on_conflict_do_nothing()
+    )
+    await session.execute(stmt)
+
+
+async def album_items(
+    session: AsyncSession, tenant_id: int, media_group_id: str
+) -> list[VaultItem]:
+    """The live items of an album, in the order it was sent."""
+    stmt = (
+        select(VaultItem)
+        .join(VaultAlbumPart, VaultAlbumPart.item_id == VaultItem.id)
+        .where(
+            VaultAlbumPart.tenant_id == tenant_id,
+            VaultAlbumPart.media_group_id == media_group_id,
+            VaultItem.deleted_at.is_(None),
+        )
+        .order_by(VaultAlbumPart.message_id, VaultItem.id)
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def prune_album_parts(session: AsyncSession, before: datetime) -> int:
+    stmt = delete(VaultAlbumPart).where(VaultAlbumPart.created_at < before)
+    return (await session.execute(stmt.execution_options(synchronize_session=False))).rowcount
 
 
 # -- links ---------------------------------------------------------------------------------------
@@ -233,7 +352,8 @@ async def spend_use(
     One conditional UPDATE … RETURNING. PostgreSQL re-checks the WHERE clause against the
     newest row version after waiting for a concurrent updater's lock; SQLite holds its
     database write lock for the whole statement. Either way no use is ever over-spent.
-    `require_blob`: the item must also have its bytes in the blob store (HTTP delivery).
+    `require_blob`: the item must also have its bytes in the blob store (HTTP delivery of a
+    file; the caller passes it for files only).
     """
     item_ok = select(VaultItem.id).where(
         VaultItem.id == VaultLink.item_id, VaultItem.deleted_at.is_(None)
@@ -400,6 +520,21 @@ async def count_claims_by_outcome(
     if item_id is not None:
         stmt = stmt.where(VaultClaim.item_id == item_id)
     return {outcome: int(n) for outcome, n in (await session.execute(stmt)).all()}
+
+
+async def deliveries_by_link(
+    session: AsyncSession, tenant_id: int, link_ids: list[int]
+) -> dict[int, int]:
+    stmt = (
+        select(VaultClaim.link_id, func.count())
+        .where(
+            VaultClaim.tenant_id == tenant_id,
+            VaultClaim.link_id.in_(link_ids),
+            VaultClaim.outcome.in_([ClaimOutcome.delivered, ClaimOutcome.redelivered]),
+        )
+        .group_by(VaultClaim.link_id)
+    )
+    return {int(link_id): int(n) for link_id, n in (await session.execute(stmt)).all()}
 
 
 async def prune_claims(session: AsyncSession, before: datetime) -> int:
