@@ -67,18 +67,11 @@ def vault_of(services: Services) -> VaultService:
     return services.extra["vault"]
 
 
-async def end_reads(services: Services) -> None:
-    """End the per-update session's transaction. The vault reads and writes through the unit
-    of work; the compose flow (bot/handlers/reddit_posts.py) still reads through that session
-    until its services leave it."""
-    await services.session.commit()
-
-
 async def flow_data(state: FSMContext, services: Services) -> dict[str, Any]:
     """The guided flow's data. The FSM storage reads it through the per-update session, which
     would keep a transaction open across the vault's own writes and the answer: end it here."""
     data = await state.get_data()
-    await end_reads(services)
+    await services.session.commit()
     return data
 
 
