@@ -43,6 +43,7 @@ from core.reddit import (
 from core.reddit_ops.account_status import change_status, status_message
 from core.reddit_ops.clients import RedditClients
 from core.reddit_ops.common import DEP_BLOBS, DEP_CLIENTS, job_uow, short
+from core.reddit_ops.fate import removal_words
 from core.reddit_ops.pacing import PacingDecision
 from core.reddit_ops.post_views import draft_of
 from core.reddit_ops.preflight import preflight
@@ -98,7 +99,7 @@ async def submit_post(ctx: JobContext) -> dict[str, Any]:
         if claimed.look_first:
             found = await _look(client, post, ctx.clock.now())
             if found is not None:
-                return await _published(ctx, post, account, found, how="found")
+                return await _published(ctx, client, post, account, found, how="found")
             if post.reddit_accepted:
                 return await _still_invisible(ctx, post, account)
         return await _send(ctx, client, post, account)
@@ -281,7 +282,7 @@ async def _send(
         unclear = RedditUnknownOutcome("Reddit did not say which post it became", accepted=True)
         return await _unknown_outcome(ctx, client, post, account, unclear)
     return await _published_values(
-        ctx, post, account, fullname, _absolute(permalink), ctx.clock.now(), how="sent"
+        ctx, client, post, account, fullname, _absolute(permalink), ctx.clock.now(), how="sent"
     )
 
 
@@ -362,7 +363,13 @@ def _absolute(permalink: str | None) -> str | None:
 
 
 async def _published(
-    ctx: JobContext, post: RedditPost, account: RedditAccount, found: Submission, *, how: str
+    ctx: JobContext,
+    client: RedditClient,
+    post: RedditPost,
+    account: RedditAccount,
+    found: Submission,
+    *,
+    how: str,
 ) -> dict[str, Any]:
     when = (
         datetime.fromtimestamp(found.created_utc, UTC)
@@ -370,12 +377,32 @@ async def _published(
         else ctx.clock.now()
     )
     return await _published_values(
-        ctx, post, account, found.fullname, found.permalink_url, min(when, ctx.clock.now()), how=how
+        ctx,
+        client,
+        post,
+        account,
+        found.fullname,
+        found.permalink_url,
+        min(when, ctx.clock.now()),
+        how=how,
     )
+
+
+async def _removed_at_once(client: RedditClient, fullname: str) -> str | None:
+    """Reddit accepts a post and may remove it the same moment (AutoModerator, a spam
+    filter): one look right after submit. Reddit's `removed_by_category`, or None when the
+    post is live (or the look failed: the hourly stats refresh will tell)."""
+    try:
+        seen = await client.info([fullname])
+    except (RedditError, ValueError) as exc:
+        log.info("post %s: the look right after submit failed: %s", fullname, exc)
+        return None
+    return next((s.removed_by_category for s in seen if s.fullname == fullname), None)
 
 
 async def _published_values(
     ctx: JobContext,
+    client: RedditClient,
     post: RedditPost,
     account: RedditAccount,
     fullname: str,
@@ -384,6 +411,7 @@ async def _published_values(
     *,
     how: str,
 ) -> dict[str, Any]:
+    removed_by = await _removed_at_once(client, fullname)
     async with job_uow(ctx).write() as session:
         await repo.drop_history_duplicate(session, account.id, fullname, post.id)
         updated = await repo.update_post(
@@ -395,6 +423,8 @@ async def _published_values(
                 "permalink": permalink,
                 "published_at": published_at,
                 "reddit_accepted": False,
+                "removed_by_category": removed_by,
+                "removal_notified": removed_by is not None,  # told below, not again hourly
                 "last_error_code": None,
                 "last_error_message": None,
                 "updated_at": ctx.clock.now(),
@@ -402,7 +432,11 @@ async def _published_values(
             from_statuses=(PostStatus.publishing,),
         )
         await _audit(
-            session, ctx, post, "reddit.post.published", {"fullname": fullname, "how": how}
+            session,
+            ctx,
+            post,
+            "reddit.post.published",
+            {"fullname": fullname, "how": how, "removed_by": removed_by},
         )
     if updated is None:
         log.warning("post %s published as %s but its row had changed", post.id, fullname)
@@ -411,12 +445,22 @@ async def _published_values(
         if how == "found"
         else ""
     )
-    await ctx.notifier.tell_operators(
-        ctx.tenant_id,
-        f"✅ Published on r/{post.subreddit} as u/{account.username}: “{short(post.title)}”{note}\n"
-        f"{permalink or fullname}",
-    )
-    return {"post_id": post.id, "fullname": fullname, "permalink": permalink, "how": how}
+    if removed_by is not None:
+        text = (
+            f"⚠️ Published on r/{post.subreddit} as u/{account.username}, but removed "
+            f"{removal_words(removed_by)} at once: “{short(post.title)}”{note}. Others do not "
+            f"see it; check the subreddit's rules or ask its moderators.\n{permalink or fullname}"
+        )
+    else:
+        text = (
+            f"✅ Published on r/{post.subreddit} as u/{account.username}: "
+            f"“{short(post.title)}”{note}\n{permalink or fullname}"
+        )
+    await ctx.notifier.tell_operators(ctx.tenant_id, text)
+    result = {"post_id": post.id, "fullname": fullname, "permalink": permalink, "how": how}
+    if removed_by is not None:
+        result["removed_by"] = removed_by
+    return result
 
 
 async def _fail(
@@ -544,7 +588,7 @@ async def _unknown_outcome(
         log.info("post %s: lookup after an unknown outcome failed: %s", post.id, look_error)
         found = None
     if found is not None:
-        return await _published(ctx, post, account, found, how="found")
+        return await _published(ctx, client, post, account, found, how="found")
     if ctx.attempt >= ctx.max_attempts:
         raise _PostFailed(
             "UNKNOWN_OUTCOME",

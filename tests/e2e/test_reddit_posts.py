@@ -173,6 +173,30 @@ async def test_self_post_is_published_exactly_once(rapp: Harness, reddit: FakeRe
     assert len(reddit.requests_to("/api/submit")) == 1 and len(reddit.posts) == 1
 
 
+async def test_a_post_removed_at_once_is_told_at_once(rapp: Harness, reddit: FakeReddit) -> None:
+    """AutoModerator removes the post the moment it is made (submit still says success):
+    the operators read "published, but removed" now, and the card says so."""
+    setup_reddit(reddit, "opsdeck_strict")
+    reddit.subreddits["opsdeck_strict"].removes_new = "automod_filtered"
+    await add_account(rapp, "team_main")
+    card = await compose(rapp, OPERATOR, "team_main", "opsdeck_strict", "Filtered at once")
+    since = rapp.tg.mark()
+    await queue_it(rapp, OPERATOR, card)
+    note = await rapp.tg.wait_for_message(OPERATOR, "Published on r/", since=since, timeout=SLOW)
+    assert note["text"].startswith(
+        "⚠️ Published on r/opsdeck_strict as u/team_main, but removed by AutoModerator's "
+        "filter at once"
+    )
+    post = await wait_post(rapp, lambda p: p.status == "published")
+    listing = await rapp.say(VIEWER, "/posts published", "Published on Reddit")
+    assert "Filtered at once" in listing["text"]
+    assert "removed by AutoModerator's filter" in listing["text"]
+    opened = await rapp.press(VIEWER, listing, rapp.button(listing, f"#{post.id}"))
+    assert opened is not None
+    card = await rapp.becomes(listing, lambda m: "On Reddit:" in m["text"])
+    assert "On Reddit: removed by AutoModerator's filter" in card["text"]
+
+
 async def test_link_post_is_published_exactly_once(rapp: Harness, reddit: FakeReddit) -> None:
     setup_reddit(reddit, "opsdeck_links")
     await add_account(rapp, "team_main")

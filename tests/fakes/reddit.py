@@ -169,6 +169,9 @@ class FakeSubreddit:
     id: str = ""
     banned: set[str] = field(default_factory=set)  # lowercased usernames banned here
     quarantined: bool = False  # hidden from accounts that have not opted in (ours never do)
+    # AutoModerator or a spam filter: every new post is removed the moment it is made
+    # (submit still answers success, as Reddit does)
+    removes_new: str | None = None
 
     def hidden_from(self, username: str) -> bool:
         """Reddit leaves this subreddit's posts out of `/api/info` for this account."""
@@ -1451,6 +1454,7 @@ class FakeReddit:
             # Reddit marks every post to an 18+ community NSFW, asked or not
             nsfw=form.get("nsfw", "").lower() == "true" or sub.over18,
             spoiler=form.get("spoiler", "").lower() == "true",
+            removed_by_category=sub.removes_new,
         )
         self.posts.append(post)
         if kind == "image":

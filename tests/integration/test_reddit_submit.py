@@ -9,6 +9,8 @@ from sqlalchemy import update
 
 from core.jobs.registry import PermanentFailure, RetryLater
 from core.reddit import RedditUnknownOutcome
+from core.reddit_ops import REFRESH_STATS
+from core.reddit_ops.backfill import refresh_stats
 from core.reddit_ops.submit import submit_post
 from storage.reddit_models import AccountStatus, PostStatus, RedditPost
 from storage.vault_models import VaultItem
@@ -36,7 +38,8 @@ async def test_self_post_is_published_with_its_permalink(world: RedditWorld) -> 
     assert post.status == PostStatus.published
     assert post.fullname == made.fullname
     assert post.permalink == f"https://www.reddit.com{made.permalink}"
-    assert post.published_at == world.vt.now()
+    assert post.published_at is not None
+    assert post.published_at.timestamp() == made.created_utc  # when Reddit answered
     assert result == {
         "post_id": post_id,
         "fullname": made.fullname,
@@ -65,6 +68,31 @@ async def test_an_unmarked_post_to_an_18_plus_subreddit_goes_out_marked_by_reddi
     assert (await world.post(post_id)).status == PostStatus.published
     (made,) = world.fake.posts_by("alice")
     assert made.nsfw  # Reddit's doing, not ours
+
+
+async def test_a_post_removed_at_once_says_so_at_once(world: RedditWorld) -> None:
+    """Submit answers success, but AutoModerator removed the post the same moment: one look
+    right after submit, and the operators read "published, but removed" now, not in an hour
+    (and the hourly stats refresh does not tell it again)."""
+    world.fake.add_subreddit("strictsub").removes_new = "automod_filtered"
+    account_id = await world.add_account("alice")
+    post_id, job_id = await world.queued_post(account_id, subreddit="strictsub", title="Hi")
+
+    result = await world.run_job(submit_post, job_id)
+
+    assert result["removed_by"] == "automod_filtered"
+    post = await world.post(post_id)
+    assert post.status == PostStatus.published and post.removed_by_category == "automod_filtered"
+    (told,) = world.texts
+    assert told.startswith(
+        "⚠️ Published on r/strictsub as u/alice, but removed by AutoModerator's filter at once"
+    )
+    assert [r.path for r in world.fake.requests_to("info")] == ["/api/info"]
+    async with world.services() as (_, posts, _):
+        (entry,) = await posts.listed(world.viewer, "published", 5)
+    assert entry.state == "removed by AutoModerator's filter"
+    stats = await refresh_stats(world.ctx(REFRESH_STATS, {"account_id": account_id}))
+    assert stats["removal_alerts"] == 0 and len(world.texts) == 1
 
 
 async def test_link_post_with_flair_nsfw_and_spoiler(world: RedditWorld) -> None:
@@ -455,7 +483,8 @@ async def test_pacing_is_checked_again_when_the_job_runs(world: RedditWorld) -> 
     with pytest.raises(RetryLater) as caught:
         await world.run_job(submit_post, second_job)
 
-    assert caught.value.seconds == pytest.approx(29 * 60)
+    # 30 min after the first went out; the look right after it took the budget's pacing
+    assert caught.value.seconds == pytest.approx(29 * 60, abs=2)
     post = await world.post(second)
     assert post.status == PostStatus.queued
     assert "keeps 30 min between posts" in (post.pacing_note or "")
