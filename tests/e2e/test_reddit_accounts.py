@@ -239,3 +239,48 @@ async def test_backfill_history_from_the_card_edits_one_progress_message(
     assert again["message_id"] != note["message_id"]
     again = await rapp.becomes(again, lambda m: "done" in m["text"], timeout=30)
     assert again["text"].endswith("0 new")
+
+
+async def test_removing_an_account_revokes_its_tokens_on_reddit(
+    rapp: Harness, reddit: FakeReddit
+) -> None:
+    """Remove → Yes, remove: the access token the health check was granted is revoked on
+    Reddit (HTTP basic auth with the app) before the secrets are deleted; a revocation
+    Reddit refuses is reported, and the secrets are deleted all the same."""
+    reddit.add_account("team_main", PASSWORD, CLIENT_ID, CLIENT_SECRET)
+    reddit.add_account("team_alt", PASSWORD, CLIENT_ID, CLIENT_SECRET)
+    for name in ("team_main", "team_alt"):
+        since = rapp.tg.mark()
+        await rapp.say(OPERATOR, "/accounts add", "Which username")
+        kinds = await rapp.say(OPERATOR, f"u/{name}", "how does Opsdeck log in")
+        await rapp.press(OPERATOR, kinds, rapp.button(kinds, "Script app"))
+        await rapp.tg.wait_for_message(OPERATOR, "The app id", since=since)
+        await rapp.say(OPERATOR, CLIENT_ID, "app secret")
+        await rapp.say(OPERATOR, CLIENT_SECRET, "password")
+        await rapp.say(OPERATOR, PASSWORD, "Connected")
+    await rapp.tg.wait_until(lambda: len(reddit.grants) >= 2, 10, "the health checks' logins")
+    granted = {g["username"] for g in reddit.grants if g["ok"]}
+    assert granted == {"team_main", "team_alt"}
+
+    async def remove(name: str) -> dict:
+        listing = await rapp.say(OWNER, "/accounts", "Reddit accounts")
+        await rapp.press(OWNER, listing, rapp.button(listing, f"u/{name}"))
+        card = await rapp.becomes(listing, lambda m: "Remove" in rapp.buttons_text(m))
+        await rapp.press(OWNER, card, rapp.button(card, "Remove"))
+        confirm = await rapp.becomes(card, lambda m: "Yes, remove" in rapp.buttons_text(m))
+        assert "tokens are revoked on Reddit" in confirm["text"]
+        return await rapp.press(OWNER, confirm, rapp.button(confirm, "Yes, remove"))
+
+    answer = await remove("team_main")
+    assert answer["text"] == "u/team_main removed; its tokens were revoked on Reddit."
+    (revoked,) = reddit.revocations
+    assert (revoked["client_id"], revoked["token_type_hint"]) == (CLIENT_ID, "access_token")
+    assert not [t for t in reddit._tokens.values() if t.username == "team_main"]
+
+    reddit.queue_error("/api/v1/revoke_token", status=503, times=10)
+    answer = await remove("team_alt")
+    assert answer["show_alert"]
+    assert answer["text"].startswith("u/team_alt removed, but Reddit did not confirm revoking")
+    async with rapp.app.sessionmaker() as session:
+        owner = await rapp.actor(OWNER)
+        assert await reddit_repo.list_accounts(session, owner.tenant_id) == []
