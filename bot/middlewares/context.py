@@ -63,11 +63,15 @@ class ContextMiddleware(BaseMiddleware):
         fsm_key = self._fsm_key(data)
         identity = await self.identities.read(user.id, fsm_key)
         actor = to_actor(identity.operator) if identity.operator is not None else None
-        if actor is None and identity.state is not None:
-            # an operator removed mid-flow (their flow outlived the removal): drop it, say why
+        state = identity.state
+        if actor is None and state is not None:
+            # an operator removed mid-flow (their flow outlived the removal): drop it; say why,
+            # unless this is a /start (a claim goes ahead as any stranger's would)
             await self._forget_flow(fsm_key)
-            await self._refuse(event, user, REMOVED_TEXT)
-            return None
+            state = None
+            if not _open_to_strangers(event):
+                await self._refuse(event, user, REMOVED_TEXT)
+                return None
         if actor is None and not _open_to_strangers(event):
             await self._refuse(event, user)
             return None
@@ -83,7 +87,7 @@ class ContextMiddleware(BaseMiddleware):
             # Guided-flow state written during this update joins this session (one unit of
             # work, one connection): a second connection would wait on this one's write lock.
             token = UPDATE_SESSION.set(session)
-            states = UPDATE_STATES.set({fsm_key: identity.state} if fsm_key else {})
+            states = UPDATE_STATES.set({fsm_key: state} if fsm_key else {})
             try:
                 result = await handler(event, data)
                 await session.commit()
