@@ -10,6 +10,7 @@ from bot.render.common import clip, h
 from core.actor import Actor
 from core.backup import BackupOverview, BackupRecord, BackupService
 from core.errors import InvalidInput
+from core.masking import mask_urls
 from core.services.container import Services
 from core.timefmt import fmt
 
@@ -34,7 +35,7 @@ def _record(r: BackupRecord, tz: str) -> list[str]:
             f"{r.duration_ms} ms",
             f"Check: integrity ok, {rows} rows in {len(r.row_counts)} tables match the source.",
         ]
-    return [f"❌ {h(when)} · failed", f"{h(r.error or 'unknown error')}"]
+    return [f"❌ {h(when)} · failed", f"{h(mask_urls(r.error) or 'unknown error')}"]
 
 
 def render(o: BackupOverview, actor: Actor) -> str:

@@ -43,6 +43,7 @@ from core.errors import InvalidInput
 from core.jobs.context import JobContext
 from core.jobs.engine import PeriodicSpec
 from core.jobs.registry import JobRegistry, PermanentFailure
+from core.masking import mask_urls
 from storage.backup import snapshot_copy, sqlite_file, verify_copy
 from storage.backup_models import BackupRun
 
@@ -307,7 +308,7 @@ async def run_backup(
 def failure_text(record: BackupRecord) -> str:
     return (
         "⚠️ Backup failed — the database was NOT backed up this time.\n"
-        f"{record.error or 'unknown error'}\n"
+        f"{mask_urls(record.error) or 'unknown error'}\n"
         "Older backups are untouched. See /backup."
     )
 
