@@ -97,9 +97,8 @@ def build_document(registry: Registry, *, version: str, server_url: str) -> dict
             form = op.form.model_json_schema(ref_template=REF)
             defs.update(form.pop("$defs", {}))
             form.pop("title", None)
-            # any bytes (so no one JSON type), but exactly one part: not null, not a list
             form["properties"]["file"] = {
-                "type": ["string", "object", "number", "integer", "boolean"],
+                "type": "string",
                 "contentMediaType": "application/octet-stream",
                 "description": "The file's bytes, as the only part.",
             }

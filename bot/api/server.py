@@ -49,7 +49,7 @@ class ApiDeps:
     deployment_owner_ids: frozenset[int]
     version: str
     public_base_url: str
-    bot_username: str
+    bot_username: str  # "" until the bot has reached Telegram (start() fills it in)
 
 
 DEPS = web.AppKey("api_deps", ApiDeps)

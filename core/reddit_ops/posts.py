@@ -15,6 +15,7 @@ row, and nothing talks to Reddit inside one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -95,9 +96,14 @@ class PostService:
         )
 
     async def count_upcoming(self, actor: Actor, account_id: int | None = None) -> int:
+        return await self.count(actor, repo.UPCOMING, account_id)
+
+    async def count(
+        self, actor: Actor, statuses: tuple[str, ...], account_id: int | None = None
+    ) -> int:
         async with self.uow.read() as session:
             return await repo.count_posts(
-                session, actor.tenant_id, statuses=repo.UPCOMING, account_id=account_id
+                session, actor.tenant_id, statuses=statuses, account_id=account_id
             )
 
     async def recent(
@@ -180,22 +186,7 @@ class PostService:
     ) -> PostView:
         """Save a draft. Fields are checked for shape here; rules come with `preflight`."""
         actor.require(Role.operator, "compose posts")
-        raw = {
-            "subreddit": subreddit,
-            "kind": kind,
-            "title": title,
-            "body": body,
-            "url": url,
-            "vault_item_id": vault_item_id,
-            "image_blob_key": image_blob_key,
-            "image_name": image_name,
-            "image_mime": image_mime,
-            "flair_id": flair_id,
-            "flair_text": flair_text,
-            "nsfw": nsfw,
-            "spoiler": spoiler,
-            "send_replies": send_replies,
-        }
+        raw = _raw_fields(locals())
         now = self.clock.now()
         async with self.uow.write() as session:
             account = await self._account(session, actor, account_id)
@@ -221,6 +212,34 @@ class PostService:
                 session, actor, "reddit.post.draft", post, {"subreddit": post.subreddit}
             )
         return PostView.of(post, account.username)
+
+    async def rehearse(
+        self,
+        actor: Actor,
+        *,
+        account_id: int,
+        when: datetime | None = None,
+        **raw: Any,
+    ) -> Rehearsal:
+        """Everything queueing would check — fields, pre-flight, where pacing puts it — and
+        nothing saved: the HTTP API's `dry_run`. Reads Reddit (the subreddit's rules)."""
+        actor.require(Role.operator, "compose posts")
+        now = self.clock.now()
+        async with self.uow.read() as session:
+            account = await self._account(session, actor, account_id)
+            fields = await clean_fields(session, actor.tenant_id, _raw_fields(raw))
+            decision = await plan_slot(
+                session,
+                account,
+                subreddit=fields["subreddit"],
+                desired=max(when or now, now),
+                include_planned=True,
+                exclude_post_id=None,
+                tz=actor.timezone,
+            )
+        client = await self.clients.client(account) if self.clients is not None else None
+        report = await preflight(client, draft_of(RedditPost(**fields)))
+        return Rehearsal(report, decision, account.username)
 
     async def update(self, actor: Actor, post_id: int, **changes: Any) -> PostView:
         """Edit a draft, pending or queued post (not once it is being published).
@@ -639,3 +658,36 @@ class PostService:
     def _wake(self, run_at: datetime) -> None:
         if self.jobs.engine is not None:
             self.jobs.engine.wake_at(run_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Rehearsal:
+    """What queueing a post would find and do (`PostService.rehearse`)."""
+
+    report: PreflightReport
+    decision: PacingDecision
+    username: str
+
+
+_DRAFT_FIELDS = (
+    "subreddit",
+    "kind",
+    "title",
+    "body",
+    "url",
+    "vault_item_id",
+    "image_blob_key",
+    "image_name",
+    "image_mime",
+    "flair_id",
+    "flair_text",
+    "nsfw",
+    "spoiler",
+    "send_replies",
+)
+
+
+def _raw_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """The draft fields among `values` (a call's arguments), for `clean_fields`."""
+    defaults = {"nsfw": False, "spoiler": False, "send_replies": True}
+    return {k: values.get(k, defaults.get(k)) for k in _DRAFT_FIELDS}

@@ -33,6 +33,8 @@ async def test_schemathesis_finds_nothing(start_app, tmp_path, role: str) -> Non
     base = app.app.settings.public_base_url
     proc = await asyncio.create_subprocess_exec(
         SCHEMATHESIS,
+        "--config-file",
+        str(Path(__file__).with_name("schemathesis.toml")),
         "run",
         f"{base}/api/v1/openapi.json",
         "--header",

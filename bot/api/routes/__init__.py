@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from bot.api.registry import Registry
-from bot.api.routes import jobs, status, vault
+from bot.api.routes import jobs, reddit, status, vault
 
 
 def registry() -> Registry:
     reg = Registry()
-    for module in (jobs, status, vault):
+    for module in (jobs, status, vault, reddit):
         module.register(reg)
     return reg

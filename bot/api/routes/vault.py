@@ -128,7 +128,7 @@ class LinkOut(BaseModel):
 
 class NewLinkOut(LinkOut):
     code: str = Field(description="Shown once: only its hash is kept.")
-    deep_link: str
+    deep_link: str | None = Field(description="null until the bot has first reached Telegram.")
     claim_url: str
 
 
@@ -337,7 +337,7 @@ def register(reg: Registry) -> None:
             new.link,
             NewLinkOut,
             code=new.code,
-            deep_link=deep_link(deps.bot_username, new.code),
+            deep_link=deep_link(deps.bot_username, new.code) if deps.bot_username else None,
             claim_url=http_link(deps.public_base_url, new.code),
         )
 
