@@ -5,6 +5,7 @@ one-file selections, stale and forged buttons, viewers, another workspace's ids.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import aiohttp
@@ -315,3 +316,49 @@ async def test_batch_page_lists_the_files_and_one_use_covers_them(app: Harness) 
     await vault.delete(await app.actor(OPERATOR), a)
     async with aiohttp.ClientSession() as http, http.get(links[0]) as resp:
         assert resp.status == 410
+
+
+async def test_auto_delete_removes_every_message_of_an_album(app: Harness) -> None:
+    from sqlalchemy import func, select
+
+    from storage.models import Job
+
+    step = await pick(
+        app,
+        item_id(await upload(app, OPERATOR, "photo", PNG)),
+        item_id(await upload(app, OPERATOR, "photo", JPEG)),
+    )
+    await app.press(OPERATOR, step, app.button(step, "24h"))
+    step = await app.becomes(step, lambda m: "How many" in m["text"])
+    await app.press(OPERATOR, step, app.button(step, "10"))
+    step = await app.becomes(step, lambda m: "Auto-delete" in app.buttons_text(m))
+    await app.press(OPERATOR, step, app.button(step, "Auto-delete"))
+    step = await app.becomes(step, lambda m: "10 min" in m["text"])
+    await app.press(OPERATOR, step, app.button(step, "Create link"))
+    done = await app.becomes(step, lambda m: "t.me/" in m["text"])
+    code = CODE.search(done["text"]).group(1)
+
+    mark, seen = app.tg.mark(), last_id(app, STRANGER)
+    await app.tg.send_text(app.user(STRANGER), f"/start {code}")
+    await app.tg.wait_for_message(STRANGER, "Here are your 2 files", since=mark)
+    await wait_idle(app.app.sessionmaker)
+    photos = [m for m in sent_to(app, STRANGER, seen) if "photo" in m]
+    assert len(photos) == 2 and photos[0]["media_group_id"] == photos[1]["media_group_id"]
+
+    async def delete_jobs() -> int:
+        async with app.app.sessionmaker() as session:
+            stmt = select(func.count()).select_from(Job).where(Job.kind == "vault.delete_message")
+            return int(await session.scalar(stmt))
+
+    for _ in range(100):
+        if await delete_jobs() == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert await delete_jobs() == 2
+    app.clock.advance(601)
+    ids = {m["message_id"] for m in photos}
+    await app.tg.wait_until(
+        lambda: ids <= {m["message_id"] for m in app.tg.deleted_messages(STRANGER)},
+        timeout=10,
+        what="the album auto-deleted",
+    )
