@@ -21,10 +21,12 @@ import mimetypes
 import random
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import aiohttp
 import httpx
 
 from core.clock import Clock, SystemClock
@@ -68,6 +70,17 @@ from storage import txguard
 
 log = logging.getLogger(__name__)
 
+
+@dataclass
+class _MediaSocket:
+    session: aiohttp.ClientSession
+    ws: aiohttp.ClientWebSocketResponse
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.session.close()
+
+
 RETRY_STATUSES = frozenset({408, 500, 502, 503, 504, 520, 522})
 SUBMIT_KINDS = frozenset({"self", "link", "image"})
 LISTING_SORTS = frozenset({"hot", "new", "top"})
@@ -86,6 +99,7 @@ _FULLNAME_RE = re.compile(r"^t[1-6]_[a-z0-9]{1,13}$")
 _ID_RE = re.compile(r"^[a-z0-9]{1,13}$")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _RETRYABLE_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_POST_URL_RE = re.compile(r"https?://[^/]+(/r/[^/]+/comments/([a-z0-9]+)/[^?#]*)")
 _WAIT_IN_HTML = re.compile(r"wait\s+(\d+(?:\.\d+)?)\s*second", re.IGNORECASE)
 
 
@@ -356,17 +370,44 @@ class RedditClient:
         name = normalize_subreddit(sr)
         upload = await self.upload_media(image, filename, mimetype)
         started = self._now()
-        result = await self.submit(
-            name,
-            "image",
-            title,
-            url=upload.url,
-            flair_id=flair_id,
-            flair_text=flair_text,
-            nsfw=nsfw,
-            spoiler=spoiler,
-            sendreplies=sendreplies,
-        )
+        # Opened before the submit, as PRAW does, so the "processed" message is not missed.
+        socket = await self._open_media_socket(upload.websocket_url)
+        try:
+            result = await self.submit(
+                name,
+                "image",
+                title,
+                url=upload.url,
+                flair_id=flair_id,
+                flair_text=flair_text,
+                nsfw=nsfw,
+                spoiler=spoiler,
+                sendreplies=sendreplies,
+            )
+            told = await self._media_socket_says(socket) if socket is not None else None
+        finally:
+            if socket is not None:
+                await socket.close()
+        if told is not None and told.get("type") == "failed":
+            raise RedditMediaError(
+                "Reddit rejected the image when it processed it (a format or content it "
+                "does not take); the post was not published",
+                code="MEDIA_REJECTED",
+                subreddit=name,
+            )
+        redirect = (told or {}).get("payload", {}).get("redirect") if told else None
+        found = _POST_URL_RE.search(redirect) if isinstance(redirect, str) else None
+        if found is not None:
+            post_id = found.group(2)
+            return SubmitResult(
+                fullname=f"t3_{post_id}",
+                id=post_id,
+                url=redirect,
+                permalink=found.group(1),
+                websocket_url=upload.websocket_url,
+                user_submitted_page=result.user_submitted_page,
+            )
+        # No websocket, or it said nothing useful: look for the post (PRAW's fallback too).
         for attempt in range(max(1, self.config.image_lookup_attempts)):
             if attempt:
                 await self._sleep(self.config.image_lookup_delay)
@@ -397,6 +438,38 @@ class RedditClient:
             title=title,
             accepted=True,
         )
+
+    async def _open_media_socket(self, url: str | None) -> _MediaSocket | None:
+        """The media lease's websocket, or None (no URL, refused, unreachable: poll)."""
+        if not url or not url.startswith(("ws://", "wss://")):
+            return None
+        txguard.check("Reddit media websocket")
+        session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.config.timeout),
+            headers={"User-Agent": self.config.user_agent},
+        )
+        try:
+            ws = await session.ws_connect(url, heartbeat=30.0)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("reddit media websocket unavailable (%s); the post is looked up", exc)
+            await session.close()
+            return None
+        return _MediaSocket(session, ws)
+
+    async def _media_socket_says(self, socket: _MediaSocket) -> dict[str, Any] | None:
+        """The first message on the media websocket, or None (timeout, closed, unreadable)."""
+        try:
+            message = await socket.ws.receive(timeout=self.config.media_socket_timeout)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("reddit media websocket said nothing (%s); the post is looked up", exc)
+            return None
+        if message.type != aiohttp.WSMsgType.TEXT:
+            return None
+        try:
+            payload = json.loads(message.data)
+        except ValueError:
+            return None
+        return payload if isinstance(payload, dict) else None
 
     async def recent_submission(
         self, title: str, subreddit: str, within_seconds: float = 3600

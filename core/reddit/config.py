@@ -97,6 +97,9 @@ class RedditConfig:
     # How often / how long submit_image looks for its new post in /user/{me}/submitted.
     image_lookup_attempts: int = 5
     image_lookup_delay: float = 2.0
+    # How long to wait on the media lease's websocket for "processed" or "failed" (then the
+    # lookups above, as without a websocket).
+    media_socket_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.user_agent.strip():

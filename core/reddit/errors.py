@@ -151,7 +151,8 @@ class RedditValidationError(RedditError):
 
 
 class RedditMediaError(RedditError):
-    """The media upload (S3) refused the file."""
+    """The media upload (S3) refused the file, or Reddit rejected it when processing it
+    (`code` "MEDIA_REJECTED", told over the media websocket)."""
 
     def __init__(self, message: str, code: str = "", **data: object) -> None:
         super().__init__(message, code=code, **data)

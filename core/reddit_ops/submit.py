@@ -606,8 +606,8 @@ async def _still_invisible(
         raise _PostFailed(
             "ACCEPTED_NOT_FOUND",
             "Reddit accepted the post but it never appeared among "
-            f"u/{account.username}'s posts (removed at once?); check the profile before "
-            "queueing it again",
+            f"u/{account.username}'s posts (an image Reddit could not process, or a post "
+            "removed at once); check the profile before queueing it again",
         )
     raise RedditUnknownOutcome(
         "Reddit accepted the post; it has not appeared yet, so it is looked for again later",

@@ -239,6 +239,38 @@ async def test_image_post_from_a_photo_in_the_vault(rapp: Harness, reddit: FakeR
     assert len(reddit.requests_to("/api/media/asset.json")) == 1
 
 
+async def test_an_image_rejected_over_the_websocket_is_reported(
+    rapp: Harness, reddit: FakeReddit
+) -> None:
+    """Reddit accepts the submit, then fails to process the image and says so on the media
+    websocket: the operators read that the image was rejected, at once, not minutes later
+    as "removed at once?"."""
+    setup_reddit(reddit, "opsdeck_pics")
+    reddit.reject_images = True
+    await add_account(rapp, "team_main")
+    since = rapp.tg.mark()
+    await rapp.tg.send_file(rapp.user(OPERATOR), "photo", PNG)
+    item = await rapp.tg.wait_for_message(OPERATOR, "file #", since=since, timeout=SLOW)
+    item_id = int(re.search(r"file #(\d+)", item["text"]).group(1))
+    card = await compose(
+        rapp,
+        OPERATOR,
+        "team_main",
+        "opsdeck_pics",
+        "Broken pixels",
+        kind="Image post",
+        body=f"#{item_id}",
+    )
+    since = rapp.tg.mark()
+    await queue_it(rapp, OPERATOR, card)
+    note = await rapp.tg.wait_for_message(OPERATOR, "Not published", since=since, timeout=SLOW)
+    assert "Reddit rejected the image" in note["text"] and "removed at once" not in note["text"]
+    post = await wait_post(rapp, lambda p: p.status == "failed")
+    assert post.last_error_code == "MEDIA_REJECTED"
+    assert len(reddit.media_sockets) == 1
+    assert reddit.requests_to("/user/team_main/submitted") == []
+
+
 async def test_required_flair_and_nsfw_reach_reddit(rapp: Harness, reddit: FakeReddit) -> None:
     setup_reddit(
         reddit, "flaired", flairs=["News", "Meta"], requirements={"is_flair_required": True}

@@ -200,6 +200,10 @@ class FakePost:
     removed_by_category: str | None = None
     locked: bool = False
     archived: bool = False
+    # An image post shows in listings and /api/info only once Reddit processed its image;
+    # a rejected image never does.
+    visible_from: float = 0.0
+    media_key: str | None = None
 
     @property
     def fullname(self) -> str:
@@ -462,6 +466,13 @@ class FakeReddit:
         self.requests: list[RecordedRequest] = []
         self.grants: list[dict[str, Any]] = []
         self.revocations: list[dict[str, str]] = []  # POST /api/v1/revoke_token calls
+        # Image posts: seconds of processing before the post appears (Reddit takes a few),
+        # and whether processing rejects the image (told over the lease's websocket only).
+        self.image_processing_seconds = 3.0
+        self.reject_images = False
+        self.websocket_enabled = True  # False: the socket refuses, clients must poll
+        self.media_sockets: list[str] = []  # keys of the websockets clients opened
+        self._media_done: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.throttled = 0
         self.throttled_per_client: Counter[str] = Counter()
         self.limit: tuple[int, float] | None = None
@@ -486,6 +497,7 @@ class FakeReddit:
 
     async def start(self) -> FakeReddit:
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/ws/{key:.+}", self._media_socket)  # the media lease's websocket
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -1387,7 +1399,7 @@ class FakeReddit:
                     "asset_id": asset_id,
                     "processing_state": "incomplete",
                     "payload": {"filepath": filepath},
-                    "websocket_url": f"wss://ws-fake.wss.redditmedia.com/{key}?m=fake",
+                    "websocket_url": self._socket_url(key),
                 },
             }
         )
@@ -1458,6 +1470,15 @@ class FakeReddit:
         )
         self.posts.append(post)
         if kind == "image":
+            key = (url or "").split(S3_ACTION, 1)[-1].lstrip("/")
+            post.media_key = key
+            if self.reject_images:
+                post.visible_from = math.inf
+                self._media_outcome(key, {"type": "failed", "payload": {}})
+            else:
+                post.visible_from = self._now() + self.image_processing_seconds
+                redirect = f"https://www.reddit.com{post.permalink}"
+                self._media_outcome(key, {"type": "success", "payload": {"redirect": redirect}})
             return _json(
                 {
                     "json": {
@@ -1466,7 +1487,7 @@ class FakeReddit:
                             "user_submitted_page": (
                                 f"https://www.reddit.com/user/{account.username}/submitted/"
                             ),
-                            "websocket_url": f"wss://ws-fake.wss.redditmedia.com/{post.id}?m=x",
+                            "websocket_url": self._socket_url(key),
                         },
                     }
                 }
@@ -1568,6 +1589,37 @@ class FakeReddit:
             )
         return None
 
+    # == the media websocket ================================================================
+
+    def _socket_url(self, key: str) -> str:
+        host = self.base_url.split("://", 1)[-1]
+        return f"ws://{host}/ws/{key}?m=fake"
+
+    def _media_future(self, key: str) -> asyncio.Future[dict[str, Any]]:
+        if key not in self._media_done:
+            self._media_done[key] = asyncio.get_running_loop().create_future()
+        return self._media_done[key]
+
+    def _media_outcome(self, key: str, message: dict[str, Any]) -> None:
+        future = self._media_future(key)
+        if not future.done():
+            future.set_result(message)
+
+    async def _media_socket(self, request: web.Request) -> web.StreamResponse:
+        """What Reddit's media websocket says once the image of `key` is processed:
+        `{"type": "success", "payload": {"redirect": <post URL>}}` or `{"type": "failed"}`."""
+        key = request.match_info["key"]
+        if not self.websocket_enabled:
+            return web.Response(status=503, text="")
+        self.media_sockets.append(key)
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            message = await asyncio.wait_for(asyncio.shield(self._media_future(key)), 30)
+            await socket.send_json(message)
+        await socket.close()
+        return socket
+
     def _hidden(self, subreddit: str, username: str) -> bool:
         sub = self.subreddits.get(subreddit.lower())
         return sub is not None and sub.hidden_from(username)
@@ -1606,8 +1658,11 @@ class FakeReddit:
     ) -> Any:
         if user.lower() not in self.accounts:
             return _json({"message": "Not Found", "error": 404}, status=404)
+        now = self._now()
         posts = sorted(
-            self.posts_by(user), key=lambda p: (p.created_utc, int(p.id, 36)), reverse=True
+            (p for p in self.posts_by(user) if p.visible_from <= now),
+            key=lambda p: (p.created_utc, int(p.id, 36)),
+            reverse=True,
         )
         return self._listing(request, [(p.fullname, "t3", p.data()) for p in posts])
 

@@ -121,6 +121,57 @@ async def test_link_post_with_flair_nsfw_and_spoiler(world: RedditWorld) -> None
     assert "text" not in world.fake.requests_to("submit")[0].form
 
 
+async def test_an_image_post_follows_the_media_websocket(world: RedditWorld) -> None:
+    """Reddit processes the image a few seconds before the post appears anywhere; the lease's
+    websocket says "success" with the post's URL, so nothing is polled."""
+    stored = await world.blobs.put_bytes(PNG)
+    account_id = await world.add_account("alice")
+    post_id, job_id = await world.queued_post(
+        account_id, kind="image", title="Via the socket", image_blob_key=stored.key
+    )
+    await world.run_job(submit_post, job_id)
+    (made,) = world.fake.posts_by("alice")
+    post = await world.post(post_id)
+    assert post.status == PostStatus.published and post.fullname == made.fullname
+    assert post.permalink == f"https://www.reddit.com{made.permalink}"
+    assert world.fake.media_sockets == [made.media_key]
+    assert world.fake.requests_to("/user/alice/submitted") == []
+
+
+async def test_an_image_rejected_over_the_websocket_is_reported_as_such(
+    world: RedditWorld,
+) -> None:
+    world.fake.reject_images = True
+    stored = await world.blobs.put_bytes(PNG)
+    account_id = await world.add_account("alice")
+    post_id, job_id = await world.queued_post(
+        account_id, kind="image", title="Bad pixels", image_blob_key=stored.key
+    )
+    with pytest.raises(PermanentFailure):
+        await world.run_job(submit_post, job_id)
+    post = await world.post(post_id)
+    assert post.status == PostStatus.failed and post.last_error_code == "MEDIA_REJECTED"
+    assert "Reddit rejected the image" in (post.last_error_message or "")
+    (told,) = world.texts
+    assert "Reddit rejected the image" in told and "removed at once" not in told
+    assert world.fake.requests_to("/user/alice/submitted") == []  # no polling for minutes
+
+
+async def test_without_the_websocket_an_image_post_is_found_once_processed(
+    world: RedditWorld,
+) -> None:
+    world.fake.websocket_enabled = False
+    world.fake.image_processing_seconds = 1.5  # not in the first look, in the second
+    stored = await world.blobs.put_bytes(PNG)
+    account_id = await world.add_account("alice")
+    post_id, job_id = await world.queued_post(
+        account_id, kind="image", title="Polled", image_blob_key=stored.key
+    )
+    await world.run_job(submit_post, job_id)
+    assert (await world.post(post_id)).status == PostStatus.published
+    assert len(world.fake.requests_to("/user/alice/submitted")) == 2
+
+
 async def test_image_post_from_a_stored_blob(world: RedditWorld) -> None:
     stored = await world.blobs.put_bytes(PNG)
     account_id = await world.add_account("alice")
@@ -356,7 +407,8 @@ async def test_accepted_image_that_cannot_be_seen_yet_is_never_resent(world: Red
     post_id, job_id = await world.queued_post(
         account_id, kind="image", title="Shy picture", image_blob_key=stored.key
     )
-    # Reddit accepts the submit, but its listing fails for a while.
+    # No media websocket, and Reddit accepts the submit but its listing fails a while.
+    world.fake.websocket_enabled = False
     world.fake.queue_error("/user/alice/submitted", status=503, times=12)
 
     with pytest.raises(RedditUnknownOutcome) as caught:

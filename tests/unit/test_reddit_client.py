@@ -20,6 +20,7 @@ from core.reddit import (
     RedditAuthError,
     RedditClient,
     RedditForbidden,
+    RedditMediaError,
     RedditMediaTooLarge,
     RedditNotFound,
     RedditRateLimited,
@@ -595,7 +596,29 @@ async def test_submit_image_uploads_then_finds_the_post(
     assert s3.status == 201
     assert s3.authorization is None  # no Reddit token goes to S3
     assert fake.requests_to("submit")[0].form["url"] == f"{S3_PUBLIC}/{upload.key}"
+    # the lease's websocket said where the post is: nothing was polled
+    assert fake.media_sockets == [upload.key]
+    assert fake.requests_to("/user/alice/submitted") == []
+
+
+async def test_submit_image_without_the_websocket_looks_the_post_up(
+    fake: FakeReddit, alice: RedditClient
+) -> None:
+    fake.websocket_enabled = False
+    fake.image_processing_seconds = 0.0
+    result = await alice.submit_image("testsub", "My dog", PNG, filename="dog.png")
+    assert fake.post(result.fullname or "").title == "My dog"
     assert fake.requests_to("/user/alice/submitted")  # looked the post up
+
+
+async def test_an_image_rejected_in_processing_raises_media_rejected(
+    fake: FakeReddit, alice: RedditClient
+) -> None:
+    fake.reject_images = True
+    with pytest.raises(RedditMediaError) as caught:
+        await alice.submit_image("testsub", "Broken", PNG, filename="broken.png")
+    assert caught.value.code == "MEDIA_REJECTED"
+    assert "rejected the image" in caught.value.message
 
 
 async def test_upload_too_large_is_a_clear_error(fake: FakeReddit, alice: RedditClient) -> None:
