@@ -119,7 +119,8 @@ class VaultItemAct(CallbackData, prefix="vi"):
 class VaultLinkNew(CallbackData, prefix="vn"):
     """The create-link wizard; the choices so far ride along. 0 / -1 mean "not chosen yet".
 
-    `life` seconds (0: ask), `uses` (0: ask), `prot` 0/1, `ad` auto-delete minutes (0 off)."""
+    `life` seconds (0: ask), `uses` (0: ask), `prot` 0/1, `ad` auto-delete minutes (0 off),
+    `hide` 0/1 (the HTTP claim page hides the file's name)."""
 
     id: Id
     life: Count = 0
@@ -128,6 +129,7 @@ class VaultLinkNew(CallbackData, prefix="vn"):
     ad: Count = 0
     # "" show step | "life" / "uses" ask for a typed value | "make" create | "x" cancel
     go: Literal["", "life", "uses", "make", "x"] = ""
+    hide: Annotated[int, Field(ge=0, le=1)] = 0
 
 
 class VaultList(CallbackData, prefix="vl"):

@@ -105,7 +105,7 @@ class ClaimPages:
         *,
         action: str,
         csrf: str,
-        name: str,
+        name: str | None,
         kind: str,
         mime: str,
         size: int | None,

@@ -44,7 +44,7 @@ from core.vault.gateway import Download, VaultGateway
 from core.vault.names import ascii_fallback
 from core.vault.types import Claimer, ClaimResult
 from storage.blobs.errors import BlobNotFound
-from storage.vault_models import ClaimOutcome, VaultKind
+from storage.vault_models import ClaimOutcome, VaultItem, VaultKind, VaultLink
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class _ClaimRoutes:
         elif wants_json:
             response = web.json_response(
                 {
-                    "name": item.name,
+                    "name": _shown_name(item, link),
                     "size": item.size,
                     "mime": item.mime,
                     "kind": item.kind,
@@ -197,7 +197,7 @@ class _ClaimRoutes:
             html = self.pages.landing(
                 action=f"/claim/{code}",
                 csrf=csrf,
-                name=item.name,
+                name=_shown_name(item, link),
                 kind=str(item.kind),
                 mime=item.mime,
                 size=item.size,
@@ -250,7 +250,7 @@ class _ClaimRoutes:
         else:
             item, link = result.item, result.link
             body = {
-                "name": item.name,
+                "name": _shown_name(item, link),
                 "size": item.size,
                 "mime": item.mime,
                 "kind": item.kind,
@@ -585,6 +585,12 @@ def _etag_matches(header: str | None, etag: str) -> bool:
         return False
     tags = [t.strip() for t in header.split(",")]
     return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
+
+
+def _shown_name(item: VaultItem, link: VaultLink) -> str | None:
+    """The file's name for the claim page and its JSON; None when the link hides it (the
+    download itself still carries it, in Content-Disposition)."""
+    return None if link.hide_name else item.name
 
 
 def _wants_json(request: web.Request) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -168,6 +169,8 @@ class VaultLink(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_by: Mapped[int | None] = mapped_column(BigInteger)  # None with revoked_at: system
     protect_content: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the HTTP claim page shows kind and size but not the name (the download still carries it)
+    hide_name: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     auto_delete_seconds: Mapped[int | None] = mapped_column(Integer)
     created_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

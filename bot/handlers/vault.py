@@ -369,6 +369,7 @@ async def link_wizard(
             max_uses=callback_data.uses,
             protect_content=bool(callback_data.prot),
             auto_delete_seconds=callback_data.ad * 60 or None,
+            hide_name=bool(callback_data.hide),
         )
         await query.answer("Link created.")
         text = render.new_link_text(new, bot_username, settings.public_base_url, actor)

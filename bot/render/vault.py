@@ -179,13 +179,15 @@ def wizard(item: VaultItem, state: VaultLinkNew) -> tuple[str, InlineKeyboardMar
     text = (
         f"{head}\nLifetime <b>{duration(state.life)}</b> · max uses <b>{state.uses}</b>\n"
         f"Protect content: <b>{'on' if state.prot else 'off'}</b> · "
-        f"auto-delete: <b>{auto}</b>"
+        f"auto-delete: <b>{auto}</b>\n"
+        f"Name on the web page: <b>{'hidden' if state.hide else 'shown'}</b>"
     )
     rows = [
         [
             (f"🔒 Protect: {'on' if state.prot else 'off'}", with_(prot=1 - state.prot)),
             (f"⏲ Auto-delete: {auto}", with_(ad=AUTO_DELETE_CYCLE.get(state.ad, 0))),
         ],
+        [(f"🙈 Web page name: {'hidden' if state.hide else 'shown'}", with_(hide=1 - state.hide))],
         [("✅ Create link", state.model_copy(update={"go": "make"}).pack()), cancel],
     ]
     return text, keyboard(rows)
@@ -207,7 +209,7 @@ def new_link_text(new: NewLink, bot_username: str, public_base_url: str, actor: 
         f"✅ Link #{link.id} for <b>{h(new.item.name)}</b>\n"
         f"Works until {h(local(link.expires_at, actor))} ({h(actor.timezone)}), "
         f"{link.max_uses} use(s); protect content {'on' if link.protect_content else 'off'}, "
-        f"auto-delete {auto}.\n\n"
+        f"auto-delete {auto}{'; name hidden on the web page' if link.hide_name else ''}.\n\n"
         f"Telegram: {h(deep_link(bot_username, new.code))}\n"
         f"HTTP: {h(http_link(public_base_url, new.code))}\n\n"
         "These links are shown only once."

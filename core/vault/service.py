@@ -588,8 +588,10 @@ class VaultService:
         max_uses: int,
         protect_content: bool = False,
         auto_delete_seconds: int | None = None,
+        hide_name: bool = False,
     ) -> NewLink:
-        """A new claim link. The returned `code` is the only copy: show it once."""
+        """A new claim link. The returned `code` is the only copy: show it once.
+        `hide_name`: the HTTP claim page shows the file's kind and size, not its name."""
         actor.require(Role.operator, "create links")
         _check_bounds(lifetime_seconds, max_uses, auto_delete_seconds)
         now = self.clock.now()
@@ -607,6 +609,7 @@ class VaultService:
                     "used_count": 0,
                     "protect_content": bool(protect_content),
                     "auto_delete_seconds": auto_delete_seconds,
+                    "hide_name": bool(hide_name),
                     "created_by": actor.user_id,
                     "created_at": now,
                 },
@@ -624,6 +627,7 @@ class VaultService:
                     "expires_at": link.expires_at.isoformat(),
                     "protect_content": bool(protect_content),
                     "auto_delete_seconds": auto_delete_seconds,
+                    "hide_name": bool(hide_name),
                 },
             )
         return NewLink(code=code, link=link, item=item)

@@ -120,6 +120,15 @@ async def test_pages_of_links_that_do_not_work(app: Harness, browsers, screensho
     assert "Link withdrawn" in await browser.text()
     assert_phone_png(await browser.screenshot(screenshots / "claim-withdrawn.png"))
 
+    # a link that hides the file's name on its page (a state, not a refusal)
+    hidden = await VaultService(app.app.uow, app.clock, app.app.blobs).create_link(
+        actor, link.item_id, lifetime_seconds=3600, max_uses=3, hide_name=True
+    )
+    await browser.open(f"{base}/claim/{hidden.code}")
+    text = await browser.text()
+    assert "back.txt" not in text and "chose not to show" in text, text
+    assert_phone_png(await browser.screenshot(screenshots / "claim-landing-name-hidden.png"))
+
     # a page left open past its link's expiry: Download then says so
     card = await upload(app, OPERATOR, "document", b"soon gone", file_name="soon.txt")
     _, expiring_url, _ = await make_link(app, card, life="1h")

@@ -364,3 +364,27 @@ async def test_failed_claims_are_rate_limited_per_user(app: Harness) -> None:
     app.clock.advance(15 * 60)
     again = await app.say(VIEWER, f"/start {code}")
     assert "Here is your file" in again.get("caption", again.get("text", ""))
+
+
+async def test_a_link_that_hides_the_name_on_its_web_page(app: Harness) -> None:
+    card = await upload(app, OPERATOR, "document", b"secret plans", file_name="plans.txt")
+    await app.press(OPERATOR, card, app.button(card, "Create link"))
+    step = await app.becomes(card, lambda m: "How long" in m["text"])
+    await app.press(OPERATOR, step, app.button(step, "24h"))
+    step = await app.becomes(card, lambda m: "How many uses" in m["text"])
+    await app.press(OPERATOR, step, app.button(step, "10"))
+    step = await app.becomes(card, lambda m: "Name on the web page: shown" in m["text"])
+    await app.press(OPERATOR, step, app.button(step, "Web page name: shown"))
+    step = await app.becomes(card, lambda m: "Name on the web page: hidden" in m["text"])
+    await app.press(OPERATOR, step, app.button(step, "Create link"))
+    done = await app.becomes(card, lambda m: "t.me/" in m["text"])
+    assert "name hidden on the web page" in done["text"]
+    url = HTTP.search(done["text"]).group(1)
+    async with aiohttp.ClientSession() as http, http.get(url) as page:
+        html = await page.text()
+    assert page.status == 200 and "plans" not in html and "chose not to show" in html
+    # in chat the file arrives as it is, name and all
+    code = CODE.search(done["text"]).group(1)
+    await app.say(STRANGER, f"/start {code}")
+    await app.tg.wait_until(lambda: files_sent(app, STRANGER), what="the file")
+    assert files_sent(app, STRANGER)[-1]["document"]["file_name"] == "plans.txt"

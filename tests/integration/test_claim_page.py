@@ -417,3 +417,23 @@ async def client(world: World):
     client = await make_client(world)
     yield client
     await client.close()
+
+
+async def test_a_link_can_hide_the_name_from_its_page(world: World, client: TestClient) -> None:
+    """The page and its JSON show kind and size, not the name; the download still has it."""
+    item = (await world.link()).item
+    new = await world.vault().create_link(
+        world.actor, item.id, lifetime_seconds=3600, max_uses=2, hide_name=True
+    )
+    page = await Visitor(client).open(new.code)
+    html = await page.text()
+    assert page.status == 200 and "report" not in html
+    assert '<h1 class="name">Name not shown</h1>' in html and "chose not to show" in html
+    assert "Document · 1000.0 KB" in html
+    meta = await (await client.get(f"/claim/{new.code}", headers=JSON)).json()
+    assert meta["name"] is None and meta["size"] == len(DATA)
+    claimed = await client.post(f"/claim/{new.code}", headers=JSON)
+    body = await claimed.json()
+    assert body["name"] is None
+    download = await client.get(urlsplit(body["download_url"]).path)
+    assert 'filename="report.pdf"' in download.headers["Content-Disposition"]
