@@ -85,14 +85,11 @@ async def run(people: int, uses: int, limit: int, per_chat: int, concurrency: in
                 await fake.send_file(owner, "document", b"%PDF-1.4 storm", file_name="storm.pdf")
                 card = await fake.wait_for_message(OWNER, "file #", timeout=30, since=since)
                 item_id = int(re.search(r"file #(\d+)", card["text"]).group(1))
-                async with app.sessionmaker() as session:
+                async with app.uow.read() as session:
                     actor = to_actor(await op_repo.by_telegram_id(session, OWNER))
-                    new = (
-                        await app.factory.bind(session)
-                        .extra["vault"]
-                        .create_link(actor, item_id, lifetime_seconds=86400, max_uses=uses)
-                    )
-                    await session.commit()
+                new = await app.services.vault.create_link(
+                    actor, item_id, lifetime_seconds=86400, max_uses=uses
+                )
                 code = new.code
 
                 # the storm: every person POSTs /start <code> to the webhook

@@ -73,8 +73,7 @@ from bot.web import (
 )
 from bot.web_claims import ClaimRoutesConfig, add_claim_routes
 from bot.web_reddit import add_reddit_routes
-from core.backup import BackupConfig, backup_periodic_specs, register_backup_jobs
-from core.backup import service_builder as backup_service_builder
+from core.backup import BackupConfig, BackupService, backup_periodic_specs, register_backup_jobs
 from core.clock import Clock, SystemClock
 from core.crypto import SecretBox
 from core.jobs.engine import JobEngine
@@ -98,23 +97,23 @@ from core.reddit_ops.clients import configured_user_agent
 from core.reddit_ops.listing import RedditListing
 from core.reddit_ops.oauth import ConnectService, WebApp
 from core.services.api_tokens import ApiTokenService
-from core.services.container import ServiceFactory
+from core.services.audit import AuditService
+from core.services.container import Services
 from core.services.jobs import JobService
-from core.services.operators import bootstrap_owners
+from core.services.operators import OperatorService, bootstrap_owners
 from core.settings import Settings
 from core.status import StatusService, database_kind
 from core.vault import (
     VaultConfig,
     VaultGateway,
+    VaultService,
     register_vault_jobs,
-    service_builder,
     vault_periodic_specs,
 )
 from storage import migrate, txguard
 from storage.blobs import blob_store_from_url
 from storage.db import (
     create_engine,
-    create_read_engine,
     create_sessionmaker,
     hold_startup_lock,
 )
@@ -192,9 +191,8 @@ class Opsdeck:
         self.db = create_engine(s.database_url, echo=s.database.echo)
         await migrate.upgrade(self.db)
         self.sessionmaker = create_sessionmaker(self.db)
-        self.read_db = create_read_engine(s.database_url)  # SQLite: the unit of work reads
         txguard.watch(self.db)
-        self.uow = UnitOfWork(self.db, self.read_db)
+        self.uow = UnitOfWork(self.db)  # it owns the lock-free read side (storage/uow.py)
         self.identities = IdentityReader(self.uow)
         async with self.sessionmaker() as session:
             await hold_startup_lock(session)  # processes starting together take turns
@@ -303,29 +301,11 @@ class Opsdeck:
             public_base_url=s.public_base_url,
             wake=self.engine.wake_at,
         )
-        self.factory = ServiceFactory(
-            sessionmaker=self.sessionmaker,
-            clock=self.clock,
-            notifier=self.notifier,
-            owner_ids=frozenset(s.opsdeck.owner_ids),
-            uow=self.uow,
-            engine=self.engine,
-            builders={
-                "backup": backup_service_builder(self.backup_config),
-                "vault": service_builder(self.blobs, self.vault_config),
-                "reddit_accounts": self._reddit_accounts,
-                "reddit_posts": self._reddit_posts,
-                "reddit_connect": lambda _session, _factory: self.reddit_connect,
-                "reddit_browse": lambda _session, factory: BrowseService(
-                    factory.uow, factory.clock, self.reddit_clients
-                ),
-                "reddit_listing": self._reddit_listing,
-            },
-        )
+        self.services = self._services()
 
         # Telegram side
         self.dispatcher = build_dispatcher(
-            ContextMiddleware(self.sessionmaker, self.factory, self.identities),
+            ContextMiddleware(self.services, self.identities),
             DatabaseStorage(self.uow, self.clock),
             self.metrics.middleware(),
         )
@@ -344,7 +324,7 @@ class Opsdeck:
         self.dispatcher["outbox"] = self.outbox
         self.sender.add_hook(
             DELIVERED_HOOK,
-            delivered_hook(self.factory),
+            delivered_hook(self.services.jobs),
             on_failed=delivery_failed_hook(self.outbox, self.uow, self.clock, self.notifier),
         )
         self.sender.add_source(VAULT_SOURCE, VaultUploadSource(self.uow, self.blobs, self.clock))
@@ -448,9 +428,7 @@ class Opsdeck:
 
         @contextlib.asynccontextmanager
         async def services():  # type: ignore[no-untyped-def]
-            async with self.sessionmaker() as session:
-                yield self.factory.bind(session)
-                await session.commit()
+            yield self.services
 
         return ApiDeps(
             services=services,
@@ -467,24 +445,31 @@ class Opsdeck:
             bot_username="",  # known once Telegram answers (start() fills it in)
         )
 
-    def _reddit_accounts(self, session, factory: ServiceFactory) -> AccountService:
-        uow = factory.uow.over(session)  # the update's session while it holds one
-        return AccountService(
-            uow,
-            factory.clock,
-            SecretBox(self.settings.secret_key()),
-            jobs=JobService(uow, factory.clock, factory.notifier, factory.engine),
-            clients=self.reddit_clients,
+    def _services(self) -> Services:
+        """Every service, once: each call goes through the unit of work (DESIGN §9)."""
+        uow, clock = self.uow, self.clock
+        jobs = JobService(uow, clock, self.notifier, self.engine)
+        posts = PostService(uow, clock, jobs, clients=self.reddit_clients)
+        return Services(
+            uow=uow,
+            clock=clock,
+            operators=OperatorService(uow, clock, self.settings.opsdeck.owner_ids),
+            jobs=jobs,
+            audit=AuditService(uow),
+            backup=BackupService(uow, self.backup_config, jobs, self.settings.opsdeck.owner_ids),
+            vault=VaultService(uow, clock, self.blobs, self.vault_config),
+            reddit_accounts=AccountService(
+                uow,
+                clock,
+                SecretBox(self.settings.secret_key()),
+                jobs=jobs,
+                clients=self.reddit_clients,
+            ),
+            reddit_posts=posts,
+            reddit_connect=self.reddit_connect,
+            reddit_browse=BrowseService(uow, clock, self.reddit_clients),
+            reddit_listing=RedditListing({"posts": posts.listed}),
         )
-
-    def _reddit_posts(self, session, factory: ServiceFactory) -> PostService:
-        uow = factory.uow.over(session)
-        jobs = JobService(uow, factory.clock, factory.notifier, factory.engine)
-        return PostService(uow, factory.clock, jobs, clients=self.reddit_clients)
-
-    def _reddit_listing(self, session, factory: ServiceFactory) -> RedditListing:
-        posts = self._reddit_posts(session, factory)
-        return RedditListing({"posts": posts.listed})
 
     async def _publish_commands(self) -> None:
         await commands.publish_default(self.bot)
@@ -527,8 +512,6 @@ class Opsdeck:
         await self.sender_bot.session.close()
         await self.blobs.aclose()
         await self.reddit_clients.aclose()
-        await self.uow.dispose()  # its fast read connection
-        if self.read_db is not None:
-            await self.read_db.dispose()
+        await self.uow.dispose()  # its read engine and fast read connection
         await self.db.dispose()
         log.info("Opsdeck stopped")

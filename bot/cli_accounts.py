@@ -21,9 +21,9 @@ from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners, to_actor
 from core.settings import Settings
 from storage import migrate
-from storage.db import create_engine, create_sessionmaker
+from storage.db import create_engine
 from storage.repositories import operators as op_repo
-from storage.uow import over_session
+from storage.uow import UnitOfWork
 
 SECRET_ENV = {
     "client_secret": "REDDIT_CLIENT_SECRET",
@@ -82,37 +82,36 @@ async def add_account(settings: Settings, args: argparse.Namespace) -> int:
             )
             return 2
     engine = create_engine(settings.database_url)
+    uow = UnitOfWork(engine)
     try:
         await migrate.upgrade(engine)
-        sessionmaker = create_sessionmaker(engine)
         clock = SystemClock()
-        async with sessionmaker() as session:
+        async with uow.write() as session:
             await bootstrap_owners(session, clock, settings.opsdeck.owner_ids)
-            await session.commit()
+        async with uow.read() as session:
             op = await op_repo.by_telegram_id(session, owner_id)
-            if op is None or op.role != "owner":
-                print(f"opsdeck: {owner_id} is not an owner", file=sys.stderr)
-                return 2
-            actor = to_actor(op)
-            uow = over_session(session)
-            service = AccountService(
-                uow,
-                clock,
-                SecretBox(settings.secret_key()),
-                jobs=JobService(uow, clock, NullNotifier()),
-            )
-            view = await service.add(
-                actor,
-                username=args.username,
-                auth_kind=None if kind == "dry_run" else kind,
-                client_id=args.client_id if kind != "dry_run" else None,
-                dry_run=kind == "dry_run",
-                **secrets,
-            )
+        if op is None or op.role != "owner":
+            print(f"opsdeck: {owner_id} is not an owner", file=sys.stderr)
+            return 2
+        service = AccountService(
+            uow,
+            clock,
+            SecretBox(settings.secret_key()),
+            jobs=JobService(uow, clock, NullNotifier()),
+        )
+        view = await service.add(
+            to_actor(op),
+            username=args.username,
+            auth_kind=None if kind == "dry_run" else kind,
+            client_id=args.client_id if kind != "dry_run" else None,
+            dry_run=kind == "dry_run",
+            **secrets,
+        )
     except OpsdeckError as exc:
         print(f"opsdeck: {exc.message}", file=sys.stderr)
         return 2
     finally:
+        await uow.dispose()
         await engine.dispose()
     mode = "dry run (nothing is ever sent)" if view.dry_run else view.auth_kind
     print(

@@ -52,7 +52,7 @@ from storage.vault_models import ClaimOutcome, VaultItem, VaultKind, VaultLink
 
 if TYPE_CHECKING:
     from bot.notifier import TelegramNotifier
-    from core.services.container import ServiceFactory
+    from core.services.jobs import JobService
 
 log = logging.getLogger(__name__)
 
@@ -433,20 +433,19 @@ async def claim_dedupe_key(session: AsyncSession, link_id: int, user_id: int) ->
 
 
 async def schedule_auto_delete(
-    factory: ServiceFactory, tenant_id: int, chat_id: int, message_id: int, seconds: int
+    jobs: JobService, tenant_id: int, chat_id: int, message_id: int, seconds: int
 ) -> None:
     """Queue the durable `vault.delete_message` job for a delivered message."""
-    async with factory.sessionmaker() as session:
-        await factory.bind(session).jobs.submit(
-            tenant_id,
-            DELETE_MESSAGE,
-            {"chat_id": chat_id, "message_id": message_id},
-            run_at=factory.clock.now() + timedelta(seconds=seconds),
-            dedupe_key=f"vault.delete:{chat_id}:{message_id}",
-        )
+    await jobs.submit(
+        tenant_id,
+        DELETE_MESSAGE,
+        {"chat_id": chat_id, "message_id": message_id},
+        run_at=jobs.clock.now() + timedelta(seconds=seconds),
+        dedupe_key=f"vault.delete:{chat_id}:{message_id}",
+    )
 
 
-def delivered_hook(factory: ServiceFactory) -> Callable[[SentMessage], Awaitable[None]]:
+def delivered_hook(jobs: JobService) -> Callable[[SentMessage], Awaitable[None]]:
     """The outbox DELIVERED_HOOK: schedule auto-delete of a delivery once it is sent (every
     message of an album)."""
 
@@ -460,7 +459,7 @@ def delivered_hook(factory: ServiceFactory) -> Callable[[SentMessage], Awaitable
             message_id = getattr(message, "message_id", None)
             if message_id is not None:
                 await schedule_auto_delete(
-                    factory, int(data["tenant_id"]), sent.chat_id, message_id, int(seconds)
+                    jobs, int(data["tenant_id"]), sent.chat_id, message_id, int(seconds)
                 )
 
     return on_sent

@@ -162,61 +162,6 @@ class UnitOfWork:
         if self._owns_read_engine and self.read_engine is not self.engine:
             await self.read_engine.dispose()
 
-    def over(self, session: AsyncSession) -> UnitOfWork:
-        """Transitional: this unit of work over a caller's own session (see SessionBound)."""
-        return SessionBound(self, session)
-
-
-class SessionBound(UnitOfWork):
-    """Transitional, while some code still holds a session of its own (the per-update one, a
-    CLI command's): converted services called from there write through that session, since a
-    second connection would wait on the lock the caller's transaction holds. `write()` commits
-    it at the end of the outermost block, then runs the hooks; `read()` reads through it while
-    it is in a transaction (the caller's uncommitted rows), otherwise lock-free through `base`
-    (through the session itself without one)."""
-
-    def __init__(self, base: UnitOfWork | None, session: AsyncSession) -> None:
-        if base is not None:
-            self.engine, self.read_engine = base.engine, base.read_engine
-            self._writes, self._reads = base._writes, base._reads
-        self._owns_read_engine = False
-        self._sqlite_path, self._fast = None, None  # read_row goes through read() below
-        self.base, self.session = base, session
-        self._key: UnitOfWork = base if base is not None else self
-
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        current = _open_write()
-        if current is not None and current.uow is self._key:
-            yield current.session
-        elif self.base is None or self.session.in_transaction():
-            yield self.session
-        else:
-            async with self.base.read() as session:
-                yield session
-
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
-        current = _open_write()
-        if current is not None and current.uow is self._key:
-            yield current.session
-            return
-        state = _Write(self.session, self._key)
-        token = _CURRENT.set(state)
-        try:
-            yield self.session
-            await self.session.commit()
-        except BaseException:
-            await self.session.rollback()
-            raise
-        finally:
-            state.open = False
-            _CURRENT.reset(token)
-        await _run_hooks(state.hooks)
-
-    async def dispose(self) -> None:
-        return None
-
 
 def _read_view(engine: AsyncEngine) -> AsyncEngine:
     """Where reads run: no transaction, no lock held (see the module doc)."""
@@ -250,6 +195,44 @@ def _sqlite_file(engine: AsyncEngine) -> str | None:
     return None if database.startswith("file:") else database
 
 
+class _OverSession(UnitOfWork):
+    """`over_session`: both doors are the caller's session; `write()` commits it at the end
+    of the outermost block, then runs the hooks."""
+
+    def __init__(self, session: AsyncSession) -> None:  # no engines of its own
+        self.session = session
+        self._owns_read_engine = False
+        self._sqlite_path, self._fast = None, None
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        current = _open_write()
+        yield current.session if current is not None and current.uow is self else self.session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        current = _open_write()
+        if current is not None and current.uow is self:
+            yield current.session
+            return
+        state = _Write(self.session, self)
+        token = _CURRENT.set(state)
+        try:
+            yield self.session
+            await self.session.commit()
+        except BaseException:
+            await self.session.rollback()
+            raise
+        finally:
+            state.open = False
+            _CURRENT.reset(token)
+        await _run_hooks(state.hooks)
+
+    async def dispose(self) -> None:
+        return None
+
+
 def over_session(session: AsyncSession) -> UnitOfWork:
-    """Transitional: a unit of work that is just `session` (CLI commands, older tests)."""
-    return SessionBound(None, session)
+    """A unit of work that is just `session`, for code that holds one session for all its
+    work (tests, benchmarks): reads see its uncommitted rows; nothing here is lock-free."""
+    return _OverSession(session)

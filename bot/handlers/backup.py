@@ -55,7 +55,7 @@ def render(o: BackupOverview, actor: Actor) -> str:
 
 
 def _service(services: Services) -> BackupService:
-    return services.extra["backup"]
+    return services.backup
 
 
 async def backup(

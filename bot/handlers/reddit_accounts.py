@@ -72,7 +72,7 @@ async def accounts(
         actor.require(Role.operator, "connect Reddit accounts")
         await state.set_state(AddAccount.username)
         await state.set_data({})
-        connect: ConnectService = services.extra["reddit_connect"]
+        connect: ConnectService = services.reddit_connect
         url = await connect.start(actor, message.chat.id) if connect.configured else None
         text, markup = add_intro(url, connect.public_base_url)
         await message.answer(text, reply_markup=markup)

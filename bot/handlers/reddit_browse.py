@@ -20,7 +20,7 @@ EXTRA_COMMANDS.append(("browse", "read a subreddit: /browse r/<sub> [hot|new|top
 
 
 def browse_of(services: Services) -> BrowseService:
-    return services.extra["reddit_browse"]
+    return services.reddit_browse
 
 
 async def browse(

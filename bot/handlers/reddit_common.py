@@ -11,11 +11,11 @@ CANCEL_HINT = "\n/cancel stops."
 
 
 def posts_of(services: Services) -> PostService:
-    return services.extra["reddit_posts"]
+    return services.reddit_posts
 
 
 def accounts_of(services: Services) -> AccountService:
-    return services.extra["reddit_accounts"]
+    return services.reddit_accounts
 
 
 async def ask(

@@ -42,7 +42,7 @@ async def posts_list(
 
 
 async def _history(actor: Actor, services: Services, which: str):
-    listing: RedditListing = services.extra["reddit_listing"]
+    listing: RedditListing = services.reddit_listing
     return history_list(await listing.entries(actor, which, limit=30), which, actor)
 
 

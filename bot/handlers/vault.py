@@ -21,7 +21,6 @@ from bot.callbacks import (
     VaultPick,
 )
 from bot.flood import StrangerReplies
-from bot.fsm_storage import UPDATE_SESSION
 from bot.handlers.compose_states import Compose
 from bot.handlers.jobs import edit
 from bot.outbox import Outbox
@@ -64,15 +63,12 @@ class HasVaultFile(Filter):
 
 
 def vault_of(services: Services) -> VaultService:
-    return services.extra["vault"]
+    return services.vault
 
 
-async def flow_data(state: FSMContext, services: Services) -> dict[str, Any]:
-    """The guided flow's data. The FSM storage reads it through the per-update session, which
-    would keep a transaction open across the vault's own writes and the answer: end it here."""
-    data = await state.get_data()
-    await services.session.commit()
-    return data
+async def flow_data(state: FSMContext) -> dict[str, Any]:
+    """The guided flow's data (a lock-free read)."""
+    return await state.get_data()
 
 
 def parse_duration(text: str) -> int:
@@ -103,11 +99,6 @@ async def ingest_file(
     if found is None:
         raise InvalidInput("That message carries no file.")
     kind, obj = found
-    # The /post picture step reads its flow through the per-update session: end that
-    # transaction before Telegram is asked for the bytes and the vault writes on its own.
-    update_session = UPDATE_SESSION.get()
-    if update_session is not None and update_session.in_transaction():
-        await update_session.commit()
     size = getattr(obj, "file_size", None)
     content = None
     if size is None or size <= vault.config.max_file_bytes:
@@ -384,7 +375,7 @@ async def custom_value(
     message: Message, actor: Actor, services: Services, state: FSMContext
 ) -> None:
     current = await state.get_state()
-    data = VaultLinkNew(**await flow_data(state, services))
+    data = VaultLinkNew(**await flow_data(state))
     text = (message.text or "").strip()
     if current == VaultForm.life.state:
         seconds = parse_duration(text)
@@ -404,7 +395,7 @@ async def custom_value(
 async def rename_value(
     message: Message, actor: Actor, services: Services, state: FSMContext
 ) -> None:
-    item_id = int((await flow_data(state, services))["item_id"])
+    item_id = int((await flow_data(state))["item_id"])
     item = await vault_of(services).rename(actor, item_id, message.text or "")
     await state.clear()
     await message.answer(
@@ -452,7 +443,7 @@ async def _picked(state: FSMContext, services: Services) -> list[int] | None:
     """The selection so far; None when this chat is not selecting (a stale button)."""
     if await state.get_state() != VaultForm.pick.state:
         return None
-    return [int(i) for i in (await flow_data(state, services)).get("sel", [])]
+    return [int(i) for i in (await flow_data(state)).get("sel", [])]
 
 
 async def pick_start(

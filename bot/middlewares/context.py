@@ -1,4 +1,4 @@
-"""One session per update, the acting operator resolved from it, deny by default."""
+"""The acting operator of each update, resolved in one lock-free read; deny by default."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import Message, TelegramObject, Update, User
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.flood import StrangerReplies
-from bot.fsm_storage import UPDATE_SESSION, UPDATE_STATES, DatabaseStorage
-from core.services.container import ServiceFactory
+from bot.fsm_storage import UPDATE_STATES, DatabaseStorage
+from core.services.container import Services
 from core.services.operators import to_actor
 from storage.identity import IdentityReader
 from storage.repositories import fsm as fsm_repo
@@ -31,7 +30,8 @@ REMOVED_TEXT = (
 
 
 class ContextMiddleware(BaseMiddleware):
-    """Outer middleware on `update`: opens the unit of work and injects `services` and `actor`.
+    """Outer middleware on `update`: injects `services` and `actor`. It opens no session:
+    the services read and write through the unit of work, one short transaction each.
 
     Strangers (no operator row) reach only `/start` (which also carries claim deep links);
     everything else gets a short refusal, rate-limited per user so a flood costs nothing.
@@ -39,12 +39,10 @@ class ContextMiddleware(BaseMiddleware):
 
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        factory: ServiceFactory,
+        services: Services,
         identities: IdentityReader,
     ) -> None:
-        self.sessionmaker = sessionmaker
-        self.factory = factory
+        self.services = services
         self.identities = identities
         self.fsm: FSMContextMiddleware | None = None  # set by build_dispatcher
         self.stranger_replies = StrangerReplies()
@@ -76,25 +74,15 @@ class ContextMiddleware(BaseMiddleware):
             await self._refuse(event, user)
             return None
         data["stranger_replies"] = self.stranger_replies
-        async with self.sessionmaker() as session:
-            services = self.factory.bind(session)
-            if actor is not None:
-                # commits at once when the name changed: nothing holds the write lock after
-                await services.operators.remember_name(actor, user.full_name)
-            data["session"] = session
-            data["services"] = services
-            data["actor"] = actor
-            # Guided-flow state written during this update joins this session (one unit of
-            # work, one connection): a second connection would wait on this one's write lock.
-            token = UPDATE_SESSION.set(session)
-            states = UPDATE_STATES.set({fsm_key: state} if fsm_key else {})
-            try:
-                result = await handler(event, data)
-                await session.commit()
-                return result
-            finally:
-                UPDATE_STATES.reset(states)
-                UPDATE_SESSION.reset(token)
+        if actor is not None:
+            await self.services.operators.remember_name(actor, user.full_name)
+        data["services"] = self.services
+        data["actor"] = actor
+        states = UPDATE_STATES.set({fsm_key: state} if fsm_key else {})
+        try:
+            return await handler(event, data)
+        finally:
+            UPDATE_STATES.reset(states)
 
     def _fsm_key(self, data: dict[str, Any]) -> str | None:
         if self.fsm is None:
@@ -122,7 +110,7 @@ class ContextMiddleware(BaseMiddleware):
 
     async def _forget_flow(self, fsm_key: str | None) -> None:
         if fsm_key is not None:
-            async with self.factory.uow.write() as session:
+            async with self.services.uow.write() as session:
                 await fsm_repo.forget(session, fsm_key)
 
 

@@ -48,7 +48,6 @@ from storage.backup import snapshot_copy, sqlite_file, verify_copy
 from storage.backup_models import BackupRun
 
 if TYPE_CHECKING:
-    from core.services.container import ServiceFactory
     from core.services.jobs import JobService
     from core.settings import Settings
     from storage.uow import UnitOfWork
@@ -436,14 +435,3 @@ class BackupService:
         if not self.config.supported:
             raise InvalidInput(NOT_OURS)
         return await self.jobs.submit(actor.tenant_id, BACKUP_KIND, {}, actor=actor, max_attempts=1)
-
-
-def service_builder(config: BackupConfig) -> Callable[[AsyncSession, ServiceFactory], Any]:
-    def build(session: AsyncSession, factory: ServiceFactory) -> BackupService:
-        from core.services.jobs import JobService
-
-        uow = factory.uow.over(session)
-        jobs = JobService(uow, factory.clock, factory.notifier, factory.engine)
-        return BackupService(uow, config, jobs, factory.owner_ids)
-
-    return build

@@ -1,67 +1,41 @@
-"""Builds the session-bound services for one unit of work (an update, a CLI command)."""
+"""Every service of one process, built once at start-up (DESIGN §9).
+
+Each call reads or writes through the unit of work (`storage.uow`), so no service holds a
+session and the one `Services` object serves every update, HTTP request and job alike.
+Handlers and routes get it by name (`services.vault`, `services.reddit_posts`, …).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from core.clock import Clock
-from core.notifier import Notifier
-from core.services.audit import AuditService
-from core.services.jobs import JobService
-from core.services.operators import OperatorService
-from storage.uow import UnitOfWork
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from core.jobs.engine import JobEngine
+    from core.backup import BackupService
+    from core.clock import Clock
+    from core.reddit_ops.accounts import AccountService
+    from core.reddit_ops.browse import BrowseService
+    from core.reddit_ops.listing import RedditListing
+    from core.reddit_ops.oauth import ConnectService
+    from core.reddit_ops.posts import PostService
+    from core.services.audit import AuditService
+    from core.services.jobs import JobService
+    from core.services.operators import OperatorService
+    from core.vault.service import VaultService
+    from storage.uow import UnitOfWork
 
 
-class _Built(dict[str, Any]):
-    """Feature services, each built on first use: most updates need none of them."""
-
-    def __init__(self, builders: dict[str, Any], session: AsyncSession, factory: Any) -> None:
-        super().__init__()
-        self._builders, self._session, self._factory = builders, session, factory
-
-    def __missing__(self, name: str) -> Any:
-        service = self[name] = self._builders[name](self._session, self._factory)
-        return service
-
-
-@dataclass
+@dataclass(slots=True)
 class Services:
-    session: AsyncSession
     uow: UnitOfWork
+    clock: Clock
     operators: OperatorService
     jobs: JobService
     audit: AuditService
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ServiceFactory:
-    """Long-lived dependencies; `bind(session)` makes the per-unit-of-work services."""
-
-    sessionmaker: async_sessionmaker[AsyncSession]
-    clock: Clock
-    notifier: Notifier
-    owner_ids: frozenset[int]
-    uow: UnitOfWork  # services move onto this (DESIGN §9); the per-update session goes then
-    engine: JobEngine | None = None
-    # name -> callable(session, factory) for feature services added by later modules
-    builders: dict[str, Any] = field(default_factory=dict)
-
-    def bind(self, session: AsyncSession) -> Services:
-        # converted services write through the update's session while it exists: a second
-        # connection would queue behind its transaction (storage.uow.SessionBound)
-        uow = self.uow.over(session)
-        return Services(
-            session=session,
-            uow=uow,
-            operators=OperatorService(uow, self.clock, self.owner_ids),
-            jobs=JobService(uow, self.clock, self.notifier, self.engine),
-            audit=AuditService(uow),
-            extra=_Built(self.builders, session, self),
-        )
+    backup: BackupService
+    vault: VaultService
+    reddit_accounts: AccountService
+    reddit_posts: PostService
+    reddit_connect: ConnectService
+    reddit_browse: BrowseService
+    reddit_listing: RedditListing

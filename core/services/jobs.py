@@ -28,7 +28,7 @@ from storage.models import Job, JobStatus, Role
 from storage.repositories import audit as audit_repo
 from storage.repositories import jobs as job_repo
 from storage.repositories import tenants as tenant_repo
-from storage.uow import SessionBound, UnitOfWork
+from storage.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from core.jobs.engine import JobEngine
@@ -151,28 +151,10 @@ class JobService:
         dedupe_key: str | None = None,
         max_attempts: int = 5,
         priority: int = 0,
-        commit: bool = True,
     ) -> int | None:
         """Queue a job, with its audit row. Inside a caller's `uow.write()` it joins that
-        transaction, and the engine is woken (or the operators told) after its commit.
-
-        `commit=False` is for callers still holding a per-update session: the job joins that
-        session's transaction, and they call `after_commit` once they committed."""
+        transaction, and the engine is woken (or the operators told) after its commit."""
         now = self.clock.now()
-        if not commit and not self.uow.in_write() and isinstance(self.uow, SessionBound):
-            return await self._insert(
-                self.uow.session,
-                tenant_id,
-                kind,
-                payload,
-                actor,
-                now,
-                run_at,
-                requires_approval,
-                dedupe_key,
-                max_attempts,
-                priority,
-            )
         async with self.uow.write() as session:
             job_id = await self._insert(
                 session,
@@ -187,7 +169,7 @@ class JobService:
                 max_attempts,
                 priority,
             )
-            if job_id is not None and commit:
+            if job_id is not None:
                 when = run_at or now
                 self.uow.after_commit(
                     lambda: self.after_commit(tenant_id, job_id, when, requires_approval)

@@ -19,7 +19,7 @@ from core.vault.config import VaultConfig
 from core.vault.errors import Gone, NotDownloadable
 from core.vault.gateway import BatchEntry, Download, SignedDownload, VaultGateway
 from core.vault.jobs import register_vault_jobs, vault_periodic_specs
-from core.vault.service import VaultService, human_size, service_builder
+from core.vault.service import VaultService, human_size
 from core.vault.texts import claimer_text, operator_text
 from core.vault.types import (
     Claimer,
@@ -72,6 +72,5 @@ __all__ = [
     "is_well_formed",
     "operator_text",
     "register_vault_jobs",
-    "service_builder",
     "vault_periodic_specs",
 ]

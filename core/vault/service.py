@@ -744,13 +744,3 @@ async def _close(content: AsyncIterator[bytes] | None) -> None:
     aclose = getattr(content, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-def service_builder(blobs: BlobStore, config: VaultConfig | None = None) -> Any:
-    """For `ServiceFactory.builders["vault"]`: `(session, factory) -> VaultService` on the
-    factory's unit of work (the per-update session is not used)."""
-
-    def build(session: AsyncSession, factory: Any) -> VaultService:
-        return VaultService(factory.uow, factory.clock, blobs, config)
-
-    return build

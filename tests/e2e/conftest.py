@@ -119,11 +119,9 @@ class Harness:
 
     async def submit_job(self, kind: str, payload: dict | None = None, **kw: Any) -> int:
         actor = await self.actor(OWNER)
-        async with self.app.sessionmaker() as session:
-            services = self.app.factory.bind(session)
-            return await services.jobs.submit(
-                actor.tenant_id, kind, payload or {}, actor=actor, **kw
-            )
+        return await self.app.services.jobs.submit(
+            actor.tenant_id, kind, payload or {}, actor=actor, **kw
+        )
 
     async def job(self, job_id: int):
         from storage.repositories import jobs as job_repo

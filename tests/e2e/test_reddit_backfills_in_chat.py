@@ -207,8 +207,7 @@ async def test_stale_presses_say_why_and_change_nothing(rapp: Harness, reddit: F
     since = rapp.tg.mark()
     await rapp.press(OPERATOR, card, rapp.button(card, "Inbox"))
     note = await rapp.tg.wait_for_message(OPERATOR, "inbox: queued", since=since)
-    async with rapp.app.sessionmaker() as session:
-        await rapp.app.factory.bind(session).extra["reddit_accounts"].remove(owner, account_id)
+    await rapp.app.services.reddit_accounts.remove(owner, account_id)
     await rapp.say(OPERATOR, "/queue resume", "Queue resumed")
     done = await rapp.becomes(note, lambda m: "skipped" in m["text"])
     assert done["text"] == f"Reddit account #{account_id} inbox: skipped, the account was removed."

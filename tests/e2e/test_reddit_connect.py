@@ -121,17 +121,16 @@ async def test_full_code_flow_connects_and_publishes_with_the_refresh_token(
 
 async def test_reconnect_updates_a_known_account(wapp: Harness, reddit: FakeReddit) -> None:
     actor = await wapp.actor(OWNER)
-    async with wapp.app.sessionmaker() as session:
-        svc = wapp.app.factory.bind(session).extra["reddit_accounts"]
-        view = await svc.add(
-            actor,
-            username="team_2fa",
-            auth_kind="script",
-            client_id=SCRIPT_ID,
-            client_secret=SCRIPT_SECRET,
-            password="wrong",
-            check=False,
-        )
+    svc = wapp.app.services.reddit_accounts
+    view = await svc.add(
+        actor,
+        username="team_2fa",
+        auth_kind="script",
+        client_id=SCRIPT_ID,
+        client_secret=SCRIPT_SECRET,
+        password="wrong",
+        check=False,
+    )
     _, url = await connect_url(wapp)
     assert (await browse(url)).status_code == 200
     row = await account(wapp, "team_2fa")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from core.vault import VaultConfig, service_builder
+from core.vault import VaultConfig, VaultService
 from storage.vault_models import VaultItem
 from tests.e2e.conftest import OPERATOR, Harness
 from tests.e2e.test_reddit_posts import (
@@ -187,14 +187,16 @@ async def test_the_vault_size_cap_applies_at_the_picture_step(
 ) -> None:
     setup_reddit(reddit, "opsdeck_pics")
     await add_account(rapp, "team_main")
-    rapp.app.factory.builders["vault"] = service_builder(
-        rapp.app.blobs, VaultConfig(max_file_bytes=50)
+    rapp.app.services.vault = VaultService(
+        rapp.app.uow, rapp.app.clock, rapp.app.blobs, VaultConfig(max_file_bytes=50)
     )
     await to_picture_step(rapp)
     refused = await send(rapp, "photo", PNG, "accepts files up to")
     assert "Send a photo" in refused["text"] and "/cancel" in refused["text"]
     assert await vault_items(rapp) == []
-    rapp.app.factory.builders["vault"] = service_builder(rapp.app.blobs, VaultConfig())
+    rapp.app.services.vault = VaultService(
+        rapp.app.uow, rapp.app.clock, rapp.app.blobs, VaultConfig()
+    )
     await send(rapp, "photo", PNG, "NSFW or spoiler")
 
 

@@ -43,16 +43,14 @@ async def set_tz(app: Harness, user: int, tz: str = NY) -> None:
 
 async def set_account_pacing(app: Harness, account_id: int, **rules: int) -> None:
     actor = await app.actor(OWNER)
-    async with app.app.sessionmaker() as session:
-        accounts = app.app.factory.bind(session).extra["reddit_accounts"]
-        await accounts.set_pacing(actor, account_id, **rules)
+    accounts = app.app.services.reddit_accounts
+    await accounts.set_pacing(actor, account_id, **rules)
 
 
 async def set_subreddit_gap(app: Harness, subreddit: str, minutes: int) -> None:
     actor = await app.actor(OWNER)
-    async with app.app.sessionmaker() as session:
-        posts = app.app.factory.bind(session).extra["reddit_posts"]
-        await posts.set_subreddit_gap(actor, subreddit, minutes)
+    posts = app.app.services.reddit_posts
+    await posts.set_subreddit_gap(actor, subreddit, minutes)
 
 
 async def post_titled(app: Harness, title: str) -> RedditPost:
@@ -262,8 +260,7 @@ async def test_post_now_says_what_holds_a_post_back(rapp: Harness, reddit: FakeR
     assert post.status == "pending_approval" and answer.get("show_alert") is True
     # a paused account: nothing goes out, and the answer says why
     owner = await rapp.actor(OWNER)
-    async with rapp.app.sessionmaker() as session:
-        await rapp.app.factory.bind(session).extra["reddit_accounts"].pause(owner, account_id)
+    await rapp.app.services.reddit_accounts.pause(owner, account_id)
     card = await rapp.becomes(card, lambda m: "Approve" in rapp.buttons_text(m))
     await rapp.press(OPERATOR, card, rapp.button(card, "Approve"))
     card = await rapp.becomes(card, lambda m: "Status: queued" in m["text"])

@@ -48,21 +48,20 @@ async def rapp(start_app, reddit: FakeReddit) -> Harness:
 
 async def add_account(app: Harness, username: str, *, dry_run: bool = False) -> int:
     actor = await app.actor(OWNER)
-    async with app.app.sessionmaker() as session:
-        svc = app.app.factory.bind(session).extra["reddit_accounts"]
-        if dry_run:
-            view = await svc.add(actor, username=username, auth_kind="none", check=False)
-        else:
-            view = await svc.add(
-                actor,
-                username=username,
-                auth_kind="script",
-                client_id=CLIENT_ID,
-                client_secret=CLIENT_SECRET,
-                password=PASSWORD,
-                check=False,
-            )
-        return view.id
+    svc = app.app.services.reddit_accounts
+    if dry_run:
+        view = await svc.add(actor, username=username, auth_kind="none", check=False)
+    else:
+        view = await svc.add(
+            actor,
+            username=username,
+            auth_kind="script",
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            password=PASSWORD,
+            check=False,
+        )
+    return view.id
 
 
 async def compose(

@@ -105,22 +105,20 @@ async def ingest_without_file_id(app: Harness, kind: str, data: bytes, name: str
         yield data
 
     actor = await app.actor(OPERATOR)
-    async with app.app.sessionmaker() as session:
-        vault = app.app.factory.bind(session).extra["vault"]
-        result = await vault.ingest(
-            actor, IngestSource(kind=kind, name=name, size=len(data), content=content())
-        )
+    vault = app.app.services.vault
+    result = await vault.ingest(
+        actor, IngestSource(kind=kind, name=name, size=len(data), content=content())
+    )
     assert result.item.tg_file_id is None
     return result.item
 
 
 async def new_link(app: Harness, item_id: int, **kw) -> str:
     actor = await app.actor(OPERATOR)
-    async with app.app.sessionmaker() as session:
-        vault = app.app.factory.bind(session).extra["vault"]
-        made = await vault.create_link(
-            actor, item_id, lifetime_seconds=86400, max_uses=kw.pop("uses", 5), **kw
-        )
+    vault = app.app.services.vault
+    made = await vault.create_link(
+        actor, item_id, lifetime_seconds=86400, max_uses=kw.pop("uses", 5), **kw
+    )
     return made.code
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bot.callbacks import VaultItemAct, VaultLinkNew
 from bot.outbox import wait_idle
-from core.vault import VaultConfig, service_builder
+from core.vault import VaultConfig, VaultService
 from storage.models import Role
 from storage.repositories import tenants as tenant_repo
 from storage.vault_models import VaultLink
@@ -102,8 +102,8 @@ async def test_duplicate_bytes_report_the_existing_item(app: Harness) -> None:
 
 
 async def test_oversized_file_is_refused(app: Harness) -> None:
-    app.app.factory.builders["vault"] = service_builder(
-        app.app.blobs, VaultConfig(max_file_bytes=100)
+    app.app.services.vault = VaultService(
+        app.app.uow, app.app.clock, app.app.blobs, VaultConfig(max_file_bytes=100)
     )
     answer = await upload(app, OPERATOR, "document", b"x" * 500, contains="accepts files up to")
     assert "file #" not in answer["text"]

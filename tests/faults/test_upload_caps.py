@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from core.settings import VaultSettings
-from core.vault import VaultConfig, service_builder
+from core.vault import VaultConfig, VaultService
 from storage.models import AuditEntry
 from storage.vault_models import VaultItem
 from tests.e2e.conftest import OPERATOR, OWNER, Harness
@@ -32,7 +32,7 @@ def use_caps(app: Harness, *, per_hour: int, per_day: int) -> VaultConfig:
         per_hour,
         per_day,
     )
-    app.app.factory.builders["vault"] = service_builder(app.app.blobs, config)
+    app.app.services.vault = VaultService(app.app.uow, app.app.clock, app.app.blobs, config)
     return config
 
 
@@ -93,8 +93,7 @@ async def test_uploads_per_hour_cap(app: Harness) -> None:
             select(VaultItem).where(VaultItem.uploaded_by == OPERATOR).order_by(VaultItem.id)
         )
     actor = await app.actor(OPERATOR)
-    async with app.app.sessionmaker() as session:
-        await app.app.factory.bind(session).extra["vault"].delete(actor, first.id)
+    await app.app.services.vault.delete(actor, first.id)
     again = await send(app, OPERATOR, b"one too many", "f3.txt")
     assert "Upload cap reached" in again["text"], again["text"]
 

@@ -31,44 +31,29 @@ async def test_state_and_data_round_trip_and_survive_a_new_storage(sessionmaker,
     assert await storage.get_state(key) is None and await storage.get_data(key) == {}
 
 
-async def test_state_written_during_an_update_joins_its_session(sessionmaker, uow) -> None:
-    """A handler that read through the update's session (on SQLite that transaction holds the
-    write lock) and then moves the flow on must not wait on its own lock."""
+async def test_state_written_inside_a_write_joins_it(uow) -> None:
+    """A handler that moves the flow on inside its own write (on SQLite that transaction holds
+    the write lock) must not wait on its own lock, and sees what it wrote."""
     import asyncio
 
     from sqlalchemy import text
 
-    from bot.fsm_storage import UPDATE_SESSION
-
     key = StorageKey(bot_id=1, chat_id=12, user_id=12)
     storage = DatabaseStorage(uow)
-    async with sessionmaker() as session:
-        await session.execute(text("SELECT 1"))  # the update's transaction is open
-        token = UPDATE_SESSION.set(session)
-        try:
-            await asyncio.wait_for(storage.set_state(key, Flow.second), timeout=5)
-            await asyncio.wait_for(storage.update_data(key, {"step": 2}), timeout=5)
-            assert await storage.get_state(key) == Flow.second.state  # sees its own write
-        finally:
-            UPDATE_SESSION.reset(token)
-        await session.commit()
+    async with uow.write() as session:
+        await session.execute(text("SELECT 1"))  # the handler's transaction is open
+        await asyncio.wait_for(storage.set_state(key, Flow.second), timeout=5)
+        await asyncio.wait_for(storage.update_data(key, {"step": 2}), timeout=5)
+        assert await storage.get_state(key) == Flow.second.state  # sees its own write
     assert await DatabaseStorage(uow).get_data(key) == {"step": 2}
 
 
-async def test_a_step_written_during_an_update_is_visible_at_once(sessionmaker, uow) -> None:
+async def test_a_step_written_during_an_update_is_visible_at_once(uow) -> None:
     """The bot asks the next question right after moving the flow on; the answer is a new
     update whose state is read on another connection before this update has ended."""
-    from bot.fsm_storage import UPDATE_SESSION
-
     key = StorageKey(bot_id=1, chat_id=13, user_id=13)
     storage = DatabaseStorage(uow)
-    async with sessionmaker() as session:
-        token = UPDATE_SESSION.set(session)
-        try:
-            await storage.set_state(key, Flow.first)
-            await storage.update_data(key, {"n": 1})
-        finally:
-            UPDATE_SESSION.reset(token)
-        # the update has not ended (its session is still open) — another reader sees the step
-        assert await DatabaseStorage(uow).get_state(key) == Flow.first.state
-        assert await DatabaseStorage(uow).get_data(key) == {"n": 1}
+    await storage.set_state(key, Flow.first)
+    await storage.update_data(key, {"n": 1})
+    assert await DatabaseStorage(uow).get_state(key) == Flow.first.state
+    assert await DatabaseStorage(uow).get_data(key) == {"n": 1}

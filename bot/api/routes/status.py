@@ -120,7 +120,7 @@ def register(reg: Registry) -> None:
         deployment_only=True,
     )
     async def get_backup(call: Call[Any, Any, Any]) -> BackupOut:
-        o = await call.services.extra["backup"].overview(call.actor)
+        o = await call.services.backup.overview(call.actor)
         return BackupOut(
             supported=o.supported,
             message=o.message,

@@ -244,7 +244,7 @@ def register(reg: Registry) -> None:
             mime=part.headers.get("Content-Type"),
             content=_chunks(reader, part),
         )
-        result = await call.services.extra["vault"].ingest(call.actor, source)
+        result = await call.services.vault.ingest(call.actor, source)
         return UploadOut(item=item_out(result.item), duplicate=result.duplicate)
 
     @reg.route(
@@ -257,7 +257,7 @@ def register(reg: Registry) -> None:
         query=ItemQuery,
     )
     async def list_items(call: Call[Any, ItemQuery, Any]) -> ItemList:
-        q, vault = call.query, call.services.extra["vault"]
+        q, vault = call.query, call.services.vault
         rows, total = await window(
             lambda page, size: vault.page(
                 call.actor, kind=q.kind, nsfw=q.nsfw, page=page, size=size
@@ -278,7 +278,7 @@ def register(reg: Registry) -> None:
         path_params=ItemPath,
     )
     async def get_item(call: Call[ItemPath, Any, Any]) -> ItemOut:
-        return item_out(await call.services.extra["vault"].get(call.actor, call.path.item_id))
+        return item_out(await call.services.vault.get(call.actor, call.path.item_id))
 
     @reg.route(
         "PATCH",
@@ -291,7 +291,7 @@ def register(reg: Registry) -> None:
         body=ItemPatch,
     )
     async def update_item(call: Call[ItemPath, Any, ItemPatch]) -> ItemOut:
-        vault, item_id = call.services.extra["vault"], call.path.item_id
+        vault, item_id = call.services.vault, call.path.item_id
         item = await vault.get(call.actor, item_id)
         if call.body.name is not None and call.body.name != item.name:
             item = await vault.rename(call.actor, item_id, call.body.name)
@@ -309,7 +309,7 @@ def register(reg: Registry) -> None:
         path_params=ItemPath,
     )
     async def delete_item(call: Call[ItemPath, Any, Any]) -> DeletedOut:
-        revoked = await call.services.extra["vault"].delete(call.actor, call.path.item_id)
+        revoked = await call.services.vault.delete(call.actor, call.path.item_id)
         return DeletedOut(id=call.path.item_id, links_revoked=revoked)
 
     @reg.route(
@@ -325,7 +325,7 @@ def register(reg: Registry) -> None:
     )
     async def create_link(call: Call[ItemPath, Any, LinkIn]) -> NewLinkOut:
         deps = call.request.config_dict[DEPS]
-        new = await call.services.extra["vault"].create_link(
+        new = await call.services.vault.create_link(
             call.actor,
             call.path.item_id,
             lifetime_seconds=call.body.lifetime_seconds,
@@ -352,7 +352,7 @@ def register(reg: Registry) -> None:
         query=LinkQuery,
     )
     async def item_links(call: Call[ItemPath, LinkQuery, Any]) -> LinkList:
-        vault = call.services.extra["vault"]
+        vault = call.services.vault
         await vault.get(call.actor, call.path.item_id, include_deleted=True)
         return await _links(call, item_id=call.path.item_id)
 
@@ -378,7 +378,7 @@ def register(reg: Registry) -> None:
         path_params=LinkPath,
     )
     async def revoke_link(call: Call[LinkPath, Any, Any]) -> LinkOut:
-        return link_out(await call.services.extra["vault"].revoke(call.actor, call.path.link_id))
+        return link_out(await call.services.vault.revoke(call.actor, call.path.link_id))
 
     @reg.route(
         "GET",
@@ -391,7 +391,7 @@ def register(reg: Registry) -> None:
         query=PageQuery,
     )
     async def access_log(call: Call[ItemPath, PageQuery, Any]) -> ClaimList:
-        vault = call.services.extra["vault"]
+        vault = call.services.vault
         rows, total = await window(
             lambda page, size: vault.access_log(
                 call.actor, call.path.item_id, page=page, size=size
@@ -414,7 +414,7 @@ def register(reg: Registry) -> None:
         response=StatsOut,
     )
     async def vault_stats(call: Call[Any, Any, Any]) -> StatsOut:
-        s = await call.services.extra["vault"].stats(call.actor)
+        s = await call.services.vault.stats(call.actor)
         return StatsOut(
             items=s.items,
             bytes=s.bytes,
@@ -445,7 +445,7 @@ def register(reg: Registry) -> None:
 
 
 async def _links(call: Call[Any, LinkQuery, Any], item_id: int | None) -> LinkList:
-    vault, q = call.services.extra["vault"], call.query
+    vault, q = call.services.vault, call.query
     rows, total = await window(
         lambda page, size: vault.links(
             call.actor, active_only=q.active, item_id=item_id, page=page, size=size
