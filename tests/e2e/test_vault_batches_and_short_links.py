@@ -164,7 +164,7 @@ async def test_deleting_every_file_of_a_batch_ends_its_links(app: Harness) -> No
     b = item_id(await upload(app, OPERATOR, "document", b"b", file_name="b.txt"))
     step = await pick(app, a, b)
     code = await finish_wizard(app, step, uses="10")
-    vault = app.app.factory.builders["vault"](None, app.app.factory)
+    vault = app.app.services.vault
     actor = await app.actor(OPERATOR)
     await vault.delete(actor, a)
     await app.say(STRANGER, f"/start {code}", "Here are your 1 files")
@@ -312,7 +312,7 @@ async def test_batch_page_lists_the_files_and_one_use_covers_them(app: Harness) 
     # a download of one file of the batch dies with the batch's link
     listing = await app.say(OPERATOR, "/links")
     assert "No active links" in listing["text"]  # used up, but its downloads still work
-    vault = app.app.factory.builders["vault"](None, app.app.factory)
+    vault = app.app.services.vault
     await vault.delete(await app.actor(OPERATOR), a)
     async with aiohttp.ClientSession() as http, http.get(links[0]) as resp:
         assert resp.status == 410
