@@ -164,7 +164,7 @@ def register(reg: Registry) -> None:
         response=AccountList,
     )
     async def list_accounts(call: Call[Any, Any, Any]) -> AccountList:
-        views = await call.services.extra["reddit_accounts"].list(call.actor)
+        views = await call.services.reddit_accounts.list(call.actor)
         return AccountList(items=[AccountOut.model_validate(v) for v in views])
 
     @reg.route(
@@ -177,7 +177,7 @@ def register(reg: Registry) -> None:
         path_params=AccountPath,
     )
     async def get_account(call: Call[AccountPath, Any, Any]) -> AccountOut:
-        view = await call.services.extra["reddit_accounts"].get(call.actor, call.path.account_id)
+        view = await call.services.reddit_accounts.get(call.actor, call.path.account_id)
         return AccountOut.model_validate(view)
 
     @reg.route(
@@ -190,7 +190,7 @@ def register(reg: Registry) -> None:
         path_params=AccountPath,
     )
     async def check_account(call: Call[AccountPath, Any, Any]) -> JobQueued:
-        job_id = await call.services.extra["reddit_accounts"].check_now(
+        job_id = await call.services.reddit_accounts.check_now(
             call.actor, call.path.account_id
         )
         return JobQueued(job_id=job_id)
@@ -207,7 +207,7 @@ def register(reg: Registry) -> None:
     async def backfill(call: Call[BackfillPath, Any, Any]) -> JobQueued:
         actor = call.actor
         actor.require(Role.operator, "run Reddit backfills")
-        view = await call.services.extra["reddit_accounts"].get(actor, call.path.account_id)
+        view = await call.services.reddit_accounts.get(actor, call.path.account_id)
         job_id = await call.services.jobs.submit(
             actor.tenant_id,
             BACKFILLS[call.path.what],
@@ -227,7 +227,7 @@ def register(reg: Registry) -> None:
         query=PostQuery,
     )
     async def list_posts(call: Call[Any, PostQuery, Any]) -> PostList:
-        q, posts = call.query, call.services.extra["reddit_posts"]
+        q, posts = call.query, call.services.reddit_posts
         statuses = LISTS[q.status]
         page = {"account_id": q.account_id, "limit": q.limit, "offset": q.offset}
         if q.status == "upcoming":  # soonest first
@@ -250,7 +250,7 @@ def register(reg: Registry) -> None:
     )
     async def get_post(call: Call[PostPath, Any, Any]) -> PostOut:
         return post_out(
-            await call.services.extra["reddit_posts"].get(call.actor, call.path.post_id)
+            await call.services.reddit_posts.get(call.actor, call.path.post_id)
         )
 
     @reg.route(
@@ -265,7 +265,7 @@ def register(reg: Registry) -> None:
         problems=(404,),  # the account or vault item named in the body
     )
     async def queue_post(call: Call[Any, Any, PostIn]) -> QueuedOut:
-        posts, b = call.services.extra["reddit_posts"], call.body
+        posts, b = call.services.reddit_posts, call.body
         fields = b.model_dump(exclude={"account_id", "when", "requires_approval", "dry_run"})
         rehearsal = await posts.rehearse(call.actor, account_id=b.account_id, when=b.when, **fields)
         findings = [Finding.model_validate(f) for f in rehearsal.report.findings]
@@ -308,14 +308,14 @@ def register(reg: Registry) -> None:
         body=RescheduleIn,
     )
     async def reschedule_post(call: Call[PostPath, Any, RescheduleIn]) -> PostOut:
-        result = await call.services.extra["reddit_posts"].reschedule(
+        result = await call.services.reddit_posts.reschedule(
             call.actor, call.path.post_id, call.body.when
         )
         return post_out(result.post)
 
     def steer(name: str, summary: str) -> None:
         async def handler(call: Call[PostPath, Any, Any]) -> PostOut:
-            posts = call.services.extra["reddit_posts"]
+            posts = call.services.reddit_posts
             return post_out(await getattr(posts, name)(call.actor, call.path.post_id))
 
         handler.__name__ = f"{name}_post"
