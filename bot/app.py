@@ -39,6 +39,7 @@ from bot.handlers import (
     queue,
     reddit_accounts,
     reddit_browse,
+    reddit_comments,
     reddit_compose,
     reddit_posts,
     vault,
@@ -94,6 +95,7 @@ from core.reddit_ops import (
 from core.reddit_ops.browse import BrowseService
 from core.reddit_ops.budget import database_budgets
 from core.reddit_ops.clients import configured_user_agent
+from core.reddit_ops.comments import CommentService
 from core.reddit_ops.listing import RedditListing
 from core.reddit_ops.oauth import ConnectService, WebApp
 from core.services.api_tokens import ApiTokenService
@@ -150,6 +152,7 @@ def build_dispatcher(
     dp.include_router(reddit_compose.build_router())  # before reddit_posts: it takes Edit
     dp.include_router(reddit_posts.build_router())
     dp.include_router(reddit_browse.build_router())
+    dp.include_router(reddit_comments.build_router())
     dp.include_router(status_handlers.build_router())
     dp.include_router(settings_handlers.build_router())
     dp.include_router(backup_handlers.build_router())
@@ -468,6 +471,7 @@ class Opsdeck:
             reddit_posts=posts,
             reddit_connect=self.reddit_connect,
             reddit_browse=BrowseService(uow, clock, self.reddit_clients),
+            reddit_comments=CommentService(uow, clock, self.reddit_clients),
             reddit_listing=RedditListing({"posts": posts.listed}),
         )
 

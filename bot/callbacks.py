@@ -184,3 +184,22 @@ class VaultAlbum(CallbackData, prefix="va"):
     """Link every file of the album `g` (Telegram's media_group_id) sent to the bot."""
 
     g: Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,40}$")]
+
+
+class ReplyTo(CallbackData, prefix="rt"):
+    """/browse → /reply: answer this post (`t3_…`) or comment (`t1_…`) of subreddit `sr`."""
+
+    thing: Annotated[str, Field(pattern=r"^t[13]_[a-z0-9]{1,13}$")]
+    sr: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{0,21}$")] = ""
+
+
+class ReplyAccount(CallbackData, prefix="ry"):
+    """/reply: the account the comment goes out as."""
+
+    id: Id
+
+
+class ReplyWhen(CallbackData, prefix="rw"):
+    """/reply: a preset time (index into WHEN_PRESETS)."""
+
+    i: Annotated[int, Field(ge=0, lt=10)]

@@ -47,6 +47,9 @@ class PostKind(enum.StrEnum):
     self = "self"
     link = "link"
     image = "image"
+    # A reply (/reply): `parent_fullname` is the post or comment it answers, `title` that
+    # post's title, `url` the parent's permalink, `body` the markdown text.
+    comment = "comment"
 
 
 class PostStatus(enum.StrEnum):
@@ -135,6 +138,7 @@ class RedditPost(Base):
     title: Mapped[str] = mapped_column(String(300))
     body: Mapped[str | None] = mapped_column(Text)
     url: Mapped[str | None] = mapped_column(Text)
+    parent_fullname: Mapped[str | None] = mapped_column(String(32))  # comments: t3_… or t1_…
     # An image comes from a vault item, or from bytes stored under `image_blob_key`.
     vault_item_id: Mapped[int | None] = mapped_column(
         ForeignKey("vault_items.id", ondelete="SET NULL")

@@ -51,7 +51,8 @@ async def open_button(
 ) -> None:
     view = await browse_of(services).thread(actor, callback_data.id)
     await query.answer()
-    await edit(query, *render.thread(view, callback_data.sr, callback_data.sort, []))
+    replies = render.reply_rows(view, callback_data.sr) if actor.at_least(Role.operator) else []
+    await edit(query, *render.thread(view, callback_data.sr, callback_data.sort, replies))
 
 
 def build_router() -> Router:

@@ -121,11 +121,20 @@ def post_text(p: PostView, tz: str) -> str:
         marks.append("spoiler")
     if p.flair_text or p.flair_id:
         marks.append(f"flair: {h(p.flair_text or p.flair_id)}")
-    lines = [
-        f"<b>Post #{p.id}</b> · u/{h(p.username or '?')} → r/{h(p.subreddit)} · {h(p.kind)}",
-        f"<b>{h(p.title)}</b>",
-    ]
-    if p.kind == "link" and p.url:
+    if p.kind == "comment":
+        lines = [
+            f"<b>💬 Comment #{p.id}</b> · u/{h(p.username or '?')} → r/{h(p.subreddit)}",
+            f"↩ on “{h(shorten(p.title, 120))}”" + (f" ({h(p.url)})" if p.url else ""),
+            h(shorten(p.body, 400)),
+        ]
+    else:
+        lines = [
+            f"<b>Post #{p.id}</b> · u/{h(p.username or '?')} → r/{h(p.subreddit)} · {h(p.kind)}",
+            f"<b>{h(p.title)}</b>",
+        ]
+    if p.kind == "comment":
+        pass
+    elif p.kind == "link" and p.url:
         lines.append(h(p.url))
     elif p.kind == "image" and p.has_image:
         where = f"vault item #{p.vault_item_id}" if p.vault_item_id is not None else "uploaded"
@@ -201,7 +210,8 @@ def post_card(p: PostView, actor: Actor):
                 ("Cancel", RedditPostAct(act="cancel", id=p.id).pack()),
             ]
         )
-        rows.append([("Edit", RedditPostAct(act="edit", id=p.id).pack())])
+        if p.kind != "comment":  # a reply is cancelled and written again, not edited
+            rows.append([("Edit", RedditPostAct(act="edit", id=p.id).pack())])
     return clip(post_text(p, actor.timezone)), keyboard(rows)
 
 
@@ -251,7 +261,10 @@ def upcoming_list(posts: list[PostView], actor: Actor):
         for p in items:
             when = fmt(p.scheduled_for, actor.timezone)
             state = "" if p.status == "queued" else f" · {p.status.replace('_', ' ')}"
-            lines.append(f"• #{p.id} {when} → r/{h(p.subreddit)}: {h(shorten(p.title, 50))}{state}")
+            what = "💬 " if p.kind == "comment" else ""
+            lines.append(
+                f"• #{p.id} {when} → r/{h(p.subreddit)}: {what}{h(shorten(p.title, 50))}{state}"
+            )
             rows.append(
                 [(f"#{p.id} {shorten(p.title, 30)}", RedditPostAct(act="card", id=p.id).pack())]
             )

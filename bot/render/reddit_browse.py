@@ -6,7 +6,7 @@ from datetime import datetime
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.callbacks import BrowseOpen, BrowsePage
+from bot.callbacks import BrowseOpen, BrowsePage, ReplyTo
 from bot.render.common import clip, h, shorten
 from core.reddit.thread_models import Comment, ThreadPost
 from core.reddit_ops.browse import BrowsePage as Page
@@ -79,15 +79,27 @@ def listing(page: Page) -> tuple[str, InlineKeyboardMarkup]:
     return clip("\n".join(lines)), InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-def closed_reason(p: ThreadPost) -> str | None:
-    """Why the thread takes no replies, or None."""
-    if p.gone:
-        return f"the post was {p.gone}"
-    if p.locked:
-        return "the thread is locked by its moderators"
-    if p.archived:
-        return "the thread is archived (older than six months)"
-    return None
+def reply_rows(view: ThreadView, sr: str) -> list[list[InlineKeyboardButton]]:
+    """Reply to the post, or to one of the top comments (none when the thread is closed)."""
+    p = view.thread.post
+    if p.closed_reason or not p.post.fullname:
+        return []
+    rows = [
+        [
+            InlineKeyboardButton(
+                text="💬 Reply to the post",
+                callback_data=ReplyTo(thing=p.post.fullname, sr=sr).pack(),
+            )
+        ]
+    ]
+    to_comments = [
+        InlineKeyboardButton(text=f"↩ {n}", callback_data=ReplyTo(thing=c.fullname, sr=sr).pack())
+        for n, c in enumerate(view.thread.comments, start=1)
+        if c.fullname and not c.deleted
+    ]
+    if to_comments:
+        rows.append(to_comments)
+    return rows
 
 
 def _comment(n: int, c: Comment, now: datetime) -> str:
@@ -112,7 +124,7 @@ def thread(
         if len(text) > SELFTEXT_MAX:
             text = text[: SELFTEXT_MAX - 1] + "…"
         parts.append("\n" + h(text))
-    closed = closed_reason(p)
+    closed = p.closed_reason
     if closed:
         parts.append(f"\n🔒 No replies possible: {closed}.")
     parts.append("\n<b>Top comments</b>" if t.comments else "\nNo comments yet.")

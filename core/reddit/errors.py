@@ -19,6 +19,10 @@ ErrorItem = tuple[str, str, str | None]
 # Reddit's error codes in plain words. "{sr}" is the subreddit when known ("r/foo").
 _PLAIN_WORDS: dict[str, str] = {
     "SUBREDDIT_NOEXIST": "{sr} does not exist",
+    "THREAD_LOCKED": "the thread is locked by its moderators",
+    "TOO_OLD": "the thread is archived (too old for replies)",
+    "DELETED_COMMENT": "the comment being answered was deleted",
+    "DELETED_LINK": "the post being answered was deleted",
     "SUBREDDIT_NOTALLOWED": "this account is not allowed to post in {sr}",
     "SUBREDDIT_NO_ACCESS": "this account cannot see {sr}",
     "SUBREDDIT_REQUIRED": "a subreddit is required",

@@ -40,6 +40,17 @@ class ThreadPost:
             return "removed"
         return None
 
+    @property
+    def closed_reason(self) -> str | None:
+        """Why the thread takes no reply (gone, locked, archived), or None."""
+        if self.gone:
+            return f"the post was {self.gone}"
+        if self.locked:
+            return "the thread is locked by its moderators"
+        if self.archived:
+            return "the thread is archived (older than six months)"
+        return None
+
     @classmethod
     def parse(cls, data: Any) -> ThreadPost:
         d = _mapping(data)

@@ -25,6 +25,7 @@ from core.reddit import (
 
 TITLE_MAX = 300  # Reddit's own limit, whatever the subreddit says
 FLAIR_TEXT_MAX = 64
+COMMENT_MAX = 10_000  # Reddit's limit for a comment
 
 
 class Level(StrEnum):
@@ -162,6 +163,14 @@ def check_post(draft: Draft, facts: SubredditFacts | None = None) -> list[Findin
     body = (draft.body or "").strip()
 
     # -- the post itself (Reddit's own limits) --------------------------------------------
+    if draft.kind == "comment":  # a reply: its thread is checked when composed and sent
+        if not body:
+            found.append(_err("NO_TEXT", "the comment is empty"))
+        elif len(body) > COMMENT_MAX:
+            found.append(
+                _err("TOO_LONG", f"the comment has {len(body)} characters; Reddit allows 10,000")
+            )
+        return found
     if draft.kind not in ("self", "link", "image"):
         found.append(_err("KIND", f"unknown post kind “{draft.kind}”"))
     if not title.strip():

@@ -40,8 +40,10 @@ from core.reddit import (
     RedditValidationError,
     Submission,
 )
+from core.reddit.thread_models import Comment
 from core.reddit_ops.account_status import change_status, status_message
 from core.reddit_ops.clients import RedditClients
+from core.reddit_ops.comment_submit import dry_run_problem, look_for_comment, send_comment
 from core.reddit_ops.common import DEP_BLOBS, DEP_CLIENTS, job_uow, short
 from core.reddit_ops.fate import removal_words
 from core.reddit_ops.pacing import PacingDecision
@@ -66,6 +68,7 @@ LOOKUP_SLACK_SECONDS = 600
 # A job that runs this much before the post's time waits for it.
 EARLY_TOLERANCE = timedelta(seconds=5)
 DRY_RUN_PREFIX = "t3_dryrun_"
+DRY_RUN_PREFIX_COMMENT = "t1_dryrun_"
 
 
 class _PostFailed(Exception):
@@ -216,10 +219,14 @@ async def _wait_for_turn(
 # == sending =====================================================================================
 
 
-async def _look(client: RedditClient, post: RedditPost, now: datetime) -> Submission | None:
-    """The post on Reddit, if an earlier attempt published it."""
+async def _look(
+    client: RedditClient, post: RedditPost, now: datetime
+) -> Submission | Comment | None:
+    """The post (or comment) on Reddit, if an earlier attempt published it."""
     first = post.attempted_at or now
     within = max(3600.0, (now - first).total_seconds() + LOOKUP_SLACK_SECONDS)
+    if post.kind == PostKind.comment:
+        return await look_for_comment(client, post, within)
     return await client.recent_submission(post.title, post.subreddit, within_seconds=within)
 
 
@@ -227,7 +234,9 @@ async def _send(
     ctx: JobContext, client: RedditClient, post: RedditPost, account: RedditAccount
 ) -> dict[str, Any]:
     try:
-        if post.kind == PostKind.image:
+        if post.kind == PostKind.comment:
+            fullname, permalink = await send_comment(client, post)
+        elif post.kind == PostKind.image:
             data, name, mime = await _image_bytes(ctx, post)
             result = await client.submit_image(
                 post.subreddit,
@@ -242,6 +251,7 @@ async def _send(
                 sendreplies=post.send_replies,
             )
             permalink = result.permalink or result.url
+            fullname = result.fullname
         else:
             result = await client.submit(
                 post.subreddit,
@@ -256,6 +266,7 @@ async def _send(
                 sendreplies=post.send_replies,
             )
             permalink = result.url
+            fullname = result.fullname
     except RedditRateLimited as exc:
         return await _rate_limited(ctx, post, account, exc)
     except RedditValidationError as exc:
@@ -277,7 +288,6 @@ async def _send(
         # back to queued; the retry still looks first because its attempt number is > 1.
         await _update(ctx, post, {"status": PostStatus.queued}, from_publishing=True)
         raise
-    fullname = result.fullname
     if not fullname:
         unclear = RedditUnknownOutcome("Reddit did not say which post it became", accepted=True)
         return await _unknown_outcome(ctx, client, post, account, unclear)
@@ -315,15 +325,24 @@ async def _dry_run(ctx: JobContext, post: RedditPost, account: RedditAccount) ->
         client = await clients.client(account)
     if post.kind == PostKind.image:
         await _image_bytes(ctx, post)  # the image must be there, as for a real post
+    warnings = ""
     try:
-        report = await preflight(client, draft_of(post))
+        if post.kind == PostKind.comment:
+            problem = await dry_run_problem(client, post)
+            if problem:
+                raise _PostFailed("DRY_RUN_PREFLIGHT", f"{problem} (dry run)")
+        else:
+            report = await preflight(client, draft_of(post))
+            if report.errors:
+                raise _PostFailed(
+                    "DRY_RUN_PREFLIGHT", "; ".join(f.text for f in report.errors) + " (dry run)"
+                )
+            warnings = "".join(f"\n! {f.text}" for f in report.warnings)
     except RedditAuthError as exc:
         return await _account_down(ctx, post, account, AccountStatus.auth_failed, exc.message)
-    if report.errors:
-        raise _PostFailed(
-            "DRY_RUN_PREFLIGHT", "; ".join(f.text for f in report.errors) + " (dry run)"
-        )
-    fullname = f"{DRY_RUN_PREFIX}{post.id}"
+    fullname = (
+        f"{DRY_RUN_PREFIX_COMMENT if post.kind == PostKind.comment else DRY_RUN_PREFIX}{post.id}"
+    )
     now = ctx.clock.now()
     async with job_uow(ctx).write() as session:
         updated = await repo.update_post(
@@ -344,11 +363,10 @@ async def _dry_run(ctx: JobContext, post: RedditPost, account: RedditAccount) ->
         await _audit(session, ctx, post, "reddit.post.dry_run", {"fullname": fullname})
     if updated is None:
         return {"skipped": "the post changed meanwhile"}
-    warnings = "".join(f"\n! {f.text}" for f in report.warnings)
     await ctx.notifier.tell_operators(
         ctx.tenant_id,
         f"🧪 DRY RUN — nothing was sent to Reddit. u/{account.username} → r/{post.subreddit}: "
-        f"“{short(post.title)}” passed every check ({fullname}).{warnings}",
+        f"{_what(post)} passed every check ({fullname}).{warnings}",
     )
     return {"post_id": post.id, "fullname": fullname, "dry_run": True}
 
@@ -411,7 +429,8 @@ async def _published_values(
     *,
     how: str,
 ) -> dict[str, Any]:
-    removed_by = await _removed_at_once(client, fullname)
+    # a comment's fate is not followed (no stats refresh): no look at it either
+    removed_by = None if post.kind == PostKind.comment else await _removed_at_once(client, fullname)
     async with job_uow(ctx).write() as session:
         await repo.drop_history_duplicate(session, account.id, fullname, post.id)
         updated = await repo.update_post(
@@ -448,13 +467,13 @@ async def _published_values(
     if removed_by is not None:
         text = (
             f"⚠️ Published on r/{post.subreddit} as u/{account.username}, but removed "
-            f"{removal_words(removed_by)} at once: “{short(post.title)}”{note}. Others do not "
+            f"{removal_words(removed_by)} at once: {_what(post)}{note}. Others do not "
             f"see it; check the subreddit's rules or ask its moderators.\n{permalink or fullname}"
         )
     else:
         text = (
             f"✅ Published on r/{post.subreddit} as u/{account.username}: "
-            f"“{short(post.title)}”{note}\n{permalink or fullname}"
+            f"{_what(post)}{note}\n{permalink or fullname}"
         )
     await ctx.notifier.tell_operators(ctx.tenant_id, text)
     result = {"post_id": post.id, "fullname": fullname, "permalink": permalink, "how": how}
@@ -484,7 +503,12 @@ async def _fail(
     await ctx.notifier.tell_operators(
         ctx.tenant_id,
         f"❌ Not published on r/{post.subreddit} as u/{account.username}: "
-        f"“{short(post.title)}” — {message}. Edit the post and queue it again.",
+        f"{_what(post)} — {message}. "
+        + (
+            "Reply again with /reply if it still fits."
+            if post.kind == PostKind.comment
+            else "Edit the post and queue it again."
+        ),
     )
     raise PermanentFailure(f"{code}: {message}")
 
@@ -616,6 +640,13 @@ async def _still_invisible(
 
 
 # == helpers =====================================================================================
+
+
+def _what(post: RedditPost) -> str:
+    """How notifications name the post: its title, or for a comment what it answers."""
+    if post.kind == PostKind.comment:
+        return f"💬 comment on “{short(post.title)}”"
+    return f"“{short(post.title)}”"
 
 
 async def _update(

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from core.clock import Clock
     from core.reddit_ops.accounts import AccountService
     from core.reddit_ops.browse import BrowseService
+    from core.reddit_ops.comments import CommentService
     from core.reddit_ops.listing import RedditListing
     from core.reddit_ops.oauth import ConnectService
     from core.reddit_ops.posts import PostService
@@ -38,4 +39,5 @@ class Services:
     reddit_posts: PostService
     reddit_connect: ConnectService
     reddit_browse: BrowseService
+    reddit_comments: CommentService
     reddit_listing: RedditListing

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import upsert
 from storage.models import Job, JobStatus
 from storage.reddit_models import (
+    PostKind,
     PostSource,
     PostStatus,
     RedditAccount,
@@ -298,6 +299,7 @@ async def posts_to_sync(
             RedditPost.status == PostStatus.published,
             RedditPost.dry_run.is_(False),
             RedditPost.fullname.is_not(None),
+            RedditPost.kind != PostKind.comment,  # comments have no post stats to refresh
             RedditPost.content_deleted_at.is_(None),
             or_(RedditPost.published_at >= since, RedditPost.hidden_since.is_not(None)),
         )
