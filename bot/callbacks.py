@@ -187,10 +187,20 @@ class VaultAlbum(CallbackData, prefix="va"):
 
 
 class ReplyTo(CallbackData, prefix="rt"):
-    """/browse → /reply: answer this post (`t3_…`) or comment (`t1_…`) of subreddit `sr`."""
+    """/browse → /reply: answer a post (`t3`) or comment (`t1`) by its base36 id, in `sr`."""
 
-    thing: Annotated[str, Field(pattern=r"^t[13]_[a-z0-9]{1,13}$")]
+    kind: Literal["t1", "t3"]
+    id: Annotated[str, Field(pattern=r"^[a-z0-9]{1,13}$")]
     sr: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{0,21}$")] = ""
+
+    @property
+    def thing(self) -> str:
+        return f"{self.kind}_{self.id}"
+
+    @classmethod
+    def of(cls, fullname: str, sr: str) -> ReplyTo:
+        kind, _, thing_id = fullname.partition("_")
+        return cls(kind=kind, id=thing_id, sr=sr)  # type: ignore[arg-type]
 
 
 class ReplyAccount(CallbackData, prefix="ry"):

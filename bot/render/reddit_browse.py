@@ -88,12 +88,12 @@ def reply_rows(view: ThreadView, sr: str) -> list[list[InlineKeyboardButton]]:
         [
             InlineKeyboardButton(
                 text="💬 Reply to the post",
-                callback_data=ReplyTo(thing=p.post.fullname, sr=sr).pack(),
+                callback_data=ReplyTo.of(p.post.fullname, sr).pack(),
             )
         ]
     ]
     to_comments = [
-        InlineKeyboardButton(text=f"↩ {n}", callback_data=ReplyTo(thing=c.fullname, sr=sr).pack())
+        InlineKeyboardButton(text=f"↩ {n}", callback_data=ReplyTo.of(c.fullname, sr).pack())
         for n, c in enumerate(view.thread.comments, start=1)
         if c.fullname and not c.deleted
     ]

@@ -178,7 +178,7 @@ async def test_viewers_stale_buttons_and_other_workspaces(
     await rapp.press(VIEWER, page, rapp.button(page, "1"))
     shown = await rapp.becomes(page, lambda m: "No comments yet" in m["text"])
     assert "Reply" not in rapp.buttons_text(shown)
-    forged = await rapp.forge(VIEWER, page, ReplyTo(thing=post.fullname, sr="opsdeck_talk").pack())
+    forged = await rapp.forge(VIEWER, page, ReplyTo.of(post.fullname, "opsdeck_talk").pack())
     assert "cannot" in forged["text"]
     page = await rapp.say(OPERATOR, "/browse r/opsdeck_talk", "r/opsdeck_talk")
     await rapp.forge(OPERATOR, page, BrowseOpen(id=post.id, sr="opsdeck_talk", sort="hot").pack())
