@@ -15,7 +15,12 @@ The run:
 * the periodic jobs run all day: inbox every 10 min, stats refresh hourly (7 days, batches
   of 100), health checks every 6 h;
 * Reddit misbehaves: three RATELIMIT answers, one submit that times out after Reddit created
-  the post, two posts removed by moderators, new inbox messages every hour.
+  the post, two posts removed by moderators, new inbox messages every hour;
+* comments: at 00:00 the operators also reply to 30 threads of other people (`/reply`: the
+  thread is read, the comment drafted and queued through the same queue and pacing as the
+  posts); Reddit answers two of them `RATELIMIT` and one times out after it made the comment;
+* browsing: every 20 minutes an operator reads a subreddit's hot page and opens a thread
+  (`/browse`), through the same shared budget.
 
 The fake, the clients, the services and the jobs share one `VirtualTime`: waiting (pacing,
 retries, the schedule) moves the clock, so the day takes seconds of wall time. Jobs live in
@@ -23,8 +28,9 @@ the real `jobs` table of a SQLite database and are claimed with the engine's own
 `VirtualRunner` applies the engine's outcome rules, and a loop stands in for APScheduler by
 jumping the virtual clock to the next due job, periodic run or event.
 
-Checked at the end (the process exits 1 if any fails): zero 429s, no pacing rule broken
-(from the fake's own creation times), every post published exactly once.
+Checked at the end (the process exits 1 if any fails): zero 429s, at most 100 requests in
+any 60 s, no pacing rule broken (from the fake's own creation times, comments included),
+every post and every comment published exactly once.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ from core.reddit_ops import (
     RedditClients,
     register_reddit_jobs,
 )
+from core.reddit_ops.browse import BrowseService
+from core.reddit_ops.comments import CommentService, parse_reply_link
 from core.services.jobs import JobService
 from core.settings import JobSettings
 from storage import migrate
@@ -82,13 +90,15 @@ APP = "opsdeck-bench-app"
 SECRET = "opsdeck-bench-secret"
 ACCOUNTS = ("alice", "bob", "carol")
 SUBREDDITS = tuple(f"benchsub{n}" for n in range(10))
-POSTS_PER_DAY = 70
+POSTS_PER_DAY = 80  # posts and comments together (comments share the queue's pacing)
 ACCOUNT_GAP = timedelta(minutes=15)
 SUBREDDIT_GAP = timedelta(minutes=30)
 LIMIT_PER_MINUTE = 100
 HISTORY_POSTS = 600  # per account, one every 2 hours
 INBOX_MESSAGES = 1000  # per account
 START = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
+OUTSIDER = "dave"  # someone else on Reddit, whose threads the team replies to
+BROWSE_EVERY = timedelta(minutes=20)
 DAY = timedelta(hours=24)
 
 
@@ -247,6 +257,14 @@ async def main(args: argparse.Namespace) -> int:
             )
     for sub in SUBREDDITS:
         fake.add_subreddit(sub, flairs=["Discussion", "News"])
+    fake.add_account(OUTSIDER, "dave-pw", "daves-own-app", "daves-secret")
+    threads = []
+    for n in range(max(args.comments, 1)):
+        thread = fake.add_post(
+            OUTSIDER, SUBREDDITS[n % 10], f"{OUTSIDER} asks {n}", text=f"Question {n}?"
+        )
+        thread.created_utc = START.timestamp() - 3600 * (n + 1)
+        threads.append(thread)
 
     db = create_engine(f"sqlite+aiosqlite:///{tmp / 'opsdeck.db'}")
     await migrate.upgrade(db)
@@ -353,12 +371,38 @@ async def main(args: argparse.Namespace) -> int:
         result = await posts.queue(actor, post_id, wanted)
         moved += result.decision.moved
 
+    # -- 00:00: replies to other people's threads, through the same queue ---------------------
+    comments = CommentService(uow, vt.clock, clients)
+    comment_ids: list[int] = []
+    comment_bodies: dict[int, str] = {}
+    for n in range(args.comments):
+        name = ACCOUNTS[n % 3]
+        thread = threads[n]
+        link = parse_reply_link(f"https://www.reddit.com{thread.permalink}")
+        target = await comments.resolve(actor, account_ids[name], link)  # reads the thread
+        body = f"Bench comment {n}: we do it **this** way."
+        draft = await comments.draft(actor, account_ids[name], target, body)
+        wanted = START + timedelta(minutes=rng.randrange(0, 18 * 60))
+        result = await posts.queue(actor, draft.id, wanted)
+        moved += result.decision.moved
+        comment_ids.append(draft.id)
+        comment_bodies[draft.id] = body
+    browser = BrowseService(uow, vt.clock, clients)
+
     # -- what Reddit does during the day -----------------------------------------------------
     timeline = Timeline()
     for hour in (3, 9, 15):
         timeline.add(START + timedelta(hours=hour), "ratelimit")
     timeline.add(START + timedelta(hours=6), "timeout_after_send")
     timeline.add(START + timedelta(hours=12), "removals")
+    if args.comments:
+        for hour in (4, 10):
+            timeline.add(START + timedelta(hours=hour), "comment_ratelimit")
+        timeline.add(START + timedelta(hours=7), "comment_timeout_after_send")
+    at = START + BROWSE_EVERY
+    while at < START + DAY:
+        timeline.add(at, "browse")
+        at += BROWSE_EVERY
     for hour in range(1, 24):
         timeline.add(START + timedelta(hours=hour), "mail")
 
@@ -367,9 +411,13 @@ async def main(args: argparse.Namespace) -> int:
     next_run: dict[str, datetime] = {spec.name: START for spec in specs}
     horizon = START + timedelta(hours=args.max_hours)
     runs = 0
+    browsed = 0
     while True:
         now = vt.now()
         for _, what, _arg in timeline.due(now):
+            if what == "browse":
+                browsed += await browse_once(browser, actor, rng)
+                continue
             await happen(what, fake, rng, vt)
         for spec in specs:
             if now >= next_run[spec.name]:
@@ -393,6 +441,8 @@ async def main(args: argparse.Namespace) -> int:
         fake,
         sessionmaker,
         post_ids,
+        comment_bodies,
+        browsed,
         notifier,
         budgets,
         runs,
@@ -410,8 +460,23 @@ async def main(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+async def browse_once(browser: BrowseService, actor: Actor, rng: random.Random) -> int:
+    """An operator reads a subreddit's hot page and opens one thread: requests made."""
+    page = await browser.listing(actor, SUBREDDITS[rng.randrange(10)], "hot")
+    if not page.posts:
+        return 1
+    await browser.thread(actor, rng.choice(page.posts).post.id)
+    return 2
+
+
 async def happen(what: str, fake: FakeReddit, rng: random.Random, vt: VirtualTime) -> None:
-    if what == "ratelimit":
+    if what == "comment_ratelimit":
+        fake.queue_error(
+            "comment", ratelimit="you are doing that too much. try again in 9 minutes."
+        )
+    elif what == "comment_timeout_after_send":
+        fake.queue_error("comment", hang=2, process=True)
+    elif what == "ratelimit":
         fake.queue_error("submit", ratelimit="you are doing that too much. try again in 9 minutes.")
     elif what == "timeout_after_send":
         fake.queue_error("submit", hang=2, process=True)
@@ -452,6 +517,8 @@ async def summarize(
     fake: FakeReddit,
     sessionmaker: Any,
     post_ids: list[int],
+    comment_bodies: dict[int, str],
+    browsed: int,
     notifier: RecordingNotifier,
     budgets: RateBudgetRegistry,
     runs: int,
@@ -492,12 +559,44 @@ async def summarize(
     if mismatched:
         problems.append(f"fullname mismatches: {mismatched[:5]}")
 
+    # comments: exactly once, and the row knows which comment it became
+    async with sessionmaker() as session:
+        comment_rows = (
+            (
+                await session.execute(
+                    select(RedditPost).where(RedditPost.id.in_(list(comment_bodies)))
+                )
+            )
+            .scalars()
+            .all()
+        )
+    team = {a.lower() for a in ACCOUNTS}
+    replies = [c for c in fake.comments if c.author.lower() in team]
+    per_body: dict[str, list[str]] = defaultdict(list)
+    for comment in replies:
+        per_body[comment.body].append(comment.fullname)
+    comments_twice = [b for b, names in per_body.items() if len(names) > 1]
+    comments_missing = [
+        r.id
+        for r in comment_rows
+        if r.status != PostStatus.published or per_body.get(comment_bodies[r.id]) != [r.fullname]
+    ]
+    if comments_twice:
+        problems.append(f"comments published twice: {comments_twice[:3]}")
+    if comments_missing or len(replies) != len(comment_bodies):
+        problems.append(
+            f"comments not published once: {len(comments_missing)} (fake has {len(replies)})"
+        )
+
     # pacing, from the fake's own creation times
     per_account: dict[str, list[float]] = defaultdict(list)
     per_sub: dict[str, list[float]] = defaultdict(list)
     for post in made:
         per_account[post.author].append(post.created_utc)
         per_sub[post.subreddit.lower()].append(post.created_utc)
+    for comment in replies:  # comments keep the same pacing as posts
+        per_account[comment.author].append(comment.created_utc)
+        per_sub[comment.subreddit.lower()].append(comment.created_utc)
     min_account_gap = min(
         (
             b - a
@@ -523,6 +622,10 @@ async def summarize(
         problems.append(f"subreddit gap broken: {min_sub_gap:.0f}s")
     if max_day > POSTS_PER_DAY:
         problems.append(f"daily limit broken: {max_day}")
+    last_item = max(
+        [p.created_utc for p in made] + [c.created_utc for c in replies],
+        default=START.timestamp(),
+    )
 
     # rate limit
     api = [r for r in fake.requests if r.host == "oauth"]
@@ -556,11 +659,18 @@ async def summarize(
         f"max {max(delays):.0f}"
         if delays
         else "delay: -",
+        f"comments queued: {len(comment_bodies)}; published: {len(replies)} (exactly once: "
+        f"{not comments_twice and not comments_missing}); /api/comment sent: "
+        f"{len(fake.requests_to('comment'))} (RATELIMIT answers: "
+        f"{sum(1 for r in fake.requests_to('comment') if r.status == 200) - len(replies)})",
+        f"browsing: {browsed} reads (listing + thread every 20 min); last post or comment at "
+        f"{datetime.fromtimestamp(last_item, UTC):%d %H:%M} virtual",
         f"submits sent: {len(fake.requests_to('submit'))} "
         f"(RATELIMIT answers: {ratelimited}; unknown outcomes found: "
         f"{sum('not sent twice' in t for t in texts)})",
         f"pacing: min gap per account {min_account_gap / 60:.1f} min (rule 15), per subreddit "
-        f"{min_sub_gap / 60:.1f} min (rule 30), max posts in 24 h per account {max_day} (rule 70)",
+        f"{min_sub_gap / 60:.1f} min (rule 30), max posts and comments in 24 h per account "
+        f"{max_day} (rule {POSTS_PER_DAY})",
         f"API requests: {len(api)}; max in any 60 s: {per_minute} (limit {LIMIT_PER_MINUTE}); "
         f"429s: {fake.throttled}; token grants: {len(fake.grants)}",
         f"client-side waiting for the budget: {budget.total_wait_seconds / 60:.1f} virtual min",
@@ -579,6 +689,7 @@ async def summarize(
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--posts", type=int, default=200)
+    parser.add_argument("--comments", type=int, default=30)
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--max-hours", type=float, default=48.0)
     parser.add_argument("--concurrency", type=int, default=8)
