@@ -370,6 +370,7 @@ class Opsdeck:
             self.dispatcher.fsm.storage,
             self.bot.id,
             s.public_base_url,
+            s.http.trusted_proxy_hops,
         )
         metrics_token = s.metrics.token.get_secret_value() if s.metrics.token else None
         if s.metrics.on_http_port:  # one port must do: only with the bearer token

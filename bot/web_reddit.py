@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiohttp import web
 
 from bot.outbox import Outbox
 from bot.web_claim_pages import STATIC_PATH, ClaimPages, page_headers
+from bot.web_claims import client_address
+from core.ratelimit import Limit, SharedLimiter
 from core.reddit_ops.oauth import CALLBACK_PATH, ConnectOutcome, ConnectService
 
 log = logging.getLogger(__name__)
 
 TITLE = "Connect with Reddit"
+# A person needs one or two tries; anything beyond is someone guessing states.
+CALLBACK_LIMIT = Limit(10, 60.0)
 DESCRIPTION = "Connecting a Reddit account to Opsdeck."
 
 
@@ -53,8 +58,10 @@ def add_reddit_routes(
     fsm: BaseStorage,
     bot_id: int,
     public_base_url: str,
+    trusted_proxy_hops: int = 0,
 ) -> None:
     pages = ClaimPages()
+    limiter = SharedLimiter("reddit:callback", CALLBACK_LIMIT, connect.clock)
 
     async def end_add_flow(outcome: ConnectOutcome) -> None:
         if outcome.chat_id is None or outcome.user_id is None:
@@ -66,6 +73,23 @@ def add_reddit_routes(
             await fsm.set_data(key, {})
 
     async def callback(request: web.Request) -> web.Response:
+        address = client_address(request, trusted_proxy_hops)
+        async with connect.uow.write() as session:
+            wait = await limiter.hit_in(session, address)
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            response = render(
+                pages,
+                ConnectOutcome(
+                    ok=False,
+                    status=429,
+                    title="Too many tries",
+                    text=f"Too many tries from your address; wait {seconds} s and try again.",
+                ),
+                public_base_url,
+            )
+            response.headers["Retry-After"] = str(seconds)
+            return response
         query = request.query
         outcome = await connect.finish(query.get("state"), query.get("code"), query.get("error"))
         if outcome.ok:

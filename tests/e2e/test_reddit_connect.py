@@ -229,6 +229,19 @@ async def test_account_lands_in_the_operators_own_workspace(
         assert await reddit_repo.list_accounts(session, (await wapp.actor(OWNER)).tenant_id) == []
 
 
+async def test_guessing_states_is_rate_limited(wapp: Harness, reddit: FakeReddit) -> None:
+    base = wapp.app.settings.public_base_url + "/reddit/callback"
+    async with httpx.AsyncClient(timeout=SLOW) as browser:
+        answers = [
+            (await browser.get(base, params={"state": f"{n:043d}", "code": "x"})).status_code
+            for n in range(12)
+        ]
+        limited = await browser.get(base, params={"state": "B" * 43, "code": "x"})
+    assert answers[:10] == [400] * 10 and answers[10:] == [429, 429]
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert "Too many tries" in limited.text
+
+
 async def test_without_a_web_app_the_button_is_absent(start_app, reddit: FakeReddit) -> None:
     settings = RedditSettings(_env_file=None, oauth_url=reddit.oauth_url, www_url=reddit.www_url)
     app = await start_app(reddit=settings)
