@@ -274,6 +274,7 @@ def upcoming_list(posts: list[PostView], actor: Actor):
 # The button that opens an entry of `/posts published|all`, per kind of entry.
 ENTRY_CARD: dict[str, Callable[[int], str]] = {
     "post": lambda entry_id: RedditPostAct(act="card", id=entry_id).pack(),
+    "comment": lambda entry_id: RedditPostAct(act="card", id=entry_id).pack(),  # /reply
 }
 HISTORY_TITLE = {"published": "Published on Reddit", "all": "Reddit posts"}
 
@@ -287,9 +288,10 @@ def history_list(entries: list[ListedEntry], which: str, actor: Actor):
     rows = []
     for e in entries:
         when = fmt(e.at, actor.timezone)
+        what = "💬 " if e.kind == "comment" else ""
         lines.append(
             f"• #{e.id} {when} u/{h(e.username or '?')} → r/{h(e.subreddit)}: "
-            f"{h(shorten(e.text, 50) or '(deleted)')}\n  {h(e.state)}"
+            f"{what}{h(shorten(e.text, 50) or '(deleted)')}\n  {h(e.state)}"
         )
         card = ENTRY_CARD.get(e.kind)
         if card is not None:

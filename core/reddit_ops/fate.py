@@ -40,6 +40,8 @@ def fate(p: PostView) -> str:
         return p.status.replace("_", " ")
     if p.dry_run:
         return "dry run: nothing was sent"
+    if p.kind == "comment":  # its fate on Reddit is not followed (no stats refresh)
+        return "published"
     if p.content_deleted:
         return "deleted on Reddit"
     if p.hidden_since is not None:

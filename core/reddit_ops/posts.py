@@ -44,7 +44,7 @@ from core.reddit_ops.slots import plan_slot
 from core.services.audit import record
 from core.services.jobs import JobService
 from storage.models import JobStatus, Role
-from storage.reddit_models import PostSource, PostStatus, RedditAccount, RedditPost
+from storage.reddit_models import PostKind, PostSource, PostStatus, RedditAccount, RedditPost
 from storage.repositories import jobs as job_repo
 from storage.repositories import reddit as repo
 from storage.uow import UnitOfWork
@@ -126,11 +126,12 @@ class PostService:
         views = await self.recent(actor, limit=limit, statuses=statuses)
         return [
             ListedEntry(
-                kind="post",
+                kind="comment" if v.kind == PostKind.comment else "post",
                 id=v.id,
                 username=v.username,
                 subreddit=v.subreddit,
-                text=v.title,
+                # a comment shows its first words (its row's title is the thread's)
+                text=(v.body or "") if v.kind == PostKind.comment else v.title,
                 status=v.status,
                 state=fate(v),
                 at=v.published_at or v.updated_at,
@@ -255,6 +256,10 @@ class PostService:
         async with self.uow.write() as session:
             post = await self._load(session, actor, post_id)
             self._require_editable(post)
+            if post.kind == PostKind.comment:
+                raise InvalidInput(
+                    f"Comment #{post.id} cannot be edited; cancel it and /reply again."
+                )
             values = await clean_fields(session, actor.tenant_id, changes, partial=True)
             account = await self._account(
                 session, actor, int(values.get("account_id", post.account_id))

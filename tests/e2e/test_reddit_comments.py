@@ -11,7 +11,14 @@ from bot.callbacks import BrowseOpen, RedditPostAct, ReplyAccount, ReplyTo
 from storage.models import Role, Tenant
 from tests.e2e.conftest import OPERATOR, OWNER, VIEWER, Harness
 from tests.e2e.test_reddit_accounts import CLIENT_ID, CLIENT_SECRET, PASSWORD, reddit
-from tests.e2e.test_reddit_posts import SLOW, add_account, posts_in_db, rapp, wait_post
+from tests.e2e.test_reddit_posts import (
+    SLOW,
+    add_account,
+    posts_in_db,
+    rapp,
+    the_post,
+    wait_post,
+)
 from tests.fakes.reddit import FakePost, FakeReddit
 
 __all__ = ["rapp", "reddit"]  # fixtures
@@ -68,6 +75,18 @@ async def test_comment_rate_limited_rescheduled_and_published_once(
     assert row.fullname == made.fullname and made.id in (row.permalink or "")
     await asyncio.sleep(1)
     assert len(reddit.requests_to("/api/comment")) == 2 and len(reddit.comments) == 1
+
+    # /posts published lists the comment beside the posts, with its own card
+    listing = await rapp.say(OPERATOR, "/posts published", "Published on Reddit")
+    assert "💬 We use **Opsdeck**." in listing["text"] and "published" in listing["text"]
+    await rapp.press(OPERATOR, listing, rapp.button(listing, f"#{row.id}"))
+    card = await rapp.becomes(listing, lambda m: "Comment #" in m["text"])
+    assert made.id in card["text"]
+    # the stats refresh leaves comments alone (no /api/info for t1_ ids)
+    rapp.clock.advance(timedelta(hours=1, minutes=5))
+    await asyncio.sleep(2)
+    assert not [r for r in reddit.requests_to("/api/info") if "t1_" in r.query.get("id", "")]
+    assert (await the_post(rapp)).status == "published"
 
 
 async def test_timeout_after_send_looks_before_resending(rapp: Harness, reddit: FakeReddit) -> None:
