@@ -100,6 +100,20 @@ def _base36(number: int) -> str:
             return out
 
 
+_RATELIMIT_WORDS = re.compile(r"(\d+)\s*(millisecond|second|minute|hour)", re.IGNORECASE)
+
+
+def _ratelimit_words(message: str) -> float | None:
+    """The `json.ratelimit` number Reddit sends with a RATELIMIT message: a little less than
+    the rounded-up time in the words."""
+    found = _RATELIMIT_WORDS.search(message)
+    if found is None:
+        return None
+    unit = {"millisecond": 0.001, "second": 1, "minute": 60, "hour": 3600}
+    whole = int(found.group(1)) * unit[found.group(2).lower()]
+    return round(max(0.001, whole - 0.4 if whole > 1 else whole * 0.6), 3)
+
+
 def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")[:50] or "post"
 
@@ -398,6 +412,7 @@ class _Fault:
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     ratelimit: str | None = None
+    ratelimit_seconds: float | None = None
     errors: list[list[str | None]] | None = None
     hang: float | None = None
     process: bool = False
@@ -733,6 +748,7 @@ class FakeReddit:
         content_type: str | None = None,
         headers: dict[str, str] | None = None,
         ratelimit: str | None = None,
+        ratelimit_seconds: float | None = None,
         errors: list[list[str | None]] | None = None,
         hang: float | None = None,
         process: bool = False,
@@ -746,7 +762,8 @@ class FakeReddit:
         * `status=503` (or 500/502/504/520/522/401/403...) — that status, empty JSON-typed body;
           `status=429` — the HTML "whoa there" page with `Retry-After: retry_after` (default 4);
         * `ratelimit="you are doing that too much. try again in 9 minutes."` — HTTP 200 with
-          `json.errors = [["RATELIMIT", message, "ratelimit"]]`;
+          `json.errors = [["RATELIMIT", message, "ratelimit"]]` and the numeric
+          `json.ratelimit` (`ratelimit_seconds`, else a little under the words' time);
         * `errors=[["NO_SELFS", "...", "sr"]]` — HTTP 200 with that `json.errors` list;
         * `hang=seconds` — answer only after `seconds`; with `process=True` the request is
           carried out first (a submit creates its post), otherwise nothing happens and the late
@@ -764,6 +781,7 @@ class FakeReddit:
                 content_type=content_type,
                 headers=dict(headers or {}),
                 ratelimit=ratelimit,
+                ratelimit_seconds=ratelimit_seconds,
                 errors=errors,
                 hang=hang,
                 process=process,
@@ -885,7 +903,14 @@ class FakeReddit:
 
     def _fault_response(self, fault: _Fault) -> web.Response | None:
         if fault.ratelimit is not None:
-            return _json({"json": {"errors": [["RATELIMIT", fault.ratelimit, "ratelimit"]]}})
+            # Reddit sends the wait as a number too; its message rounds it up
+            body: dict[str, Any] = {"errors": [["RATELIMIT", fault.ratelimit, "ratelimit"]]}
+            seconds = fault.ratelimit_seconds
+            if seconds is None:
+                seconds = _ratelimit_words(fault.ratelimit)
+            if seconds is not None:
+                body["ratelimit"] = seconds
+            return _json({"json": body})
         if fault.errors is not None:
             return _json({"json": {"errors": fault.errors}})
         if fault.status == 429:
@@ -1150,7 +1175,9 @@ class FakeReddit:
                 )
         else:
             response = await self._route(request, path, form, account, token)
-        if response.status not in (401, 429):
+        # 5xx answers come from Reddit's edge with no rate headers (recorded: bad gateway,
+        # service unavailable, cloudflare 520), like 401 and 429
+        if response.status not in (401, 429) and response.status < 500:
             response.headers.update(rate_headers)
         return response
 
@@ -1279,10 +1306,12 @@ class FakeReddit:
     def _subreddit_or_404(self, sr: str, *, reason: str | None = None) -> FakeSubreddit:
         sub = self.subreddits.get(sr.lower())
         if sub is None:
-            body: dict[str, Any] = {"message": "Not Found", "error": 404}
-            if reason:
+            if reason:  # /api/v1/{sr}/post_requirements: a 404 with the reason
                 body = {"reason": reason, "message": "Not Found", "explanation": ""}
-            raise _Reply(_json(body, status=404))
+                raise _Reply(_json(body, status=404))
+            # /r/{sr}/...: Reddit sends an unknown name to the subreddit search
+            location = f"https://oauth.reddit.com/subreddits/search.json?q={sr}"
+            raise _Reply(web.Response(status=302, headers={"Location": location}))
         if sub.subreddit_type == "private":
             raise _Reply(
                 _json({"reason": "private", "message": "Forbidden", "error": 403}, status=403)

@@ -782,3 +782,44 @@ async def test_defaults_run_on_real_time() -> None:
             result = await client.submit("testsub", "self", "Real time", text="x")
             assert (await client.recent_submission("Real time", "testsub")) is not None
     assert result.fullname == fake.posts[0].fullname
+
+
+# -- the fake as Reddit answers (recordings, prawcore) -----------------------------------------
+
+
+async def test_an_unknown_subreddit_is_a_redirect_to_the_search(
+    fake: FakeReddit, alice: RedditClient
+) -> None:
+    """Reddit answers /r/<unknown>/about with 302 to /subreddits/search (prawcore's Redirect),
+    not 404: the client must read the redirect as "does not exist"."""
+    with pytest.raises(RedditNotFound, match="r/nosuchsub does not exist"):
+        await alice.subreddit_about("nosuchsub")
+    assert statuses(fake, "/r/nosuchsub/about") == [302]
+
+
+async def test_ratelimit_takes_reddits_number_over_the_words(
+    fake: FakeReddit, alice: RedditClient
+) -> None:
+    """RATELIMIT bodies carry `json.ratelimit` in seconds; the words round it up."""
+    fake.queue_error(
+        "submit",
+        ratelimit="you are doing that too much. try again in 9 minutes.",
+        ratelimit_seconds=517.3,
+    )
+    with pytest.raises(RedditRateLimited) as caught:
+        await alice.submit("testsub", "self", "Too soon", text="x")
+    assert caught.value.seconds == 518
+
+
+async def test_a_5xx_without_rate_headers_keeps_the_budgets_figures(
+    fake: FakeReddit, alice: RedditClient
+) -> None:
+    """Reddit's edge answers 5xx without x-ratelimit-* headers (recorded 502/503/520): the
+    budget keeps what the last real answer said, and the retry goes through."""
+    await alice.me()
+    before = (alice.budget.used, alice.budget.remaining)
+    assert before[0] is not None
+    fake.queue_error("me", status=503)
+    await alice.me()
+    assert statuses(fake, "me") == [200, 503, 200]
+    assert alice.budget.used is not None and alice.budget.used >= before[0]
