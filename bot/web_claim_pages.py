@@ -161,7 +161,7 @@ class ClaimPages:
         (`url` None: that file is only in Telegram)."""
         listed = [
             {
-                "name": f["name"],
+                "name": f["name"] or KIND_LABELS.get(f["kind"], "File"),  # None: name hidden
                 "icon": KIND_ICONS.get(f["kind"], "document"),
                 "kind_label": KIND_LABELS.get(f["kind"], str(f["kind"]).capitalize()),
                 "size": human_size(f["size"]),

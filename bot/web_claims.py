@@ -297,7 +297,8 @@ class _ClaimRoutes:
             return web.Response(
                 status=200, text=html, content_type="text/html", charset="utf-8", headers=headers
             )
-        files = [_file_json(m) for m in await self.vault.batch_files(item.id)]
+        # a link that hides names hides its files' names too, until the claim
+        files = [_file_json(m, link) for m in await self.vault.batch_files(item.id)]
         if wants_json:
             return web.json_response(
                 {
@@ -630,8 +631,9 @@ def _too_many(retry_after: float, wants_json: bool) -> web.Response:
     return response
 
 
-def _file_json(item: Any) -> dict[str, Any]:
-    return {"name": item.name, "size": item.size, "mime": item.mime, "kind": item.kind}
+def _file_json(item: VaultItem, link: VaultLink) -> dict[str, Any]:
+    name = _shown_name(item, link)
+    return {"name": name, "size": item.size, "mime": item.mime, "kind": item.kind}
 
 
 def _iso(moment: datetime) -> str:

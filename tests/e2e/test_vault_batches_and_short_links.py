@@ -362,3 +362,25 @@ async def test_auto_delete_removes_every_message_of_an_album(app: Harness) -> No
         timeout=10,
         what="the album auto-deleted",
     )
+
+
+async def test_a_batch_link_that_hides_names_hides_its_files_names(app: Harness) -> None:
+    from core.vault import http_link
+
+    a = item_id(await upload(app, OPERATOR, "document", b"secret a", file_name="payroll.xlsx"))
+    b = item_id(await upload(app, OPERATOR, "document", b"secret b", file_name="layoffs.pdf"))
+    vault = app.app.services.vault
+    actor = await app.actor(OPERATOR)
+    batch = await vault.create_batch(actor, [a, b])
+    new = await vault.create_link(
+        actor, batch.id, lifetime_seconds=3600, max_uses=2, hide_name=True
+    )
+    url = http_link(app.app.settings.public_base_url, new.code)
+    async with aiohttp.ClientSession() as previewer:
+        async with previewer.get(url) as resp:
+            page = await resp.text()
+        assert resp.status == 200 and "Get all 2 files" in page
+        assert "payroll" not in page and "layoffs" not in page
+        async with previewer.get(url, headers={"Accept": "application/json"}) as resp:
+            meta = await resp.json()
+        assert [i["name"] for i in meta["items"]] == [None, None]
