@@ -30,6 +30,7 @@ from bot.db_retry import ConnectionLossRetry, SentTracker
 from bot.fsm_storage import DatabaseStorage
 from bot.handlers import (
     audit,
+    charts,
     common,
     errors,
     fallback,
@@ -75,6 +76,7 @@ from bot.web import (
 from bot.web_claims import ClaimRoutesConfig, add_claim_routes
 from bot.web_reddit import add_reddit_routes
 from core.backup import BackupConfig, BackupService, backup_periodic_specs, register_backup_jobs
+from core.charts.series import ChartData
 from core.clock import Clock, SystemClock
 from core.crypto import SecretBox
 from core.jobs.engine import JobEngine
@@ -146,8 +148,8 @@ def build_dispatcher(
     middleware.fsm = dp.fsm
     dp.update.outer_middleware(dp.fsm)
     # vault before common: `/start <code>` deep links are claims; bare /start stays common's
-    for module in (errors, vault, common, jobs, queue, operators, me, audit):
-        dp.include_router(module.build_router())
+    for module in (errors, vault, common, charts, jobs, queue, operators, me, audit):
+        dp.include_router(module.build_router())  # charts before jobs: it takes /jobs chart
     dp.include_router(reddit_accounts.build_router())
     dp.include_router(reddit_compose.build_router())  # before reddit_posts: it takes Edit
     dp.include_router(reddit_posts.build_router())
@@ -474,6 +476,7 @@ class Opsdeck:
             reddit_browse=BrowseService(uow, clock, self.reddit_clients),
             reddit_comments=CommentService(uow, clock, self.reddit_clients),
             reddit_listing=RedditListing({"posts": posts.listed}),
+            charts=ChartData(uow, clock),
         )
 
     async def _publish_commands(self) -> None:

@@ -213,3 +213,10 @@ class ReplyWhen(CallbackData, prefix="rw"):
     """/reply: a preset time (index into WHEN_PRESETS)."""
 
     i: Annotated[int, Field(ge=0, lt=10)]
+
+
+class ChartAct(CallbackData, prefix="ch"):
+    """Redraw a chart (`act`: which one) for a period; core checks the period fits the chart."""
+
+    act: Literal["posts", "jobs", "claims"]
+    span: Literal["24h", "7d", "30d"]

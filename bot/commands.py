@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 # (command, description, minimum role)
 COMMANDS: list[tuple[str, str, Role]] = [
     ("menu", "main menu", Role.viewer),
-    ("jobs", "list jobs: /jobs [status] [kind]", Role.viewer),
+    ("jobs", "list jobs: /jobs [status] [kind] · /jobs chart", Role.viewer),
     ("queue", "queue state; /queue pause | resume", Role.viewer),
     ("tz", "your timezone: /tz Europe/Berlin", Role.viewer),
     ("notify", "job alerts on or off: /notify on|off", Role.viewer),
@@ -87,4 +87,8 @@ EXTRA_COMMANDS += [
 EXTRA_COMMANDS += [
     ("status", "how Opsdeck is doing", Role.viewer),
     ("settings", "effective settings, secrets masked", Role.owner),
+]
+
+EXTRA_COMMANDS += [
+    ("stats", "chart of Reddit posts: /stats [7d|30d]", Role.viewer),
 ]

@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import (
+    ChartAct,
     VaultAlbum,
     VaultItemAct,
     VaultLinkNew,
@@ -25,6 +26,7 @@ from bot.handlers.compose_states import Compose
 from bot.handlers.jobs import edit
 from bot.outbox import Outbox
 from bot.render import vault as render
+from bot.render.common import keyboard
 from bot.vault_delivery import answer_claim, deliver, deliver_batch, telegram_content, url_message
 from core.actor import Actor
 from core.errors import Conflict, InvalidInput
@@ -181,7 +183,11 @@ async def vault_command(
     vault = vault_of(services)
     args = (command.args or "").split()
     if args and args[0] == "stats":
-        await message.answer(render.stats_text(await vault.stats(actor)))
+        chart = ChartAct(act="claims", span="7d").pack()  # drawn by bot/handlers/charts.py
+        await message.answer(
+            render.stats_text(await vault.stats(actor)),
+            reply_markup=keyboard([[("📈 Chart of claims per day", chart)]]),
+        )
         return
     kind = args[0] if args else ""
     if kind and kind not in render.KIND_ICON:

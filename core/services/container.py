@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from core.backup import BackupService
+    from core.charts.series import ChartData
     from core.clock import Clock
     from core.reddit_ops.accounts import AccountService
     from core.reddit_ops.browse import BrowseService
@@ -41,3 +42,4 @@ class Services:
     reddit_browse: BrowseService
     reddit_comments: CommentService
     reddit_listing: RedditListing
+    charts: ChartData
