@@ -190,9 +190,7 @@ def register(reg: Registry) -> None:
         path_params=AccountPath,
     )
     async def check_account(call: Call[AccountPath, Any, Any]) -> JobQueued:
-        job_id = await call.services.reddit_accounts.check_now(
-            call.actor, call.path.account_id
-        )
+        job_id = await call.services.reddit_accounts.check_now(call.actor, call.path.account_id)
         return JobQueued(job_id=job_id)
 
     @reg.route(
@@ -249,9 +247,7 @@ def register(reg: Registry) -> None:
         path_params=PostPath,
     )
     async def get_post(call: Call[PostPath, Any, Any]) -> PostOut:
-        return post_out(
-            await call.services.reddit_posts.get(call.actor, call.path.post_id)
-        )
+        return post_out(await call.services.reddit_posts.get(call.actor, call.path.post_id))
 
     @reg.route(
         "POST",
