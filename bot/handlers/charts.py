@@ -2,16 +2,25 @@
 
 Thin: read the series in core (a lock-free read, no transaction), draw it in a worker thread
 so the event loop never waits on matplotlib, then answer with the picture; its caption is
-the plain-text summary screen readers get.
+the plain-text summary screen readers get. A period button redraws the picture in place.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject, Filter
-from aiogram.types import BufferedInputFile, CallbackQuery, InaccessibleMessage, Message
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    InaccessibleMessage,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    Message,
+)
 
 from bot.callbacks import STALE_BUTTON, ChartAct
 from bot.render import charts as texts
@@ -43,30 +52,40 @@ def _span(arg: str | None, allowed: tuple[str, ...], usage: str) -> str:
     return span
 
 
-async def _answer(message: Message, png: bytes, caption: str, act: str, spans, span) -> None:
-    await message.answer_photo(
-        BufferedInputFile(png, filename=f"{act}-{span}.png"),
-        caption=caption,
-        reply_markup=texts.period_buttons(act, spans, span),
-    )
+@dataclass(frozen=True, slots=True)
+class Chart:
+    png: bytes
+    caption: str
+    markup: InlineKeyboardMarkup | None
+    name: str
+
+    def file(self) -> BufferedInputFile:
+        return BufferedInputFile(self.png, filename=self.name)
 
 
-async def send_posts(message: Message, actor: Actor, services: Services, span: str) -> None:
+async def posts_chart(actor: Actor, services: Services, span: str) -> Chart:
     series = await services.charts.posts(actor, span)
     png = await asyncio.to_thread(render.posts_png, series)
-    await _answer(message, png, texts.posts_caption(series, span), "posts", POST_SPANS, span)
+    markup = texts.period_buttons("posts", POST_SPANS, span)
+    return Chart(png, texts.posts_caption(series, span), markup, f"posts-{span}.png")
 
 
-async def send_jobs(message: Message, actor: Actor, services: Services, span: str) -> None:
+async def jobs_chart(actor: Actor, services: Services, span: str) -> Chart:
     series = await services.charts.jobs(actor, span)
     png = await asyncio.to_thread(render.jobs_png, series)
-    await _answer(message, png, texts.jobs_caption(series, span), "jobs", JOB_SPANS, span)
+    markup = texts.period_buttons("jobs", JOB_SPANS, span)
+    return Chart(png, texts.jobs_caption(series, span), markup, f"jobs-{span}.png")
 
 
-async def send_claims(message: Message, actor: Actor, services: Services, span: str) -> None:
+async def claims_chart(actor: Actor, services: Services, span: str) -> Chart:
     series = await services.charts.claims(actor, span)
     png = await asyncio.to_thread(render.claims_png, series)
-    await _answer(message, png, texts.claims_caption(series, span), "claims", POST_SPANS, span)
+    markup = texts.period_buttons("claims", POST_SPANS, span)
+    return Chart(png, texts.claims_caption(series, span), markup, f"claims-{span}.png")
+
+
+async def send(message: Message, chart: Chart) -> None:
+    await message.answer_photo(chart.file(), caption=chart.caption, reply_markup=chart.markup)
 
 
 async def stats_command(
@@ -76,7 +95,8 @@ async def stats_command(
     usage = "Usage: /stats [7d|30d] — Reddit posts per day, score and comments."
     if len(args) > 1:
         raise InvalidInput(usage)
-    await send_posts(message, actor, services, _span(args[0] if args else None, POST_SPANS, usage))
+    span = _span(args[0] if args else None, POST_SPANS, usage)
+    await send(message, await posts_chart(actor, services, span))
 
 
 async def jobs_chart_command(
@@ -86,48 +106,51 @@ async def jobs_chart_command(
     usage = "Usage: /jobs chart [24h|7d] — queue depth and failures per hour."
     if len(args) > 1:
         raise InvalidInput(usage)
-    await send_jobs(message, actor, services, _span(args[0] if args else None, JOB_SPANS, usage))
+    span = _span(args[0] if args else None, JOB_SPANS, usage)
+    await send(message, await jobs_chart(actor, services, span))
 
 
-def _chat_of(query: CallbackQuery) -> Message | None:
-    message = query.message
-    return None if message is None or isinstance(message, InaccessibleMessage) else message
-
-
-async def _press(query: CallbackQuery, span: str, spans: tuple[str, ...]) -> Message | None:
-    """The message to answer under, or None once the press is answered as unusable."""
-    message = _chat_of(query)
-    if span not in spans:  # a forged period: no button of this chart carries it
+async def redraw(query: CallbackQuery, span: str, spans: tuple[str, ...], draw) -> None:
+    """Draw the chart for the pressed period and put it in place of the pressed one; a
+    chart too old to edit gets a new message, a period this chart lacks is a forgery."""
+    if span not in spans:  # no button of this chart carries it
         await query.answer(STALE_BUTTON, show_alert=True)
-        return None
-    if message is None:  # too old for Telegram to show us: nowhere to put the picture
+        return
+    chart = await draw(span)
+    message = query.message
+    if isinstance(message, Message) and message.photo:
+        try:
+            await message.edit_media(
+                InputMediaPhoto(media=chart.file(), caption=chart.caption),
+                reply_markup=chart.markup,
+            )
+        except TelegramBadRequest as exc:
+            if "not modified" not in exc.message:
+                raise
+    elif message is not None and not isinstance(message, InaccessibleMessage):
+        await send(message, chart)  # e.g. the vault's stats text: the chart comes under it
+    else:  # too old for Telegram to show us: nowhere to put the picture
         await query.answer("That message is too old; send the command again.", show_alert=True)
-        return None
-    return message
+        return
+    await query.answer()
 
 
 async def posts_period(
     query: CallbackQuery, callback_data: ChartAct, actor: Actor, services: Services
 ) -> None:
-    if (message := await _press(query, callback_data.span, POST_SPANS)) is not None:
-        await send_posts(message, actor, services, callback_data.span)
-        await query.answer()
+    await redraw(query, callback_data.span, POST_SPANS, lambda s: posts_chart(actor, services, s))
 
 
 async def jobs_period(
     query: CallbackQuery, callback_data: ChartAct, actor: Actor, services: Services
 ) -> None:
-    if (message := await _press(query, callback_data.span, JOB_SPANS)) is not None:
-        await send_jobs(message, actor, services, callback_data.span)
-        await query.answer()
+    await redraw(query, callback_data.span, JOB_SPANS, lambda s: jobs_chart(actor, services, s))
 
 
 async def claims_period(
     query: CallbackQuery, callback_data: ChartAct, actor: Actor, services: Services
 ) -> None:
-    if (message := await _press(query, callback_data.span, POST_SPANS)) is not None:
-        await send_claims(message, actor, services, callback_data.span)
-        await query.answer()
+    await redraw(query, callback_data.span, POST_SPANS, lambda s: claims_chart(actor, services, s))
 
 
 def build_router() -> Router:

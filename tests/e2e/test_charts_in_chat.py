@@ -53,15 +53,16 @@ async def test_stats_sends_a_chart_and_switches_period(app: Harness) -> None:
     assert "u/team_main 2" in msg["caption"] and "Score 42, comments 6" in msg["caption"]
     assert app.tg.calls("sendPhoto")
 
-    # a viewer may see it and switch the period: the 30-day picture comes as a new photo
+    # a viewer may see it and switch the period: the picture is redrawn in place
     msg = await app.say(VIEWER, "/stats 7d", "Reddit posts")
-    since = app.tg.mark()
+    week_png = png_of(app, msg)
     answer = await app.press(VIEWER, msg, app.button(msg, "30 days"))
     assert not answer.get("show_alert")
-    month = await app.tg.wait_for_message(VIEWER, "last 30 days", since=since)
+    month = await app.becomes(msg, lambda m: "last 30 days" in m.get("caption", ""))
     assert "3 published" in month["caption"] and "Score 542" in month["caption"]
-    assert png_size(png_of(app, month)) == (1000, 900)
+    assert png_of(app, month) != week_png and png_size(png_of(app, month)) == (1000, 900)
     assert "· 30 days" in app.buttons_text(month)
+    assert app.tg.calls("editMessageMedia")
 
 
 async def test_jobs_chart_and_its_buttons(app: Harness) -> None:
@@ -72,10 +73,9 @@ async def test_jobs_chart_and_its_buttons(app: Harness) -> None:
     msg = await app.say(VIEWER, "/jobs chart", "Job queue")
     assert png_size(png_of(app, msg)) == (1000, 500)
     assert "Waiting or running now: 1" in msg["caption"] and "Failures: 1" in msg["caption"]
-    since = app.tg.mark()
     await app.press(VIEWER, msg, app.button(msg, "7 days"))
-    week = await app.tg.wait_for_message(VIEWER, "last 7 days", since=since)
-    assert "Failures: 1" in week["caption"]
+    week = await app.becomes(msg, lambda m: "last 7 days" in m.get("caption", ""))
+    assert "Failures: 1" in week["caption"] and png_size(png_of(app, week)) == (1000, 500)
     # the plain /jobs list is still the jobs router's
     assert "Jobs" in (await app.say(VIEWER, "/jobs"))["text"]
 
@@ -91,11 +91,11 @@ async def test_bad_arguments_strangers_and_forged_buttons(app: Harness) -> None:
     forged = await app.forge(OWNER, msg, ChartAct(act="jobs", span="30d").pack())
     assert forged["text"] == STALE_BUTTON
     assert (await app.forge(OWNER, msg, "ch:posts:90d"))["text"] == STALE_BUTTON
-    # a stranger pressing a real button is refused, and no picture is sent
-    photos = len(app.tg.calls("sendPhoto"))
+    # a stranger pressing a real button is refused, and no picture is sent or redrawn
+    drawn = len(app.tg.calls("sendPhoto")) + len(app.tg.calls("editMessageMedia"))
     answer = await app.forge(STRANGER, msg, app.button(msg, "7 days"))
     assert answer["text"] and "last 7 days" not in answer["text"]
-    assert len(app.tg.calls("sendPhoto")) == photos
+    assert len(app.tg.calls("sendPhoto")) + len(app.tg.calls("editMessageMedia")) == drawn
 
 
 async def test_another_workspace_sees_only_its_own_posts(app: Harness) -> None:
@@ -118,3 +118,7 @@ async def test_vault_stats_has_a_claims_chart_button(app: Harness) -> None:
     chart = await app.tg.wait_for_message(VIEWER, "Vault claims", since=since)
     assert chart["caption"].startswith("Vault claims, last 7 days: 0 delivered")
     assert png_size(png_of(app, chart)) == (1000, 500)
+    assert "Vault stats" in app.current(VIEWER, stats["message_id"])["text"]  # kept
+    await app.press(VIEWER, chart, app.button(chart, "30 days"))
+    month = await app.becomes(chart, lambda m: "last 30 days" in m.get("caption", ""))
+    assert png_size(png_of(app, month)) == (1000, 500)

@@ -23,8 +23,9 @@ plain, malformed markup is 400 "can't parse entities"); text is trimmed and url 
 mention / hashtag entities are found; an edit without ``reply_markup`` drops the keyboard.
 Unlike Telegram: webhook delivery gives an update up after ``webhook_retry_delays`` and puts it
 in ``dropped_updates``; http:// webhook URLs on any port are accepted. Not modelled: groups,
-inline mode, payments, files by HTTP URL, editMessageMedia and the other methods
-(``register_method`` adds one). Photos are not re-encoded: every size carries the original bytes.
+inline mode, payments, files by HTTP URL, editMessageMedia of albums and inline messages, and
+the other methods (``register_method`` adds one). Photos are not re-encoded: every size carries
+the original bytes.
 """
 
 from __future__ import annotations
@@ -673,7 +674,7 @@ class FakeTelegram:
             "getUpdates": self._get_updates, "setWebhook": self._set_webhook,
             "deleteWebhook": self._delete_webhook, "getWebhookInfo": self._get_webhook_info,
             "sendMessage": self._send_message, "editMessageText": self._edit_text,
-            "editMessageCaption": self._edit_caption,
+            "editMessageCaption": self._edit_caption, "editMessageMedia": self._edit_media,
             "editMessageReplyMarkup": self._edit_reply_markup,
             "answerCallbackQuery": self._answer_callback, "setMyCommands": self._set_commands,
             "getMyCommands": self._get_commands, "deleteMyCommands": self._delete_commands,
@@ -1518,6 +1519,23 @@ class FakeTelegram:
             "caption": caption.get("caption"),
             "caption_entities": caption.get("caption_entities"),
         }
+        return self._apply_edit(message, changes, p)
+
+    def _edit_media(self, p: Json, files: Files) -> Json:
+        """A media message's file (new upload, ``attach://`` or file_id) and caption; the
+        kind may change among photo, video, animation, document and audio, as in Telegram."""
+        message = self._editable(p)
+        if "text" in message:  # unverified wording
+            raise ApiError(400, "Bad Request: there is no media in the message to edit")
+        media = p.get("media")
+        kind = media.get("type") if isinstance(media, dict) else None
+        if kind not in ("photo", "video", "animation", "document", "audio"):
+            raise ApiError(400, "Bad Request: can't parse InputMedia: media not found")
+        stored = self._input_file(kind, media.get("media"), files, media)
+        caption = self._caption({**media, "parse_mode": media.get("parse_mode")})
+        changes: Json = dict.fromkeys(("photo", "video", "animation", "document", "audio"))
+        changes |= {"caption": None, "caption_entities": None}
+        changes |= {**self._media_content(stored), **caption}
         return self._apply_edit(message, changes, p)
 
     def _edit_reply_markup(self, p: Json, files: Files) -> Json:

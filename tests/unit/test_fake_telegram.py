@@ -573,3 +573,24 @@ async def test_commands_per_scope_and_wait_for_timeout(fake: FakeTelegram, bot: 
     with pytest.raises(AssertionError, match="sendMessage") as caught:
         await fake.wait_for("sendMessage", timeout=0.1)
     assert "setMyCommands" in str(caught.value)  # the dump of recent requests
+
+
+async def test_edit_media_replaces_the_file_and_caption(fake: FakeTelegram, bot: Bot) -> None:
+    sent = await bot.send_photo(ANN, BufferedInputFile(png(20, 10), "a.png"), caption="<b>a</b>")
+    edited = await bot.edit_message_media(
+        InputMediaPhoto(media=BufferedInputFile(png(40, 30), "b.png"), caption="b"),
+        chat_id=ANN,
+        message_id=sent.message_id,
+    )
+    assert isinstance(edited, Message) and edited.caption == "b"
+    assert edited.photo is not None and edited.photo[-1].width == 40
+    stored = fake.messages(ANN)[0]
+    assert fake.files[stored["photo"][-1]["file_id"]].data == png(40, 30)
+    assert "caption_entities" not in stored and "edit_date" in stored
+    text = await bot.send_message(ANN, "plain")
+    with pytest.raises(TelegramBadRequest, match="no media in the message"):
+        await bot.edit_message_media(
+            InputMediaPhoto(media=BufferedInputFile(png(5, 5), "c.png")),
+            chat_id=ANN,
+            message_id=text.message_id,
+        )
