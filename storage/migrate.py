@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest revision in migrations/versions; tests/integration/test_migrations.py checks it
 # against Alembic's own head, so a new migration cannot be forgotten here.
-HEAD_REVISION = "0013"
+HEAD_REVISION = "0014"
 
 
 def alembic_config(url: str | None = None) -> Config:

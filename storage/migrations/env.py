@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import async_engine_from_config
 
 import storage.api_models
 import storage.backup_models
+import storage.inbox_models
 import storage.outbox_models
 import storage.ratelimit_models
 import storage.reddit_models
