@@ -6,7 +6,6 @@ taking updates, finishes what is in flight and releases job leases.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.metadata
 import logging
@@ -49,6 +48,7 @@ from bot.handlers import backup as backup_handlers
 from bot.handlers import settings as settings_handlers
 from bot.handlers import status as status_handlers
 from bot.handlers import tokens as tokens_handlers
+from bot.inbox import HandledWithUpdate, Inbox, Poller
 from bot.logs import REDACTOR
 from bot.metrics import Metrics, bind_job_context
 from bot.middlewares.context import ContextMiddleware
@@ -66,13 +66,7 @@ from bot.vault_delivery import (
     delivery_failed_hook,
     register_delivery_jobs,
 )
-from bot.web import (
-    MAX_IN_HANDLING,
-    UpdateFeeder,
-    bearer_only,
-    build_metrics_app,
-    build_web_app,
-)
+from bot.web import bearer_only, build_metrics_app, build_web_app
 from bot.web_claims import ClaimRoutesConfig, add_claim_routes
 from bot.web_reddit import add_reddit_routes
 from core.backup import BackupConfig, BackupService, backup_periodic_specs, register_backup_jobs
@@ -145,6 +139,7 @@ def build_dispatcher(
     # outside the unit of work: a try whose DB connection died gets a fresh session
     dp.update.outer_middleware(ConnectionLossRetry())
     dp.update.outer_middleware(middleware)
+    dp.update.outer_middleware(HandledWithUpdate())  # inside it: commits with the update
     middleware.fsm = dp.fsm
     dp.update.outer_middleware(dp.fsm)
     # vault before common: `/start <code>` deep links are claims; bare /start stays common's
@@ -180,7 +175,7 @@ class Opsdeck:
         self._opened = False
         self.api_deps: ApiDeps | None = None
         self.telegram = TelegramLink(settings.telegram.api_url)
-        self._polling: asyncio.Task[None] | None = None
+        self._polling: Poller | None = None
         self._runner: web.AppRunner | None = None
         self._metrics_runner: web.AppRunner | None = None
         self.metrics_port: int | None = None  # the metrics listener's port, once bound
@@ -337,12 +332,23 @@ class Opsdeck:
         webhook_path = (
             urlparse(webhook_url).path if webhook_url else ""
         ) or s.telegram.webhook_path
-        self.feeder = UpdateFeeder(self.bot, self.dispatcher) if webhook_url else None
+        # every update, webhook or polled, is stored before it is acknowledged (bot/inbox.py)
+        self.inbox = Inbox(
+            self.uow,
+            self.bot,
+            self.dispatcher,
+            s.inbox,
+            self.clock,
+            self.worker_id or "",
+            box=SecretBox(s.secret_key()),
+        )
+        self.feeder = self.inbox  # what tests and benches drain
+        self.metrics.registry.register(self.inbox)  # inbox depth and oldest age
         app = build_web_app(
             db=self.db,
             scheduler_running=lambda: self.engine.running,
             extra_checks={"telegram": self.telegram.check},
-            feeder=self.feeder,
+            inbox=self.inbox if webhook_url else None,
             webhook_path=webhook_path,
             webhook_secret=s.webhook_secret(),
         )
@@ -383,6 +389,7 @@ class Opsdeck:
         self.web_app = app
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
+        await self.inbox.start()  # before the first webhook POST can arrive
         await web.TCPSite(self._runner, s.http.host, s.http.port).start()
         if not s.metrics.on_http_port:
             # off the public door: a listener of its own, loopback unless configured
@@ -414,17 +421,9 @@ class Opsdeck:
             log.info("receiving updates by webhook at %s", webhook_url)
         else:
             await self.bot.delete_webhook(drop_pending_updates=False)
-            self._polling = asyncio.create_task(
-                self.dispatcher.start_polling(
-                    self.bot,
-                    handle_signals=False,
-                    close_bot_session=False,
-                    allowed_updates=allowed,
-                    # as the webhook's UpdateFeeder: a backlog waits instead of exhausting
-                    # the database pool
-                    tasks_concurrency_limit=MAX_IN_HANDLING,
-                )
-            )
+            # the offset moves only past stored updates; handling runs from the inbox
+            self._polling = Poller(self.bot, self.inbox, allowed)
+            self._polling.start()
             log.info("receiving updates by long polling")
         self.started = True
         log.info("Opsdeck is up as @%s on http://%s:%s", self.me.username, s.http.host, s.http.port)
@@ -499,17 +498,10 @@ class Opsdeck:
         self.started = self._opened = False
         grace = self.settings.jobs.shutdown_timeout_seconds
         if self._polling is not None:
-            with contextlib.suppress(RuntimeError):
-                await self.dispatcher.stop_polling()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._polling, grace)
-            # updates fetched before the stop run as tasks aiogram does not wait for: finish
-            # them before their database and Bot session close under them
-            in_flight = set(self.dispatcher._handle_update_tasks)
-            if in_flight:
-                await asyncio.wait(in_flight, timeout=grace)
-        if self.feeder is not None:
-            await self.feeder.drain(grace)
+            await self._polling.stop()
+        # updates in handling finish before their database and Bot session close under them;
+        # the rest stay in the inbox for the next process
+        await self.inbox.stop(grace)
         await self.engine.stop()
         await self.sender.stop()  # after the engine: its last notifications go out
         if self._runner is not None:

@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from itertools import accumulate
 from typing import Any
 
-from aiogram import Bot, Dispatcher
 from aiogram.types import Update
 from aiohttp import web, web_response
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.inbox import Inbox, InboxUnavailable, Received, chat_key_of
 
 log = logging.getLogger(__name__)
 
@@ -26,46 +27,6 @@ MAX_UPDATE_BYTES = 1024 * 1024
 # body nested 100k deep ended in a RecursionError (a 500 and a traceback) before this bound.
 MAX_JSON_DEPTH = 64
 SERVER_NAME = "Opsdeck"  # the Server header on every listener: no version to fingerprint
-# Updates in handling at once. Each holds a database connection for part of its handling; the
-# pool has 15 (SQLite) or 20 (PostgreSQL) and the job engine and outbox use it too. Telegram
-# takes at most 30 messages a second from a bot, so this is no limit on a real round trip.
-MAX_IN_HANDLING = 16
-
-
-class UpdateFeeder:
-    """Feeds webhook updates to the dispatcher in the background, and drains them on shutdown.
-
-    The webhook answers Telegram before handling, so a burst arrives faster than it is handled.
-    At most `max_in_handling` updates are handled at once and the rest wait their turn here, in
-    order. Started all at once, they queued on the database pool instead, and those still
-    waiting after its 30 s checkout timeout failed: lost updates.
-    """
-
-    def __init__(
-        self, bot: Bot, dispatcher: Dispatcher, max_in_handling: int = MAX_IN_HANDLING
-    ) -> None:
-        self.bot = bot
-        self.dispatcher = dispatcher
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.accepting = True
-        self._slots = asyncio.Semaphore(max_in_handling)
-
-    def feed(self, update: Update) -> None:
-        task = asyncio.create_task(self._process(update))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _process(self, update: Update) -> None:
-        async with self._slots:
-            try:
-                await self.dispatcher.feed_update(self.bot, update)
-            except Exception:
-                log.exception("update %s failed outside the error handler", update.update_id)
-
-    async def drain(self, grace_seconds: float) -> None:
-        self.accepting = False
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=grace_seconds)
 
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
@@ -135,27 +96,37 @@ def build_metrics_app(
     return app
 
 
-def webhook_handler(
-    feeder: UpdateFeeder, secret: str
-) -> Callable[[web.Request], Awaitable[web.Response]]:
+def webhook_handler(inbox: Inbox, secret: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """POST from Telegram: checked, parsed, stored in the inbox, then 200 (bot/inbox.py).
+
+    200 only once the update is committed: a crash after that loses nothing (the update is
+    handled from the table by whichever process is alive), a crash before it makes Telegram
+    send it again. Not stored in time (database down, a full backlog of unstored updates,
+    shutting down) → 503, and Telegram retries."""
     expected = secret.encode()
 
     async def handle(request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER, "").encode()
         if not hmac.compare_digest(given, expected):
             return web.json_response({"ok": False, "error": "unauthorized"}, status=401)
-        if not feeder.accepting:
+        if not inbox.accepting:
             return web.json_response({"ok": False, "error": "shutting down"}, status=503)
         if request.content_length is not None and request.content_length > MAX_UPDATE_BYTES:
             return web.json_response({"ok": False, "error": "too large"}, status=413)
         try:
-            data = parse_json_bounded(await request.read())
+            body = await request.read()
+            raw = body.decode("utf-8")
+            data = parse_json_bounded(body)
             if not isinstance(data, dict):
                 raise ValueError("not an object")
-            update = Update.model_validate(data, context={"bot": feeder.bot})
-        except (ValueError, ValidationError):
+            update = Update.model_validate(data, context={"bot": inbox.bot})
+        except (ValueError, ValidationError):  # UnicodeDecodeError is a ValueError
             return web.json_response({"ok": False, "error": "malformed update"}, status=400)
-        feeder.feed(update)
+        try:
+            await inbox.ingest([Received(update.update_id, chat_key_of(data), raw, update)])
+        except InboxUnavailable as exc:
+            log.warning("webhook: update %s not stored (%s): 503", update.update_id, exc)
+            return web.json_response({"ok": False, "error": "try again"}, status=503)
         return web.json_response({"ok": True})
 
     return handle
@@ -165,7 +136,7 @@ def build_web_app(
     *,
     db: AsyncEngine,
     scheduler_running: Callable[[], bool],
-    feeder: UpdateFeeder | None,
+    inbox: Inbox | None,
     webhook_path: str,
     webhook_secret: str,
     extra_checks: Mapping[str, Callable[[], str]] | None = None,
@@ -193,6 +164,6 @@ def build_web_app(
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    if feeder is not None:
-        app.router.add_post(webhook_path, webhook_handler(feeder, webhook_secret))
+    if inbox is not None:
+        app.router.add_post(webhook_path, webhook_handler(inbox, webhook_secret))
     return app

@@ -192,6 +192,26 @@ class ApiSettings(BaseSettings):
     requests_per_minute: int = Field(default=600, ge=1)  # per token, shared by all processes
 
 
+class InboxSettings(BaseSettings):
+    """The durable inbox of Telegram updates (bot.inbox, DESIGN §10)."""
+
+    model_config = SettingsConfigDict(**_ENV, env_prefix="INBOX_")
+
+    # an update whose process died is taken over this long after its last heartbeat
+    lease_seconds: float = Field(default=15.0, gt=0)
+    # how often an idle process looks for updates other processes left (or could not take)
+    poll_seconds: float = Field(default=1.0, gt=0)
+    max_in_handling: int = Field(default=16, ge=1)  # updates handled at once per process
+    # updates received and not yet stored, per process: past it the webhook waits, then 503
+    max_waiting: int = Field(default=1000, ge=1)
+    # the webhook answers 503 (Telegram retries) when an update is not stored within this
+    ingest_timeout_seconds: float = Field(default=10.0, gt=0)
+    # handled update ids kept to ignore Telegram's resends (it keeps an update up to 24 h)
+    keep_handled_seconds: int = Field(default=86400, ge=60)
+    # an update whose handling killed its process this many times is given up (logged)
+    max_attempts: int = Field(default=5, ge=1)
+
+
 class Settings(BaseModel):
     """Everything the factory needs, with derived defaults filled in."""
 
@@ -207,6 +227,7 @@ class Settings(BaseModel):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **overrides: BaseSettings) -> Settings:
@@ -224,6 +245,7 @@ class Settings(BaseModel):
             "outbox": OutboxSettings,
             "metrics": MetricsSettings,
             "api": ApiSettings,
+            "inbox": InboxSettings,
         }
         parts: dict[str, BaseSettings] = {}
         for name, kind in kinds.items():

@@ -60,6 +60,7 @@ SKIP_TABLES = {
     *("fsm_state", "audit_log", "vault_claims", "outbox", "alembic_version", "backups"),
     # rate-limit bookkeeping: a refused stranger's attempt is counted there on purpose
     *("rate_counters", "reddit_rate_budgets", "reddit_rate_slots"),
+    "inbox",  # every update is stored there before it is handled, refused ones too
 }
 
 

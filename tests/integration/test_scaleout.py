@@ -9,8 +9,7 @@ job completes exactly once, the killed process's running jobs only after their l
 out; each periodic schedule fired once per period, every period; the HTTP claim limit per
 address and the failed-claim limit per Telegram user hold across both.
 
-Not covered: a process killed while it handles an update (the webhook acknowledges before
-handling, so such an update is lost; see SECURITY.md, Known gaps).
+A process killed while it handles updates: tests/faults/test_inbox_scaleout.py.
 """
 
 from __future__ import annotations
