@@ -15,6 +15,7 @@ the models every update needs, so the first update does not pay for them.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -53,3 +54,35 @@ def warm_up() -> None:
 
     for model in (Update, Message):
         model.model_rebuild()
+    keep_response_models()
+
+
+_kept_responses: dict[Any, type[BaseModel]] = {}
+
+
+def keep_response_models() -> None:
+    """Keep each `Response[T]` aiogram builds (one per Bot API return type) for good.
+
+    aiogram reads every answer with `Response[method.__returning__]`; pydantic caches such a
+    parametrized model in a WeakValueDictionary, so whenever the garbage collector reclaims
+    it the next answer builds the class again (validator and all: ~10 ms of CPU, about once
+    every 20 updates under load — the biggest cost of a busy bot after the handlers). A few
+    dozen small classes at most, held strongly here."""
+    from aiogram.methods.base import Response
+
+    if "__class_getitem__" in Response.__dict__:
+        return  # done already
+    build = BaseModel.__dict__["__class_getitem__"].__func__
+
+    def class_getitem(cls: type[BaseModel], params: Any) -> Any:
+        if cls is not Response:
+            return build(cls, params)
+        try:
+            return _kept_responses[params]
+        except (KeyError, TypeError):  # TypeError: unhashable params, built every time
+            model = build(cls, params)
+            with contextlib.suppress(TypeError):
+                _kept_responses[params] = model
+            return model
+
+    Response.__class_getitem__ = classmethod(class_getitem)  # type: ignore[assignment,method-assign]
