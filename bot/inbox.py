@@ -59,6 +59,12 @@ from storage.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_SECONDS = 60.0
+# how often an idle process looks for updates other processes left (or could not take)
+POLL_SECONDS = 1.0
+# handled update ids are kept this long to ignore resends: Telegram keeps an update 24 h
+KEEP_HANDLED = timedelta(hours=24)
+# an update whose handling killed its process this many times is given up (and logged)
+MAX_ATTEMPTS = 5
 MAX_ROWS_PER_ROUND = 500  # stored per transaction; the rest go in the next round
 # A busy inbox starts a round at most this often, so each transaction carries the updates of
 # several POSTs and handlers (SQLite through aiosqlite: ~1 ms of CPU per transaction, more
@@ -314,7 +320,7 @@ class Inbox:
         if poll and capacity > 0 and not claim:
             claim = await self._poll()  # lock-free: is there anything to take?
         if poll:
-            self._next_poll = now_mono + self.settings.poll_seconds
+            self._next_poll = now_mono + POLL_SECONDS
         if not (rows or finished or heartbeat or claim):
             return
         lease = timedelta(seconds=self.settings.lease_seconds)
@@ -391,7 +397,7 @@ class Inbox:
         return backlog.free > 0
 
     async def _prune(self) -> None:
-        before = self.clock.now() - timedelta(seconds=self.settings.keep_handled_seconds)
+        before = self.clock.now() - KEEP_HANDLED
         async with self.uow.write() as session:
             pruned = await repo.prune_handled(session, before)
         if pruned:
@@ -429,7 +435,7 @@ class Inbox:
     async def _handle(self, row: ClaimedUpdate, update: Update | None) -> None:
         done = True
         try:
-            if row.attempts > self.settings.max_attempts:
+            if row.attempts > MAX_ATTEMPTS:
                 log.error(
                     "inbox: update %s given up: its handling was interrupted %d times",
                     row.update_id,
@@ -475,7 +481,7 @@ class Inbox:
 
     # -- metrics -------------------------------------------------------------------------------
     def collect(self) -> Iterable[Metric]:
-        """Prometheus: the backlog as of the last poll (at most `poll_seconds` old)."""
+        """Prometheus: the backlog as of the last poll (at most POLL_SECONDS old)."""
         yield GaugeMetricFamily(
             "opsdeck_inbox_depth",
             "Telegram updates stored and not handled yet (all processes)",

@@ -199,17 +199,11 @@ class InboxSettings(BaseSettings):
 
     # an update whose process died is taken over this long after its last heartbeat
     lease_seconds: float = Field(default=15.0, gt=0)
-    # how often an idle process looks for updates other processes left (or could not take)
-    poll_seconds: float = Field(default=1.0, gt=0)
     max_in_handling: int = Field(default=16, ge=1)  # updates handled at once per process
     # updates received and not yet stored, per process: past it the webhook waits, then 503
     max_waiting: int = Field(default=1000, ge=1)
     # the webhook answers 503 (Telegram retries) when an update is not stored within this
     ingest_timeout_seconds: float = Field(default=10.0, gt=0)
-    # handled update ids kept to ignore Telegram's resends (it keeps an update up to 24 h)
-    keep_handled_seconds: int = Field(default=86400, ge=60)
-    # an update whose handling killed its process this many times is given up (logged)
-    max_attempts: int = Field(default=5, ge=1)
 
 
 class Settings(BaseModel):

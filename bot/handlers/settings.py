@@ -13,7 +13,7 @@ from aiogram.types import CallbackQuery, Message
 from bot.callbacks import Id
 from bot.handlers.status import Runtime
 from bot.render.common import keyboard, shorten
-from bot.render.status import settings_text, workspace_settings_text
+from bot.render.status import settings_pages, workspace_settings_text
 from core.actor import Actor, is_deployment_owner
 from core.services.container import Services
 from core.settings import Settings
@@ -57,12 +57,14 @@ async def settings_command(
         if runtime.reddit_clients is not None
         else []
     )
-    text = (
-        settings_text(sections, lines)
-        if sections is not None
-        else workspace_settings_text(lines, DEPLOYMENT_ONLY)
-    )
-    await message.answer(text, reply_markup=keyboard(buttons))
+    if sections is None:  # a workspace's owner: their workspace only
+        pages = [workspace_settings_text(lines, DEPLOYMENT_ONLY)]
+    else:
+        pages = settings_pages(sections, lines)
+    # the Test connection buttons go with the accounts, on the first message
+    await message.answer(pages[0], reply_markup=keyboard(buttons))
+    for page in pages[1:]:
+        await message.answer(page)
 
 
 async def test_connection(

@@ -24,6 +24,7 @@ from bot.callbacks import (
 from bot.flood import StrangerReplies
 from bot.handlers.compose_states import Compose
 from bot.handlers.jobs import edit
+from bot.inbox import handled_in
 from bot.outbox import Outbox
 from bot.render import vault as render
 from bot.render.common import keyboard
@@ -159,6 +160,8 @@ async def claim(
     answer_key = f"vault:claim-answer:{chat_id}:{message.message_id}"
 
     async def answer(result: ClaimResult, session: AsyncSession) -> None:
+        # the update is done in this same write: a crash or a resend never claims twice
+        await handled_in(session)
         limited = result.outcome is ClaimOutcome.denied_rate_limited and actor is None
         if limited and stranger_replies and not stranger_replies.allow(user_id):
             return  # logged all the same; a stranger's flood is answered once a minute

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.render.common import clip, h, shorten
+from bot.render.common import MAX_TEXT, clip, h, shorten
 from core.masking import mask_urls
 from core.status import StatusReport
 from core.timefmt import fmt
@@ -119,15 +119,23 @@ def status_text(r: StatusReport, webhook: WebhookHealth | None, tz: str) -> str:
     return clip("\n".join(lines))
 
 
-def settings_text(rows: list[tuple[str, list[tuple[str, str]]]], accounts: list[str]) -> str:
-    """Sections of (name, value) pairs; values are already masked where secret."""
-    lines = ["<b>Effective settings</b> (secrets masked)"]
-    for section, pairs in rows:
-        lines += ["", f"<b>{h(section)}</b>"]
-        lines += [f"{h(name)}: <code>{h(value)}</code>" for name, value in pairs]
-    lines += ["", "<b>Reddit accounts</b>"]
-    lines += [f"• {h(a)}" for a in accounts] if accounts else ["none yet (/accounts add)"]
-    return clip("\n".join(lines))
+def settings_pages(rows: list[tuple[str, list[tuple[str, str]]]], accounts: list[str]) -> list[str]:
+    """Sections of (name, value) pairs (values already masked where secret), as messages under
+    Telegram's length limit, split between sections (a cut inside a tag is a 400). The Reddit
+    accounts (whose buttons go on the first message) and the derived values come first."""
+    header = "<b>Effective settings</b> (secrets masked)"
+    blocks = [["<b>Reddit accounts</b>"]]
+    blocks[0] += [f"• {h(a)}" for a in accounts] if accounts else ["none yet (/accounts add)"]
+    ordered = [r for r in rows if r[0] == "Effective"] + [r for r in rows if r[0] != "Effective"]
+    for section, pairs in ordered:
+        blocks.append([f"<b>{h(section)}</b>"] + [f"{h(n)}: <code>{h(v)}</code>" for n, v in pairs])
+    pages: list[list[str]] = [[header]]
+    for block in blocks:
+        text = "\n".join(block)
+        if len("\n\n".join([*pages[-1], text])) > MAX_TEXT:
+            pages.append(["<b>Effective settings</b> (continued)"])
+        pages[-1].append(text)
+    return [clip("\n\n".join(page)) for page in pages]
 
 
 def workspace_settings_text(accounts: list[str], note: str) -> str:
