@@ -150,7 +150,7 @@ async def test_two_processes_one_killed_every_update_handled_claims_once(cluster
             if n < 30:
                 name = f"Nowhere/U{uid}n{n}"
                 update = await tg.send_text(h.user(uid), f"/tz {name}")
-                tz_names[update["update_id"]] = name
+                tz_names[update["update_id"]] = f"'{name}'"  # as the answer quotes it
             else:
                 await tg.send_text(h.user(uid), "/help")
                 helps[uid] += 1
