@@ -16,6 +16,7 @@ matplotlib.use("Agg")  # before anything else of matplotlib: never a GUI backend
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from core.charts.series import ClaimSeries, JobSeries, PostSeries
 
@@ -54,6 +55,7 @@ def _stacked(ax, series: dict[str, list[int]], n: int, title: str) -> None:
     else:
         ax.text(0.5, 0.5, "nothing in this period", ha="center", transform=ax.transAxes)
     ax.set_ylim(0, max(max(bottom, default=0), 1) * 1.35)  # room for the legend
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(axis="y", alpha=0.3)
 
 
@@ -97,10 +99,11 @@ def jobs_png(series: JobSeries) -> bytes:
     ax.fill_between(x, 0, series.failures, step="mid", color="tab:red", alpha=0.5,
                     linewidth=0, label="failures in the hour")  # fmt: skip
     ax.plot(x, series.depth, color="tab:blue", label="waiting or running at the hour's end")
-    step = max(1, len(series.hours) // MAX_TICKS)
-    ticks = list(x)[::step]
+    step = 24 if len(series.hours) > 24 else 3  # days over a week, every 3 hours over a day
+    ticks = [i for i in x if series.hours[i].hour % step == 0]
     fmt = "%H:%M" if len(series.hours) <= 24 else "%d %b %H:%M"
     ax.set_xticks(ticks, [series.hours[i].strftime(fmt) for i in ticks], fontsize=8)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # jobs come whole
     ax.set_title("Job queue (UTC hours)", loc="left", fontsize=11)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
