@@ -131,3 +131,46 @@ async def test_links_access_log_and_workspaces(app: Harness) -> None:
             r = await http.request(method, path, json=body)
             assert r.status_code == 404, (method, path, r.text)
         assert (await http.get("/api/v1/vault/items")).json()["total"] == 0
+
+
+async def test_ci_uploads_a_build_and_hands_out_three_downloads(app: Harness, tmp_path) -> None:
+    """The CI step: stream a 50 MB build up, make a 3-use link, three people download it over
+    HTTP, the fourth is refused."""
+    build = tmp_path / "build.tar.gz"
+    digest = hashlib.sha256()
+    with build.open("wb") as f:
+        for _ in range(50):
+            chunk = os.urandom(1 << 20)
+            digest.update(chunk)
+            f.write(chunk)
+    token = await make_token(app, OWNER, "ci operator")
+    async with client(app, token) as http:
+        with build.open("rb") as f:  # httpx streams the open file; it is never read whole
+            r = await http.post(
+                "/api/v1/vault/items",
+                files={"file": ("build.tar.gz", f, "application/gzip")},
+                timeout=120,
+            )
+        assert r.status_code == 201, r.text
+        item = r.json()["item"]
+        assert item["size"] == 50 << 20 and item["sha256"] == digest.hexdigest()
+        link = (
+            await http.post(
+                f"/api/v1/vault/items/{item['id']}/links",
+                json={"lifetime_seconds": 86400, "max_uses": 3},
+            )
+        ).json()
+    for person in range(4):
+        async with httpx.AsyncClient(timeout=120) as browser:  # its own cookie jar
+            claim = await browser.post(link["claim_url"], headers={"Accept": "application/json"})
+            if person == 3:
+                assert claim.status_code == 410, claim.text
+                break
+            assert claim.status_code == 200, claim.text
+            assert claim.json()["uses_left"] == 2 - person
+            got = hashlib.sha256()
+            async with browser.stream("GET", claim.json()["download_url"]) as download:
+                assert download.status_code == 200
+                async for chunk in download.aiter_bytes():
+                    got.update(chunk)
+            assert got.hexdigest() == digest.hexdigest()
