@@ -430,13 +430,8 @@ class Opsdeck:
 
     def _api_deps(self) -> ApiDeps:
         s = self.settings
-
-        @contextlib.asynccontextmanager
-        async def services():  # type: ignore[no-untyped-def]
-            yield self.services
-
         return ApiDeps(
-            services=services,
+            services=self.services,
             status=StatusService(self.uow, self.clock, s.opsdeck.owner_ids),
             process=self.dispatcher["runtime"].process,
             tokens=self.api_tokens,

@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from core.actor import Actor
+from core.services.container import Services
 from storage.models import Role
 
 P = TypeVar("P", bound=BaseModel)
@@ -30,7 +31,7 @@ class Call(Generic[P, Q, B]):
     """One authorised request, its inputs validated."""
 
     actor: Actor
-    services: Any  # core.services.container.Services
+    services: Services
     path: P
     query: Q
     body: B

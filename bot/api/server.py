@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,7 @@ from core.actor import RANK, Actor, is_deployment_owner
 from core.errors import OpsdeckError, Unauthorized
 from core.ratelimit import SharedLimiter
 from core.services.api_tokens import ApiTokenService
+from core.services.container import Services
 from core.status import ProcessInfo, StatusService
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ MAX_JSON_BODY = 1 << 20
 
 @dataclass
 class ApiDeps:
-    services: Callable[[], AbstractAsyncContextManager[Any]]  # yields core Services
+    services: Services
     status: StatusService
     process: Callable[[], ProcessInfo]  # what only the running process knows
     tokens: ApiTokenService
@@ -180,8 +180,7 @@ def _endpoint(op: Operation, deps: ApiDeps) -> Any:
                 )
             if replay is not None:
                 return _json(replay.status, replay.body, replayed=True)
-        async with deps.services() as services:
-            status, payload = await _run(op, Call(actor, services, path, query, body, request))
+        status, payload = await _run(op, Call(actor, deps.services, path, query, body, request))
         if key is not None:
             await deps.keys.finish(actor.token_id or 0, key, status, payload)
         return _json(status, payload)
