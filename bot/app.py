@@ -6,7 +6,6 @@ taking updates, finishes what is in flight and releases job leases.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import logging
 from collections.abc import Sequence
