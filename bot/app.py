@@ -107,7 +107,7 @@ from core.vault import (
     register_vault_jobs,
     vault_periodic_specs,
 )
-from storage import migrate, txguard
+from storage import migrate
 from storage.blobs import blob_store_from_url
 from storage.db import (
     create_engine,
@@ -190,7 +190,6 @@ class Opsdeck:
         self.db = create_engine(s.database_url, echo=s.database.echo)
         await migrate.upgrade(self.db)
         self.sessionmaker = create_sessionmaker(self.db)
-        txguard.watch(self.db)
         self.uow = UnitOfWork(self.db)  # it owns the lock-free read side (storage/uow.py)
         self.identities = IdentityReader(self.uow)
         async with self.sessionmaker() as session:

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage import txguard
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -36,7 +38,8 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
-    """An AsyncEngine for `url`; creates the SQLite file's directory when needed."""
+    """An AsyncEngine for `url`, watched by storage.txguard; creates the SQLite file's
+    directory when needed."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -48,15 +51,17 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         _tune_sqlite(engine)
-        return engine
-    return create_async_engine(
-        url,
-        echo=echo,
-        hide_parameters=True,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-    )
+    else:
+        engine = create_async_engine(
+            url,
+            echo=echo,
+            hide_parameters=True,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+        )
+    txguard.watch(engine)  # every engine: no peer call while one of its transactions is open
+    return engine
 
 
 def create_read_engine(url: str) -> AsyncEngine | None:

@@ -24,6 +24,10 @@ from storage.uow import UnitOfWork
 # its metrics listener to a free port: tests run side by side, the default 9464 would clash.
 os.environ.setdefault("METRICS_PORT", "0")
 
+# DESIGN §9: any Telegram, Reddit or S3 request made while the same task holds a database
+# transaction fails the test (storage/txguard.py); bot processes the tests start inherit it.
+os.environ["OPSDECK_TX_GUARD"] = "strict"
+
 POSTGRES_URL = os.environ.get("OPSDECK_TEST_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(not POSTGRES_URL, reason="OPSDECK_TEST_POSTGRES_URL is not set")
 
