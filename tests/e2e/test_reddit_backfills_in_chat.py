@@ -26,6 +26,7 @@ from tests.e2e.test_reddit_posts import (
     rapp,
     reddit,
     setup_reddit,
+    wait_post,
 )
 from tests.fakes.reddit import FakeReddit
 
@@ -95,8 +96,9 @@ async def test_refresh_stats_shows_reddits_numbers_and_alerts_a_removal(
         f"• r/opsdeck_test post {oops.fullname}: deleted on Reddit",
     }
     assert "Never sent" not in done["text"] and "Oops post" not in done["text"]
-    # one /api/info call for the four published posts, none for the cancelled one
-    (info,) = reddit.requests_to("info")
+    # the refresh asked about the four published posts in one call (the cancelled one never;
+    # the call before it is the look right after the chat post was submitted)
+    info = reddit.requests_to("info")[-1]
     asked = set(info.query["id"].split(","))
     assert asked == {fresh.fullname, launch.fullname, weekly.fullname, oops.fullname}
     alert = await rapp.tg.wait_for_message(OPERATOR, "removed on Reddit", since=since)
@@ -272,6 +274,7 @@ async def test_a_subreddit_going_private_and_coming_back(rapp: Harness, reddit: 
     card = await compose(rapp, OPERATOR, "team_main", "opsdeck_test", "Members only soon")
     await queue_it(rapp, OPERATOR, card)
     await rapp.tg.wait_until(lambda: len(reddit.posts) == 1, SLOW, "the chat post published")
+    await wait_post(rapp, lambda p: p.status == "published")  # our row, after the first look
     (ours,) = reddit.posts
     reddit.set_subreddit_type("opsdeck_test", "private")
 
