@@ -61,6 +61,8 @@ SKIP_TABLES = {
     # rate-limit bookkeeping: a refused stranger's attempt is counted there on purpose
     *("rate_counters", "reddit_rate_budgets", "reddit_rate_slots"),
     "inbox",  # every update is stored there before it is handled, refused ones too
+    # send pacing bookkeeping: a refusal is a message too, and its send moves the pace
+    *("outbox_budget", "outbox_chat_pace"),
 }
 
 

@@ -216,4 +216,5 @@ async def test_webhook_secret_and_malformed_body(start_app) -> None:
         assert ready.status == 200 and (await ready.json())["checks"] == {
             "database": "ok",
             "scheduler": "ok",
+            "telegram": "ok",
         }
