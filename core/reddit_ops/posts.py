@@ -674,22 +674,8 @@ class Rehearsal:
     username: str
 
 
-_DRAFT_FIELDS = (
-    "subreddit",
-    "kind",
-    "title",
-    "body",
-    "url",
-    "vault_item_id",
-    "image_blob_key",
-    "image_name",
-    "image_mime",
-    "flair_id",
-    "flair_text",
-    "nsfw",
-    "spoiler",
-    "send_replies",
-)
+# what a draft holds: every editable field but the account, which is its own argument
+_DRAFT_FIELDS = EDITABLE_FIELDS - {"account_id"}
 
 
 def _raw_fields(values: dict[str, Any]) -> dict[str, Any]:
