@@ -34,7 +34,8 @@ from storage.vault_models import VaultKind
 
 CHUNK = 256 * 1024
 T = TypeVar("T")
-Kind = Literal[tuple(k.value for k in VaultKind)]  # type: ignore[valid-type]
+ItemKind = Literal[tuple(k.value for k in VaultKind)]  # type: ignore[valid-type]
+FileKind = Literal[tuple(k.value for k in VaultKind if k.is_file)]  # type: ignore[valid-type]
 
 
 class ItemOut(BaseModel):
@@ -66,7 +67,7 @@ class ItemList(BaseModel):
 
 
 class ItemQuery(PageQuery):
-    kind: Kind | None = None  # type: ignore[valid-type]
+    kind: ItemKind | None = None  # type: ignore[valid-type]
     nsfw: bool | None = None
 
 
@@ -215,7 +216,7 @@ class UploadQuery(Strict):
     name: str | None = Field(
         None, min_length=1, max_length=200, description="Defaults to the file part's filename."
     )
-    kind: Kind = Field(  # type: ignore[valid-type]
+    kind: FileKind = Field(  # type: ignore[valid-type]
         VaultKind.document.value, description="How Telegram sends it back to claimers."
     )
 
