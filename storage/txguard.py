@@ -23,6 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 log = logging.getLogger(__name__)
 
 _open: weakref.WeakKeyDictionary[asyncio.Task, int] = weakref.WeakKeyDictionary()
+# which task began each connection's transaction; kept beside the connection, not in its
+# `info`, which an invalidated connection (the server went away) refuses to hand out
+_began_by: weakref.WeakKeyDictionary[Connection, asyncio.Task] = weakref.WeakKeyDictionary()
 _warned: set[str] = set()
 
 
@@ -56,11 +59,11 @@ def watch(engine: AsyncEngine) -> None:
     def _begin(conn: Connection) -> None:
         task = _task()
         if task is not None and not _autocommit(conn):
-            conn.info["opsdeck_tx_task"] = task
+            _began_by[conn] = task
             _open[task] = _open.get(task, 0) + 1
 
     def _end(conn: Connection) -> None:
-        task = conn.info.pop("opsdeck_tx_task", None)
+        task = _began_by.pop(conn, None)
         if task is not None and _open.get(task, 0) > 0:
             _open[task] -= 1
 

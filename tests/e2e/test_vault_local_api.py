@@ -38,9 +38,13 @@ async def test_a_file_over_20_mb_is_read_from_disk_and_served_over_http(
     assert app.tg.downloads == []  # read from the path getFile gave, not fetched over HTTP
 
     code, url, _ = await make_link(app, card)
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
-        assert response.status == 200
-        assert hashlib.sha256(await response.read()).hexdigest() == digest
+    async with aiohttp.ClientSession() as http:  # a script's claim: JSON POST, then the file
+        async with http.post(url, headers={"Accept": "application/json"}) as claimed:
+            assert claimed.status == 200
+            download_url = (await claimed.json())["download_url"]
+        async with http.get(download_url) as response:
+            assert response.status == 200
+            assert hashlib.sha256(await response.read()).hexdigest() == digest
 
     since = app.tg.mark()
     await app.tg.send_text(app.user(STRANGER), f"/start {code}")
