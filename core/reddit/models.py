@@ -67,6 +67,22 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def absolute_permalink(permalink: str | None) -> str | None:
+    """Reddit answers site-relative permalinks (`/r/…`); links shown to people are absolute."""
+    if not permalink:
+        return None
+    if permalink.startswith("http"):
+        return permalink
+    return f"https://www.reddit.com{permalink}"
+
+
+def thing_ids(d: Mapping[str, Any], prefix: str) -> tuple[str, str]:
+    """(fullname, id) of a thing from whichever of `name` and `id` Reddit sent."""
+    thing_id = _str(d.get("id"))
+    fullname = _str(d.get("name")) or (f"{prefix}{thing_id}" if thing_id else "")
+    return fullname, thing_id or fullname.removeprefix(prefix)
+
+
 @dataclass(frozen=True, slots=True)
 class Me:
     """`/api/v1/me`. A suspended account answers with only a few of these fields."""
@@ -307,20 +323,15 @@ class Submission:
 
     @property
     def permalink_url(self) -> str | None:
-        if not self.permalink:
-            return None
-        if self.permalink.startswith("http"):
-            return self.permalink
-        return f"https://www.reddit.com{self.permalink}"
+        return absolute_permalink(self.permalink)
 
     @classmethod
     def parse(cls, data: Any) -> Submission:
         d = _mapping(data)
-        post_id = _str(d.get("id"))
-        fullname = _str(d.get("name")) or (f"t3_{post_id}" if post_id else "")
+        fullname, post_id = thing_ids(d, "t3_")
         return cls(
             fullname=fullname,
-            id=post_id or fullname.removeprefix("t3_"),
+            id=post_id,
             title=_str(d.get("title")),
             subreddit=_str(d.get("subreddit")),
             author=_str(d.get("author")),

@@ -14,6 +14,8 @@ from core.reddit.models import (
     _mapping,
     _opt_str,
     _str,
+    absolute_permalink,
+    thing_ids,
 )
 
 # What Reddit shows in place of a removed or deleted body or author.
@@ -86,20 +88,15 @@ class Comment:
 
     @property
     def permalink_url(self) -> str | None:
-        if not self.permalink:
-            return None
-        if self.permalink.startswith("http"):
-            return self.permalink
-        return f"https://www.reddit.com{self.permalink}"
+        return absolute_permalink(self.permalink)
 
     @classmethod
     def parse(cls, data: Any) -> Comment:
         d = _mapping(data)
-        comment_id = _str(d.get("id"))
-        fullname = _str(d.get("name")) or (f"t1_{comment_id}" if comment_id else "")
+        fullname, comment_id = thing_ids(d, "t1_")
         return cls(
             fullname=fullname,
-            id=comment_id or fullname.removeprefix("t1_"),
+            id=comment_id,
             author=_str(d.get("author")),
             body=_str(d.get("body")),
             score=_int(d.get("score")),
