@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from core.clock import Clock
@@ -20,7 +19,6 @@ from storage.repositories import api_tokens as token_repo
 from storage.uow import UnitOfWork
 
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
-KEEP = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +53,7 @@ class IdempotencyKeys:
         now = self.clock.now()
         async with self.uow.write() as session:
             existing = await token_repo.reserve_key(session, token_id, key, print_, now)
-            if existing is not None and existing.created_at < now - KEEP:
+            if existing is not None and existing.created_at < now - token_repo.KEY_RETENTION:
                 await token_repo.release_key(session, token_id, key)
                 existing = await token_repo.reserve_key(session, token_id, key, print_, now)
         return _decide(existing, print_)
@@ -66,10 +64,6 @@ class IdempotencyKeys:
                 await token_repo.release_key(session, token_id, key)
             else:
                 await token_repo.complete_key(session, token_id, key, status, body)
-
-    async def prune(self) -> int:
-        async with self.uow.write() as session:
-            return await token_repo.prune_keys(session, self.clock.now() - KEEP)
 
 
 def _decide(existing: IdempotencyRecord | None, print_: str) -> Replay | None:

@@ -6,7 +6,6 @@ and auth to us (aiohttp-pydantic emits 3.0 and owns the views), and pydantic's J
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -147,8 +146,3 @@ def build_document(registry: Registry, *, version: str, server_url: str) -> dict
             },
         },
     }
-
-
-def path_regex(path: str) -> re.Pattern[str]:
-    """The aiohttp pattern as a regex (for tests that walk every route)."""
-    return re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$")

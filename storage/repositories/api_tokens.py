@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -10,6 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.api_models import ApiToken, IdempotencyRecord
+
+# how long an Idempotency-Key answers its first result (older ones are pruned by maintenance)
+KEY_RETENTION = timedelta(hours=24)
 
 
 async def add(session: AsyncSession, token: ApiToken) -> ApiToken:

@@ -33,6 +33,7 @@ from core.notifier import RecordingNotifier
 from core.services.jobs import JobService
 from core.services.operators import bootstrap_owners
 from core.settings import JobSettings
+from storage.api_models import ApiToken, IdempotencyRecord
 from storage.models import AuditEntry, Job, JobStatus, Operator, Role
 from storage.ratelimit_models import RateCounter
 from storage.repositories import jobs as job_repo
@@ -946,18 +947,34 @@ async def test_maintenance_prune_deletes_old_finished_jobs_and_audit_rows(world,
         now_ms = int(now.timestamp() * 1000)
         s.add(RateCounter(key="claim:http:ended", hits=3, resets_at_ms=now_ms - 1000))
         s.add(RateCounter(key="claim:http:live", hits=3, resets_at_ms=now_ms + 3_600_000))
+        # Idempotency keys: one past its retention (pruned), one still answering (kept).
+        token = ApiToken(
+            tenant_id=world.tenant_id, name="t", role="operator", token_hash="h" * 64,
+            created_by=OWNER, created_at=old,
+        )  # fmt: skip
+        s.add(token)
+        await s.flush()
+        for key, at in (("stale", now - timedelta(hours=25)), ("fresh", now)):
+            s.add(IdempotencyRecord(token_id=token.id, key=key, fingerprint="f", created_at=at))
 
     engine = await engines.start({PRUNE_KIND: prune})
     prune_id = await world.enqueue(PRUNE_KIND, payload={"job_days": 30, "audit_days": 365})
     engine.wake_at(world.clock.now())
     job = await eventually(status_is(world, prune_id, JobStatus.succeeded, JobStatus.dead))
     assert job.status == JobStatus.succeeded, job.last_error
-    assert job.result == {"jobs_deleted": 3, "audit_deleted": 1, "rate_windows_deleted": 1}
+    assert job.result == {
+        "jobs_deleted": 3,
+        "audit_deleted": 1,
+        "rate_windows_deleted": 1,
+        "idempotency_keys_deleted": 1,
+    }
 
     async with world.sessionmaker() as s:
         left = set((await s.execute(select(Job.id))).scalars().all())
         actions = (await s.execute(select(AuditEntry.action))).scalars().all()
         windows = (await s.execute(select(RateCounter.key))).scalars().all()
+        keys = (await s.execute(select(IdempotencyRecord.key))).scalars().all()
+    assert keys == ["fresh"]
     assert windows == ["claim:http:live"]
     kept = {"recent-succeeded", "old-failed", "old-queued", "old-pending"}
     assert left == {ids[name] for name in kept} | {prune_id}
