@@ -77,13 +77,9 @@ ERROR_SLUGS: tuple[tuple[type[OpsdeckError], str], ...] = (
 )
 
 
-def problem(
-    slug: str,
-    detail: str,
-    *,
-    errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
+def problem_body(
+    slug: str, detail: str, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     status, title = PROBLEMS[slug]
     body = Problem(
         type=TYPE_BASE + slug,
@@ -92,19 +88,29 @@ def problem(
         detail=detail,
         errors=[FieldProblem(**e) for e in errors] if errors else None,
     )
+    return body.model_dump(exclude_none=True)
+
+
+def problem(
+    slug: str,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body = problem_body(slug, detail, errors)
     extra = dict(headers or {})
-    if status == 401:
+    if body["status"] == 401:
         extra.setdefault("WWW-Authenticate", 'Bearer realm="opsdeck"')
     return web.Response(
-        status=status,
-        text=json.dumps(body.model_dump(exclude_none=True)),
+        status=body["status"],
+        text=json.dumps(body),
         content_type=PROBLEM_CONTENT_TYPE,
         headers=extra,
     )
 
 
-def from_error(exc: OpsdeckError) -> web.Response:
-    for cls, slug in ERROR_SLUGS:
-        if isinstance(exc, cls):
-            return problem(slug, exc.message)
-    return problem("invalid", exc.message)
+def error_body(exc: OpsdeckError) -> dict[str, Any]:
+    """The problem a core error is: the first class in ERROR_SLUGS it is an instance of."""
+    slug = next((slug for cls, slug in ERROR_SLUGS if isinstance(exc, cls)), "invalid")
+    return problem_body(slug, exc.message)

@@ -21,7 +21,7 @@ from bot.api import idempotency
 from bot.api.docs import add_docs_routes
 from bot.api.idempotency import IdempotencyKeys, KeyInProgress, KeyMismatch
 from bot.api.openapi import build_document
-from bot.api.problems import from_error, problem
+from bot.api.problems import error_body, problem
 from bot.api.registry import Call, NoParams, Operation, Registry
 from core.actor import RANK, Actor, is_deployment_owner
 from core.errors import OpsdeckError, Unauthorized
@@ -192,8 +192,8 @@ async def _run(op: Operation, call: Call[Any, Any, Any]) -> tuple[int, Any]:
     try:
         result = await op.handler(call)
     except OpsdeckError as exc:
-        response = from_error(exc)
-        return response.status, json.loads(response.text or "{}")
+        body = error_body(exc)
+        return body["status"], body
     return op.status, result.model_dump(mode="json")
 
 
